@@ -1,0 +1,146 @@
+// Package codec is the registry of compression codecs used by Kafka record
+// batches.
+//
+// A record batch names its codec by id in bits 0–2 of its attributes:
+//
+//	id  name    implementation
+//	0   none    identity
+//	1   gzip    github.com/klauspost/compress/gzip
+//	2   snappy  github.com/klauspost/compress/s2 (snappy mode); reads raw and xerial-framed
+//	3   lz4     github.com/pierrec/lz4/v4, LZ4 frame format
+//	4   zstd    github.com/klauspost/compress/zstd
+//
+// The ids are frozen: they are part of the Kafka wire and on-disk format.
+// Built-in codecs register themselves; users may Register their own under an
+// unused id (5–7) and name, as database/sql drivers do.
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Kafka codec ids. Frozen: part of the record batch format.
+const (
+	None   int8 = 0
+	Gzip   int8 = 1
+	Snappy int8 = 2
+	LZ4    int8 = 3
+	Zstd   int8 = 4
+)
+
+// MaxID is the largest codec id a record batch can carry (3 attribute bits).
+const MaxID int8 = 7
+
+var (
+	// ErrUnknownCodec is returned when no codec is registered under an id or name.
+	ErrUnknownCodec = errors.New("codec: unknown codec")
+	// ErrTooLarge is returned when decompressed data would exceed the caller's limit.
+	ErrTooLarge = errors.New("codec: decompressed data exceeds limit")
+	// ErrCorrupt is returned when compressed data cannot be decoded.
+	ErrCorrupt = errors.New("codec: corrupt compressed data")
+	// ErrDuplicate is returned by Register when the id or name is already taken.
+	ErrDuplicate = errors.New("codec: duplicate registration")
+)
+
+// Codec compresses and decompresses whole blocks, such as the records
+// section of a record batch. Implementations must be safe for concurrent use.
+type Codec interface {
+	// ID is the Kafka attribute id, 0–7.
+	ID() int8
+	// Name is the lower-case name used in configuration ("gzip").
+	Name() string
+	// AppendEncode appends the compressed form of src to dst and returns the
+	// extended slice.
+	AppendEncode(dst, src []byte) ([]byte, error)
+	// AppendDecode appends the decompressed form of src to dst and returns the
+	// extended slice. If the decompressed size would exceed limit bytes it
+	// returns an error wrapping ErrTooLarge without allocating past the limit
+	// by more than a small constant; malformed input yields an error wrapping
+	// ErrCorrupt. It never panics on hostile input.
+	AppendDecode(dst, src []byte, limit int) ([]byte, error)
+}
+
+var registry struct {
+	mu     sync.RWMutex
+	byID   [MaxID + 1]Codec
+	byName map[string]Codec
+}
+
+// Register makes c available by id and name. It fails with ErrDuplicate if
+// either is taken, and with an error if the id is outside 0–7.
+func Register(c Codec) error {
+	id, name := c.ID(), c.Name()
+	if id < 0 || id > MaxID {
+		return fmt.Errorf("codec: id %d out of range 0–%d", id, MaxID)
+	}
+	if name == "" {
+		return errors.New("codec: empty name")
+	}
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if registry.byName == nil {
+		registry.byName = make(map[string]Codec)
+	}
+	if registry.byID[id] != nil {
+		return fmt.Errorf("%w: id %d", ErrDuplicate, id)
+	}
+	if _, ok := registry.byName[name]; ok {
+		return fmt.Errorf("%w: name %q", ErrDuplicate, name)
+	}
+	registry.byID[id] = c
+	registry.byName[name] = c
+	return nil
+}
+
+// mustRegister registers a built-in codec at init time.
+func mustRegister(c Codec) {
+	if err := Register(c); err != nil {
+		panic(err)
+	}
+}
+
+// ByID returns the codec registered under a Kafka attribute id.
+func ByID(id int8) (Codec, error) {
+	if id < 0 || id > MaxID {
+		return nil, fmt.Errorf("%w: id %d", ErrUnknownCodec, id)
+	}
+	registry.mu.RLock()
+	c := registry.byID[id]
+	registry.mu.RUnlock()
+	if c == nil {
+		return nil, fmt.Errorf("%w: id %d", ErrUnknownCodec, id)
+	}
+	return c, nil
+}
+
+// ByName returns the codec registered under name ("none", "gzip", ...).
+func ByName(name string) (Codec, error) {
+	registry.mu.RLock()
+	c := registry.byName[name]
+	registry.mu.RUnlock()
+	if c == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownCodec, name)
+	}
+	return c, nil
+}
+
+// noneCodec is the identity codec.
+type noneCodec struct{}
+
+var _ Codec = noneCodec{}
+
+func init() { mustRegister(noneCodec{}) }
+
+func (noneCodec) ID() int8     { return None }
+func (noneCodec) Name() string { return "none" }
+
+func (noneCodec) AppendEncode(dst, src []byte) ([]byte, error) { return append(dst, src...), nil }
+
+func (noneCodec) AppendDecode(dst, src []byte, limit int) ([]byte, error) {
+	if len(src) > limit {
+		return dst, fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(src), limit)
+	}
+	return append(dst, src...), nil
+}
