@@ -13,6 +13,39 @@
 // The ids are frozen: they are part of the Kafka wire and on-disk format.
 // Built-in codecs register themselves; users may Register their own under an
 // unused id (5–7) and name, as database/sql drivers do.
+//
+// # Formats
+//
+// gzip: one or more RFC 1952 members; each ends with CRC-32 and ISIZE
+// (uncompressed size mod 2^32), both little endian. Encode writes one member.
+//
+// snappy, raw (written by Encode, librdkafka, franz-go, sarama):
+//
+//	uvarint decoded length | snappy elements...
+//
+// snappy, xerial-framed (written by the Java client's snappy-java), read only:
+//
+//	82 53 4e 41 50 50 59 00 | version int32 BE | min compatible version int32 BE |
+//	{ chunk length int32 BE | raw snappy block (as above) }...
+//
+// The two are told apart by the 8-byte magic, which no valid raw block can
+// start with. Versions are not checked.
+//
+// lz4: one or more LZ4 frames (magic 04 22 4d 18 | FLG | BD | [content size
+// 8 bytes LE] | HC | blocks | end mark 0 | [checksum]). Encode writes one
+// frame of independent 64 KiB blocks, as Kafka's Java client does.
+//
+// zstd: one or more zstd frames, skippable frames allowed (see zstdSize for
+// the layout). Encode writes one frame with its content size and checksum.
+//
+// # Memory
+//
+// AppendDecode takes a limit on the decompressed size and fails with
+// ErrTooLarge past it. Size claims in the input (snappy's length header,
+// zstd's frame content size, lz4's content size, gzip's ISIZE) are checked
+// against the limit, and against what the input could possibly decode to,
+// before anything is allocated, so a small hostile input cannot make a
+// decoder allocate more than limit bytes of output.
 package codec
 
 import (
@@ -42,6 +75,9 @@ var (
 	ErrCorrupt = errors.New("codec: corrupt compressed data")
 	// ErrDuplicate is returned by Register when the id or name is already taken.
 	ErrDuplicate = errors.New("codec: duplicate registration")
+	// ErrInvalid is returned by Register for a nil codec, an id outside
+	// 0–MaxID or an empty name.
+	ErrInvalid = errors.New("codec: invalid registration")
 )
 
 // Codec compresses and decompresses whole blocks, such as the records
@@ -55,10 +91,13 @@ type Codec interface {
 	// extended slice.
 	AppendEncode(dst, src []byte) ([]byte, error)
 	// AppendDecode appends the decompressed form of src to dst and returns the
-	// extended slice. If the decompressed size would exceed limit bytes it
-	// returns an error wrapping ErrTooLarge without allocating past the limit
-	// by more than a small constant; malformed input yields an error wrapping
-	// ErrCorrupt. It never panics on hostile input.
+	// extended slice. If the decompressed size would exceed limit bytes (a
+	// negative limit counts as 0) it returns an error wrapping ErrTooLarge
+	// without allocating past the limit by more than a small constant;
+	// malformed input, including empty input for every codec but none,
+	// yields an error wrapping ErrCorrupt. It never panics on hostile input.
+	// On error it returns dst with its original length; bytes in dst's spare
+	// capacity may have been overwritten.
 	AppendDecode(dst, src []byte, limit int) ([]byte, error)
 }
 
@@ -69,14 +108,18 @@ var registry struct {
 }
 
 // Register makes c available by id and name. It fails with ErrDuplicate if
-// either is taken, and with an error if the id is outside 0–7.
+// either is taken, and with ErrInvalid if c is nil, the id is outside
+// 0–MaxID or the name is empty.
 func Register(c Codec) error {
+	if c == nil {
+		return fmt.Errorf("%w: nil codec", ErrInvalid)
+	}
 	id, name := c.ID(), c.Name()
 	if id < 0 || id > MaxID {
-		return fmt.Errorf("codec: id %d out of range 0–%d", id, MaxID)
+		return fmt.Errorf("%w: id %d out of range 0–%d", ErrInvalid, id, MaxID)
 	}
 	if name == "" {
-		return errors.New("codec: empty name")
+		return fmt.Errorf("%w: empty name", ErrInvalid)
 	}
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
@@ -139,7 +182,7 @@ func (noneCodec) Name() string { return "none" }
 func (noneCodec) AppendEncode(dst, src []byte) ([]byte, error) { return append(dst, src...), nil }
 
 func (noneCodec) AppendDecode(dst, src []byte, limit int) ([]byte, error) {
-	if len(src) > limit {
+	if len(src) > max(limit, 0) {
 		return dst, fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(src), limit)
 	}
 	return append(dst, src...), nil

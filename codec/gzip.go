@@ -1,0 +1,101 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// deflateMaxRatio bounds deflate's expansion (about 1032:1, from 258-byte
+// matches in 2-bit codes); it caps the output size hint taken from a gzip
+// trailer, which the input controls.
+const deflateMaxRatio = 1032
+
+// gzipTrailerLen is the CRC-32 and ISIZE (uncompressed size mod 2^32, little
+// endian) that end every gzip member.
+const gzipTrailerLen = 8
+
+type gzipCodec struct{}
+
+var _ Codec = gzipCodec{}
+
+func init() { mustRegister(gzipCodec{}) }
+
+func (gzipCodec) ID() int8     { return Gzip }
+func (gzipCodec) Name() string { return "gzip" }
+
+// gzipEncoder is a pooled writer with the sink it writes into.
+type gzipEncoder struct {
+	w   *gzip.Writer
+	out appendWriter
+}
+
+// gzipDecoder is a pooled reader with the source it reads from.
+type gzipDecoder struct {
+	r     gzip.Reader
+	src   bytes.Reader
+	probe [1]byte
+}
+
+var (
+	gzipEncoders sync.Pool // of *gzipEncoder
+	gzipDecoders = sync.Pool{New: func() any { return new(gzipDecoder) }}
+)
+
+// AppendEncode writes one gzip member at the default level, as Kafka's Java
+// client does (compression.gzip.level -1).
+func (gzipCodec) AppendEncode(dst, src []byte) ([]byte, error) {
+	e, _ := gzipEncoders.Get().(*gzipEncoder)
+	if e == nil {
+		w, err := gzip.NewWriterLevel(nil, gzip.DefaultCompression)
+		if err != nil {
+			return dst, err
+		}
+		e = &gzipEncoder{w: w}
+	}
+	e.out.b = dst
+	e.w.Reset(&e.out)
+	_, err := e.w.Write(src)
+	if err == nil {
+		err = e.w.Close()
+	}
+	out := e.out.b
+	e.out.b = nil
+	e.w.Reset(nil)
+	gzipEncoders.Put(e)
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// AppendDecode reads one or more concatenated gzip members, verifying each
+// member's CRC-32 and size.
+func (gzipCodec) AppendDecode(dst, src []byte, limit int) ([]byte, error) {
+	limit = max(limit, 0)
+	if len(src) == 0 {
+		return dst, corrupt("gzip", errEmpty)
+	}
+	d := gzipDecoders.Get().(*gzipDecoder)
+	defer func() {
+		d.src.Reset(nil)
+		gzipDecoders.Put(d)
+	}()
+	d.src.Reset(src)
+	if err := d.r.Reset(&d.src); err != nil {
+		return dst, corrupt("gzip", err)
+	}
+	// The header parsed, so the last four bytes are most likely the last
+	// member's ISIZE, and the output is at least that long.
+	var hint int
+	if len(src) >= gzipTrailerLen {
+		isize := uint64(binary.LittleEndian.Uint32(src[len(src)-4:]))
+		if isize > uint64(limit) {
+			return dst, tooLarge("gzip", isize, limit)
+		}
+		hint = int(min(isize, uint64(len(src))*deflateMaxRatio))
+	}
+	return readLimited("gzip", dst, &d.r, limit, hint, d.probe[:])
+}

@@ -1,0 +1,209 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// CleanupDelete is the cleanup.policy that deletes whole old segments by
+// retention.ms and retention.bytes. It is the only built-in policy;
+// compaction registers itself as another (see RegisterCleanupPolicy).
+const CleanupDelete = "delete"
+
+// TopicConfig holds a topic's settings. Each field carries its Kafka name;
+// zero values are replaced by the engine's defaults (Options.Defaults, then
+// DefaultTopicConfig) when a topic is created.
+type TopicConfig struct {
+	// Partitions is the number of partitions (num.partitions). Default 1.
+	Partitions int32
+	// SegmentBytes is segment.bytes: a segment rolls once it holds this many
+	// bytes. Default 1 GiB.
+	SegmentBytes int64
+	// SegmentMs is segment.ms: a segment rolls when its first append is older
+	// than this. Default 7 days.
+	SegmentMs int64
+	// RetentionMs is retention.ms: segments whose newest record is older are
+	// deleted. -1 keeps everything. Default 7 days.
+	RetentionMs int64
+	// RetentionBytes is retention.bytes: oldest segments are deleted while the
+	// partition is bigger. -1 (default) means no limit.
+	RetentionBytes int64
+	// FlushMessages is flush.messages: fsync after this many records. 1 makes
+	// every acknowledged append durable (with group commit); the default,
+	// math.MaxInt64, leaves flushing to the OS and replication, like Kafka.
+	FlushMessages int64
+	// FlushMs is flush.ms: fsync when the oldest unflushed append is this old
+	// (checked by a background flusher). Default math.MaxInt64 (never).
+	FlushMs int64
+	// CleanupPolicy is cleanup.policy. Default "delete".
+	CleanupPolicy string
+	// MaxMessageBytes is max.message.bytes: the largest batch accepted.
+	// Default 1048588 (Kafka's).
+	MaxMessageBytes int32
+	// LogAppendTime is message.timestamp.type=LogAppendTime: the broker
+	// stamps each batch with its append time. Default false (CreateTime).
+	LogAppendTime bool
+}
+
+// DefaultTopicConfig returns Kafka's defaults.
+func DefaultTopicConfig() TopicConfig {
+	return TopicConfig{
+		Partitions:      1,
+		SegmentBytes:    1 << 30,
+		SegmentMs:       int64(7 * 24 * time.Hour / time.Millisecond),
+		RetentionMs:     int64(7 * 24 * time.Hour / time.Millisecond),
+		RetentionBytes:  -1,
+		FlushMessages:   math.MaxInt64,
+		FlushMs:         math.MaxInt64,
+		CleanupPolicy:   CleanupDelete,
+		MaxMessageBytes: 1048588,
+	}
+}
+
+// withDefaults fills zero fields from d.
+func (c TopicConfig) withDefaults(d TopicConfig) TopicConfig {
+	if c.Partitions == 0 {
+		c.Partitions = d.Partitions
+	}
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = d.SegmentBytes
+	}
+	if c.SegmentMs == 0 {
+		c.SegmentMs = d.SegmentMs
+	}
+	if c.RetentionMs == 0 {
+		c.RetentionMs = d.RetentionMs
+	}
+	if c.RetentionBytes == 0 {
+		c.RetentionBytes = d.RetentionBytes
+	}
+	if c.FlushMessages == 0 {
+		c.FlushMessages = d.FlushMessages
+	}
+	if c.FlushMs == 0 {
+		c.FlushMs = d.FlushMs
+	}
+	if c.CleanupPolicy == "" {
+		c.CleanupPolicy = d.CleanupPolicy
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if !c.LogAppendTime {
+		c.LogAppendTime = d.LogAppendTime
+	}
+	return c
+}
+
+// Validate checks the ranges Kafka enforces.
+func (c TopicConfig) Validate() error {
+	switch {
+	case c.Partitions < 1 || c.Partitions > 100000:
+		return fmt.Errorf("%w: partitions %d not in 1..100000", ErrInvalidConfig, c.Partitions)
+	case c.SegmentBytes < 14:
+		return fmt.Errorf("%w: segment.bytes %d < 14", ErrInvalidConfig, c.SegmentBytes)
+	case c.SegmentMs < 1:
+		return fmt.Errorf("%w: segment.ms %d < 1", ErrInvalidConfig, c.SegmentMs)
+	case c.RetentionMs < -1:
+		return fmt.Errorf("%w: retention.ms %d < -1", ErrInvalidConfig, c.RetentionMs)
+	case c.RetentionBytes < -1:
+		return fmt.Errorf("%w: retention.bytes %d < -1", ErrInvalidConfig, c.RetentionBytes)
+	case c.FlushMessages < 1:
+		return fmt.Errorf("%w: flush.messages %d < 1", ErrInvalidConfig, c.FlushMessages)
+	case c.FlushMs < 0:
+		return fmt.Errorf("%w: flush.ms %d < 0", ErrInvalidConfig, c.FlushMs)
+	case c.MaxMessageBytes < 0:
+		return fmt.Errorf("%w: max.message.bytes %d < 0", ErrInvalidConfig, c.MaxMessageBytes)
+	}
+	if _, err := cleanupPolicy(c.CleanupPolicy); err != nil {
+		return err
+	}
+	return nil
+}
+
+// configKeys lists the Kafka names Set and Entries understand.
+var configKeys = []string{
+	"cleanup.policy", "flush.messages", "flush.ms", "max.message.bytes",
+	"message.timestamp.type", "retention.bytes", "retention.ms", "segment.bytes", "segment.ms",
+}
+
+// Set changes one setting by its Kafka name, parsing value as Kafka does.
+// Unknown names and unparsable values are errors wrapping ErrInvalidConfig.
+func (c *TopicConfig) Set(name, value string) error {
+	parse := func() (int64, error) {
+		v, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s=%q: not an integer", ErrInvalidConfig, name, value)
+		}
+		return v, nil
+	}
+	var err error
+	switch name {
+	case "segment.bytes":
+		c.SegmentBytes, err = parse()
+	case "segment.ms":
+		c.SegmentMs, err = parse()
+	case "retention.ms":
+		c.RetentionMs, err = parse()
+	case "retention.bytes":
+		c.RetentionBytes, err = parse()
+	case "flush.messages":
+		c.FlushMessages, err = parse()
+	case "flush.ms":
+		c.FlushMs, err = parse()
+	case "max.message.bytes":
+		var v int64
+		v, err = parse()
+		if err == nil && (v < 0 || v > math.MaxInt32) {
+			err = fmt.Errorf("%w: max.message.bytes %d out of range", ErrInvalidConfig, v)
+		}
+		c.MaxMessageBytes = int32(v)
+	case "cleanup.policy":
+		c.CleanupPolicy = value
+	case "message.timestamp.type":
+		switch value {
+		case "CreateTime":
+			c.LogAppendTime = false
+		case "LogAppendTime":
+			c.LogAppendTime = true
+		default:
+			err = fmt.Errorf("%w: message.timestamp.type %q", ErrInvalidConfig, value)
+		}
+	default:
+		err = fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, name)
+	}
+	return err
+}
+
+// ConfigEntry is one setting by its Kafka name, as DescribeConfigs shows it.
+type ConfigEntry struct {
+	Name, Value string
+}
+
+// Entries returns every setting by Kafka name, sorted by name.
+func (c TopicConfig) Entries() []ConfigEntry {
+	ts := "CreateTime"
+	if c.LogAppendTime {
+		ts = "LogAppendTime"
+	}
+	vals := map[string]string{
+		"cleanup.policy":         c.CleanupPolicy,
+		"flush.messages":         strconv.FormatInt(c.FlushMessages, 10),
+		"flush.ms":               strconv.FormatInt(c.FlushMs, 10),
+		"max.message.bytes":      strconv.FormatInt(int64(c.MaxMessageBytes), 10),
+		"message.timestamp.type": ts,
+		"retention.bytes":        strconv.FormatInt(c.RetentionBytes, 10),
+		"retention.ms":           strconv.FormatInt(c.RetentionMs, 10),
+		"segment.bytes":          strconv.FormatInt(c.SegmentBytes, 10),
+		"segment.ms":             strconv.FormatInt(c.SegmentMs, 10),
+	}
+	out := make([]ConfigEntry, 0, len(configKeys))
+	for _, k := range configKeys {
+		out = append(out, ConfigEntry{Name: k, Value: vals[k]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

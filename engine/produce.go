@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/easel-io/easel/record"
+)
+
+var builderPool = sync.Pool{New: func() any { return record.NewBuilder(record.BuilderOptions{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}) }}
+
+// bufPool holds batch buffers for the convenient producer path.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// AppendRecords builds one batch of recs, compressed with the codec of the
+// given Kafka id (codec.None, codec.Zstd, ...), and appends it. Records with
+// a zero Timestamp get the current time.
+func (p *Partition) AppendRecords(codecID int8, recs ...record.Record) (AppendResult, error) {
+	if len(recs) == 0 {
+		return AppendResult{}, errors.New("engine: append: no records")
+	}
+	b := builderPool.Get().(*record.Builder)
+	defer builderPool.Put(b)
+	b.Reset(record.BuilderOptions{Codec: codecID, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1})
+	now := p.e.opts.Now().UnixMilli()
+	for _, r := range recs {
+		if r.Timestamp == 0 {
+			r.Timestamp = now
+		}
+		b.Add(r)
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	batch, err := b.AppendTo((*bp)[:0])
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("engine: append: %w", err)
+	}
+	*bp = batch
+	return p.Append(batch)
+}
+
+// Produce appends records to a topic, choosing each record's partition by the
+// xxhash of its key (records without a key go round-robin), one batch per
+// partition. It returns each record's offset, in the order given.
+func (e *Engine) Produce(topic string, codecID int8, recs ...record.Record) ([]int64, error) {
+	info, err := e.Topic(topic)
+	if err != nil {
+		return nil, err
+	}
+	n := info.Config.Partitions
+	byPart := make(map[int32][]int, n)
+	for i, r := range recs {
+		var part int32
+		if r.Key == nil {
+			part = int32(rr.Add(1) % uint64(n))
+		} else {
+			part = int32(xxhash.Sum64(r.Key) % uint64(n))
+		}
+		byPart[part] = append(byPart[part], i)
+	}
+	offsets := make([]int64, len(recs))
+	batch := make([]record.Record, 0, len(recs))
+	for part, idx := range byPart {
+		p, err := e.Partition(topic, part)
+		if err != nil {
+			return nil, err
+		}
+		batch = batch[:0]
+		for _, i := range idx {
+			batch = append(batch, recs[i])
+		}
+		res, err := p.AppendRecords(codecID, batch...)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			offsets[i] = res.BaseOffset + int64(j)
+		}
+	}
+	return offsets, nil
+}
+
+// rr spreads keyless records over partitions.
+var rr atomic.Uint64
+
+// RecordIterator walks a partition's records in offset order. It is not safe
+// for concurrent use. Always Close it.
+type RecordIterator struct {
+	p      *Partition
+	next   int64 // next offset wanted
+	end    int64 // stop before this offset (the end offset when created)
+	chunk  Chunk
+	rest   []byte
+	it     *record.Iterator // created on first use, then Reset per batch
+	inited bool
+	err    error
+}
+
+// Records returns an iterator over the records from offset up to the
+// partition's end offset at the time of the call.
+func (p *Partition) Records(offset int64) *RecordIterator {
+	return &RecordIterator{p: p, next: offset, end: p.EndOffset()}
+}
+
+// Next advances to the next record; false at the end or on error (see Err).
+func (r *RecordIterator) Next() bool {
+	for r.err == nil {
+		if r.inited {
+			for r.it.Next() {
+				rec := r.it.Record()
+				if rec.Offset < r.next {
+					continue // records before the one asked for
+				}
+				r.next = rec.Offset + 1
+				return true
+			}
+			if err := r.it.Err(); err != nil {
+				r.err = err
+				return false
+			}
+			r.inited = false
+		}
+		if len(r.rest) > 0 {
+			batch, rest, err := record.Split(r.rest)
+			if err != nil {
+				r.err = fmt.Errorf("engine: iterate %s/%d: %w", r.p.topic, r.p.id, err)
+				return false
+			}
+			r.rest = rest
+			h, err := record.ParseHeader(batch)
+			if err != nil {
+				r.err = err
+				return false
+			}
+			if h.LastOffset() < r.next {
+				continue
+			}
+			if r.it == nil {
+				r.it = record.NewIterator(batch, 0)
+			} else {
+				r.it.Reset(batch)
+			}
+			r.inited = true
+			continue
+		}
+		if r.next >= r.end {
+			return false
+		}
+		r.chunk.Release()
+		c, err := r.p.ReadBatches(r.next, 1<<20)
+		if err != nil {
+			r.err = err
+			return false
+		}
+		if len(c.Bytes) == 0 {
+			c.Release()
+			return false
+		}
+		r.chunk, r.rest = c, c.Bytes
+	}
+	return false
+}
+
+// Record returns the current record. It and the slices in it are valid until
+// the next call to Next or Close; copy what must outlive that.
+func (r *RecordIterator) Record() *record.Record { return r.it.Record() }
+
+// Err returns the error that stopped Next, if any.
+func (r *RecordIterator) Err() error { return r.err }
+
+// Close releases the iterator's hold on the log. It returns Err().
+func (r *RecordIterator) Close() error {
+	r.chunk.Release()
+	r.rest = nil
+	return r.err
+}

@@ -1,0 +1,132 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// CleanupPolicy removes old data from a partition log; cleanup.policy names
+// one. "delete" is built in; compaction can register itself later.
+type CleanupPolicy interface {
+	// Name is the cleanup.policy value ("delete").
+	Name() string
+	// Clean removes what cfg says is expired from l and returns how many
+	// segments went. It never removes the active segment.
+	Clean(l Log, cfg TopicConfig, now time.Time) (int, error)
+}
+
+var policies struct {
+	sync.RWMutex
+	m map[string]CleanupPolicy
+}
+
+func init() { RegisterCleanupPolicy(deletePolicy{}) }
+
+// RegisterCleanupPolicy makes a policy available under its Name. A second
+// registration under the same name replaces the first.
+func RegisterCleanupPolicy(p CleanupPolicy) {
+	policies.Lock()
+	defer policies.Unlock()
+	if policies.m == nil {
+		policies.m = make(map[string]CleanupPolicy)
+	}
+	policies.m[p.Name()] = p
+}
+
+func cleanupPolicy(name string) (CleanupPolicy, error) {
+	policies.RLock()
+	defer policies.RUnlock()
+	p, ok := policies.m[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown cleanup.policy %q", ErrInvalidConfig, name)
+	}
+	return p, nil
+}
+
+// deletePolicy deletes whole segments, oldest first, while the oldest is
+// past retention.ms or the partition is over retention.bytes.
+type deletePolicy struct{}
+
+func (deletePolicy) Name() string { return CleanupDelete }
+
+func (deletePolicy) Clean(l Log, cfg TopicConfig, now time.Time) (int, error) {
+	segs := l.Segments()
+	var total int64
+	for _, s := range segs {
+		total += s.Size
+	}
+	n := 0
+	for n < len(segs)-1 { // never the active segment
+		s := segs[n]
+		byTime := cfg.RetentionMs >= 0 && s.LargestTimestamp >= 0 && now.UnixMilli()-s.LargestTimestamp > cfg.RetentionMs
+		bySize := cfg.RetentionBytes >= 0 && total-s.Size >= cfg.RetentionBytes
+		if !byTime && !bySize {
+			break
+		}
+		total -= s.Size
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return n, l.DeleteOldest(n)
+}
+
+func (e *Engine) retentionLoop() {
+	t := time.NewTicker(e.opts.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			if _, err := e.EnforceRetention(); err != nil {
+				e.log.Error("retention failed", "err", err)
+			}
+		}
+	}
+}
+
+// EnforceRetention runs every partition's cleanup policy now and returns the
+// number of segments removed. The engine also runs it every
+// RetentionCheckInterval.
+func (e *Engine) EnforceRetention() (int, error) {
+	e.mu.RLock()
+	if e.mu.closed {
+		e.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	var parts []*Partition
+	var pols []CleanupPolicy
+	for _, t := range e.mu.topics {
+		for _, p := range t.parts {
+			parts = append(parts, p)
+			pols = append(pols, t.policy)
+		}
+	}
+	e.mu.RUnlock()
+	now := e.opts.Now()
+	total := 0
+	for i, p := range parts {
+		n, err := p.clean(pols[i], now)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("engine: retention of %s/%d: %w", p.topic, p.id, err)
+		}
+		if n > 0 {
+			e.log.Info("retention deleted segments", "topic", p.topic, "partition", p.id, "segments", n, "start_offset", p.StartOffset())
+		}
+	}
+	return total, nil
+}
+
+// clean runs a policy under the partition's writer lock.
+func (p *Partition) clean(pol CleanupPolicy, now time.Time) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return 0, nil
+	}
+	return pol.Clean(p.log, p.cfg, now)
+}

@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"os"
+	"time"
+
+	"github.com/easel-io/easel/record"
+)
+
+// Store is the storage backend under the engine: it keeps the logs of
+// partitions. The mmap segment store (DiskStore) is the default;
+// MemoryStore keeps everything in memory for tests and ephemeral topics.
+type Store interface {
+	// OpenLog opens (creating if needed) the log of one partition. name is
+	// "<topic>-<partition>". clean reports that the engine was shut down
+	// cleanly, so crash recovery may be skipped.
+	OpenLog(name string, cfg LogConfig, clean bool) (Log, error)
+	// RemoveLog deletes a partition's log, which must be closed.
+	RemoveLog(name string) error
+	// Logs lists the names of the logs the store holds.
+	Logs() ([]string, error)
+}
+
+// LogConfig is what a Log needs of its topic's settings.
+type LogConfig struct {
+	SegmentBytes int64         // segment.bytes
+	SegmentAge   time.Duration // segment.ms
+}
+
+// Log is one partition's sequence of record batches. The engine serialises
+// Append, Roll, Truncate, DeleteSegments and Close (one writer); Read,
+// OffsetForTimestamp and the offset getters may run concurrently with them
+// and with each other.
+type Log interface {
+	// Append stores one whole, validated batch whose baseOffset is already
+	// NextOffset(). h is its parsed header. rolled reports that the batch
+	// started a new segment.
+	Append(batch []byte, h record.Header) (rolled bool, err error)
+	// Read returns batches starting with the one that holds offset, at most
+	// maxBytes unless the first batch is bigger (always whole). An offset
+	// outside [StartOffset, NextOffset) is an error wrapping ErrOffsetOutOfRange.
+	Read(offset int64, maxBytes int) (Chunk, error)
+	// View is like Read but always returns whole batches in Chunk.Bytes
+	// (for the disk store, a read-only view of the memory-mapped segment).
+	View(offset int64, maxBytes int) (Chunk, error)
+	// OffsetForTimestamp returns the first offset of the first batch whose
+	// maxTimestamp >= ts, or NextOffset() if there is none.
+	OffsetForTimestamp(ts int64) (int64, error)
+	// StartOffset is the first offset still stored (log start offset).
+	StartOffset() int64
+	// NextOffset is the offset the next batch gets (log end offset).
+	NextOffset() int64
+	// Sync makes everything appended so far durable.
+	Sync() error
+	// Segments describes the log's segments, oldest first, for retention.
+	Segments() []SegmentInfo
+	// DeleteOldest removes the n oldest segments; it never removes the
+	// active (last) segment.
+	DeleteOldest(n int) error
+	// SaveState durably replaces the small state file name beside the log
+	// (the engine keeps idempotent producer snapshots there).
+	SaveState(name string, data []byte) error
+	// LoadState returns what SaveState stored, or nil if nothing was.
+	LoadState(name string) ([]byte, error)
+	// Stats reports resource use, for accounting.
+	Stats() LogStats
+	// Close flushes and releases the log's resources.
+	Close() error
+}
+
+// SegmentInfo describes one segment of a log.
+type SegmentInfo struct {
+	BaseOffset       int64
+	Size             int64
+	LargestTimestamp int64 // newest batch maxTimestamp, -1 if unknown
+}
+
+// LogStats counts the resources a log holds.
+type LogStats struct {
+	Segments    int // number of segments
+	OpenFiles   int // file descriptors held
+	MappedFiles int // memory mappings held (indexes and log views)
+	Recovered   int // segments scanned by crash recovery when opened
+}
+
+// Chunk is a run of whole batches read from a log (the last one may be cut
+// short by the byte limit; clients skip a partial last batch). Either Bytes
+// is set (an in-memory or memory-mapped view) or File, Pos and Len are (a
+// region of a segment file, for sendfile). The chunk keeps its segment alive:
+// call Release exactly once when done; afterwards Bytes and File are invalid.
+type Chunk struct {
+	Bytes       []byte
+	File        *os.File
+	Pos, Len    int64
+	FirstOffset int64 // base offset of the first batch; may be below the offset asked for
+	release     func()
+}
+
+// Size is the number of bytes in the chunk.
+func (c *Chunk) Size() int64 {
+	if c.File != nil {
+		return c.Len
+	}
+	return int64(len(c.Bytes))
+}
+
+// Release frees the chunk's hold on its segment. It is safe to call on a
+// zero Chunk and more than once.
+func (c *Chunk) Release() {
+	if c.release != nil {
+		c.release()
+		c.release = nil
+	}
+}

@@ -1,0 +1,54 @@
+// Package netio is the broker's network layer: it accepts TCP connections,
+// splits each byte stream into Kafka request frames, parses request headers,
+// hands every request to a Handler and writes the responses back in request
+// order, sending file regions straight from disk with sendfile(2).
+//
+// netio knows frames and bytes, not Kafka API semantics: request bodies are
+// passed through undecoded and response bodies come back encoded (a
+// kmsg.Response satisfies Response.Msg) or as pre-encoded pieces.
+//
+// # Wire format
+//
+// All integers are big-endian. A request frame:
+//
+//	+------------+----------------+------------------+---------------------+
+//	| size int32 | api_key int16  | api_version int16| correlation_id int32|
+//	+------------+----------------+------------------+---------------------+
+//	| client_id_len int16 (-1 = null) | client_id [client_id_len]byte      |
+//	+-----------------------------------------------------------------------+
+//	| header v2 only (flexible requests): tagged fields                     |
+//	|   count uvarint, then count × (tag uvarint | len uvarint | [len]byte) |
+//	+-----------------------------------------------------------------------+
+//	| body (size - header length bytes), passed to the Handler as is        |
+//	+-----------------------------------------------------------------------+
+//
+// size counts the bytes after itself and must be 0 <= size <= MaxRequestSize.
+// client_id keeps its int16 length even in header v2. Whether a request uses
+// header v2 depends on its api_key and api_version (kmsg's IsFlexible).
+//
+// A response frame:
+//
+//	+------------+----------------------+--------------------+--------------+
+//	| size int32 | correlation_id int32 | tag byte 0x00 (v1) | body         |
+//	+------------+----------------------+--------------------+--------------+
+//
+// The tag byte (response header v1: an empty tagged-field section) is present
+// when the request was flexible, except for ApiVersions (api_key 18), whose
+// response header is always v0 so that a client can parse it before it knows
+// which versions the broker speaks. These layouts are frozen: they are the
+// Kafka protocol.
+//
+// # Connections
+//
+// Each connection runs three goroutines: a reader that keeps reading frames
+// while earlier requests are handled, a handler goroutine that calls
+// Handler.Handle for one request at a time in arrival order (idempotent
+// producers depend on that order), and a writer that writes the responses in
+// request order, so reading, handling and writing overlap. The queue between
+// reader and handler is bounded by Config.MaxQueuedRequests and by
+// MaxRequestSize bytes of queued frames.
+//
+// Frame sizes are checked before any buffer is allocated; a negative or
+// oversize frame, a malformed header or an unknown api key closes the
+// connection. A panic in Handle closes only that connection.
+package netio

@@ -1,0 +1,494 @@
+// Package segment is one piece of a partition's log: a .log file of Kafka
+// record batches (v2) stored byte-for-byte as they travel on the wire, with a
+// sparse offset index and a time index beside it.
+//
+// Files of the segment whose first offset is 42:
+//
+//	00000000000000000042.log        batch | batch | batch | ...
+//	00000000000000000042.index      [relOffset uint32 | position uint32]...   one per IndexInterval bytes
+//	00000000000000000042.timeindex  [timestamp int64 | relOffset uint32]...  when maxTimestamp grows
+//
+// A batch in the .log is exactly the record batch v2 encoding (see package
+// record) with baseOffset and partitionLeaderEpoch filled in:
+//
+//	+------------+-------------+----------------------------------------+
+//	| baseOffset | batchLength | batchLength bytes: epoch, magic, crc ...|
+//	|   int64    |    int32    |                                        |
+//	+------------+-------------+----------------------------------------+
+//
+// The 20-digit file names and the index entry layouts are frozen: they are
+// the on-disk format.
+//
+// Concurrency: one writer at a time (the caller serialises Append, Truncate,
+// Roll and Close); any number of concurrent readers. Readers only see bytes
+// below Size(), which is published after a whole batch has been written, so a
+// reader never observes a partially written batch.
+package segment
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/easel-io/easel/index"
+	"github.com/easel-io/easel/record"
+)
+
+// File name suffixes. Frozen: part of the on-disk format.
+const (
+	LogSuffix       = ".log"
+	IndexSuffix     = ".index"
+	TimeIndexSuffix = ".timeindex"
+)
+
+var (
+	// ErrOutOfRange is returned by reads for an offset the segment does not hold.
+	ErrOutOfRange = errors.New("segment: offset out of range")
+	// ErrFull is returned by Append when the batch does not fit: the caller
+	// rolls a new segment and appends there.
+	ErrFull = errors.New("segment: full")
+	// ErrClosed is returned by every method after Close or Delete.
+	ErrClosed = errors.New("segment: closed")
+	// ErrCorrupt is returned when the log holds bytes that do not parse where a
+	// batch must start.
+	ErrCorrupt = errors.New("segment: corrupt log")
+)
+
+// Config holds the settings of one segment. Zero fields take the defaults.
+type Config struct {
+	// MaxBytes is Kafka's segment.bytes: the segment is full once it holds
+	// this many bytes. Default 1 GiB. A single batch larger than MaxBytes
+	// still fits in an empty segment.
+	MaxBytes int64
+	// MaxIndexBytes is Kafka's segment.index.bytes: the preallocated size of
+	// each index file. Default 10 MiB.
+	MaxIndexBytes int
+	// IndexInterval is Kafka's index.interval.bytes: an offset index entry is
+	// written whenever this many log bytes were appended since the last one.
+	// Default 4096. Smaller means faster lookups and bigger indexes.
+	IndexInterval int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 1 << 30
+	}
+	if c.MaxIndexBytes <= 0 {
+		c.MaxIndexBytes = 10 << 20
+	}
+	if c.IndexInterval <= 0 {
+		c.IndexInterval = 4096
+	}
+	return c
+}
+
+// FileName returns the base name (without suffix) of the segment files for
+// baseOffset: the offset zero-padded to 20 digits.
+func FileName(baseOffset int64) string { return fmt.Sprintf("%020d", baseOffset) }
+
+// Segment is one log segment. See the package doc for the concurrency rules.
+type Segment struct {
+	dir  string
+	base int64
+	cfg  Config
+	log  *os.File
+
+	// size is the number of bytes of whole batches in the log. Readers load
+	// it; the writer stores it after the batch bytes are in the file.
+	size atomic.Int64
+	// next is the offset after the last batch: the base offset for the next
+	// append. Invariant: next >= base.
+	next atomic.Int64
+
+	// Written only by the writer.
+	sinceIndex   int   // log bytes appended since the last offset index entry
+	maxTimestamp int64 // largest batch maxTimestamp seen, -1 if none
+	created      time.Time
+
+	idx struct {
+		sync.Mutex
+		offsets  *index.OffsetIndex // nil until first needed
+		times    *index.TimeIndex   // nil until first needed
+		writable bool               // false once the segment is sealed
+	}
+
+	// mmap views for zero-copy reads; see View.
+	views viewState
+
+	refs    atomic.Int64 // 1 for the owner plus one per Acquire
+	deleted atomic.Bool  // remove files when refs drop to zero
+	closed  atomic.Bool
+}
+
+// Create makes a new, empty segment starting at base in dir. It fails if the
+// log file already exists.
+func Create(dir string, base int64, cfg Config) (*Segment, error) {
+	cfg = cfg.withDefaults()
+	f, err := os.OpenFile(filepath.Join(dir, FileName(base)+LogSuffix), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("segment: create: %w", err)
+	}
+	s := newSegment(dir, base, cfg, f)
+	s.next.Store(base)
+	s.idx.writable = true
+	// A new segment must not inherit stale indexes of an earlier one.
+	for _, suf := range []string{IndexSuffix, TimeIndexSuffix} {
+		if err := removeIfExists(s.path(suf)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func newSegment(dir string, base int64, cfg Config, f *os.File) *Segment {
+	s := &Segment{dir: dir, base: base, cfg: cfg, log: f, maxTimestamp: -1, created: time.Now()}
+	s.refs.Store(1)
+	return s
+}
+
+// Open opens an existing segment without scanning its log, trusting that it
+// was closed cleanly. active says whether the segment will receive appends;
+// the active segment's indexes are opened writable. Open reads the tail of
+// the log (from the last offset index entry) to find the next offset; if the
+// indexes are missing or corrupt they are rebuilt from the log. A tail that
+// does not parse is an error wrapping ErrCorrupt: the caller should Recover.
+func Open(dir string, base int64, cfg Config, active bool) (*Segment, error) {
+	s, err := OpenForRecovery(dir, base, cfg, active)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loadTail(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	if !active {
+		// Sealed segments map their indexes only when a read needs them.
+		if err := s.ReleaseIndexes(); err != nil {
+			s.closeFiles()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// OpenForRecovery opens an existing segment without reading its log or
+// indexes. The caller must call Recover before anything else.
+func OpenForRecovery(dir string, base int64, cfg Config, active bool) (*Segment, error) {
+	cfg = cfg.withDefaults()
+	f, err := os.OpenFile(filepath.Join(dir, FileName(base)+LogSuffix), os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("segment: open: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("segment: open: %w", err)
+	}
+	s := newSegment(dir, base, cfg, f)
+	s.created = st.ModTime()
+	s.size.Store(st.Size())
+	s.next.Store(base)
+	s.idx.writable = active
+	return s, nil
+}
+
+// loadTail finds the next offset and largest timestamp by scanning the log
+// from the last offset index entry. It rebuilds the indexes if they are
+// unusable.
+func (s *Segment) loadTail() error {
+	start := int64(0)
+	s.idx.Lock()
+	err := s.openIndexesLocked()
+	if err == nil {
+		if e, ok := s.idx.offsets.Last(); ok {
+			start = int64(e.Position)
+		}
+		if e, ok := s.idx.times.Last(); ok {
+			s.maxTimestamp = e.Timestamp
+		}
+	}
+	s.idx.Unlock()
+	if err != nil {
+		// Missing or corrupt indexes: rebuild them from the whole log.
+		_, rerr := s.Recover()
+		return rerr
+	}
+	next := s.base
+	size := s.size.Load()
+	var hdr [record.HeaderSize]byte
+	pos := start
+	for pos < size {
+		h, err := s.readHeader(hdr[:], pos, size)
+		if err != nil {
+			return err
+		}
+		next = h.LastOffset() + 1
+		if h.MaxTimestamp > s.maxTimestamp {
+			s.maxTimestamp = h.MaxTimestamp
+		}
+		pos += int64(h.Size())
+	}
+	if pos == 0 && start == 0 {
+		next = s.base
+	}
+	s.next.Store(next)
+	s.sinceIndex = int(size - start)
+	return nil
+}
+
+// readHeader reads and parses the batch header at pos, checking that the
+// whole batch lies below limit.
+func (s *Segment) readHeader(buf []byte, pos, limit int64) (record.Header, error) {
+	n := int64(len(buf))
+	if limit-pos < n {
+		n = limit - pos
+	}
+	if _, err := s.log.ReadAt(buf[:n], pos); err != nil && !errors.Is(err, io.EOF) {
+		return record.Header{}, fmt.Errorf("segment %s: read at %d: %w", s.name(), pos, err)
+	}
+	h, err := record.ParseHeader(buf[:n])
+	if err != nil {
+		return h, fmt.Errorf("%w: %s at position %d: %w", ErrCorrupt, s.name(), pos, err)
+	}
+	if pos+int64(h.Size()) > limit {
+		return h, fmt.Errorf("%w: %s: batch at %d runs past the end (%d > %d)", ErrCorrupt, s.name(), pos, pos+int64(h.Size()), limit)
+	}
+	return h, nil
+}
+
+// openIndexesLocked maps the index files if they are not mapped yet.
+func (s *Segment) openIndexesLocked() error {
+	if s.idx.offsets != nil {
+		return nil
+	}
+	max := 0
+	if s.idx.writable {
+		max = s.cfg.MaxIndexBytes
+	}
+	oi, err := index.OpenOffset(s.path(IndexSuffix), s.base, max)
+	if err != nil {
+		return fmt.Errorf("segment %s: %w", s.name(), err)
+	}
+	ti, err := index.OpenTime(s.path(TimeIndexSuffix), s.base, max)
+	if err != nil {
+		oi.Close()
+		return fmt.Errorf("segment %s: %w", s.name(), err)
+	}
+	s.idx.offsets, s.idx.times = oi, ti
+	return nil
+}
+
+func (s *Segment) closeIndexesLocked() error {
+	var err error
+	if s.idx.offsets != nil {
+		err = s.idx.offsets.Close()
+		s.idx.offsets = nil
+	}
+	if s.idx.times != nil {
+		err = errors.Join(err, s.idx.times.Close())
+		s.idx.times = nil
+	}
+	return err
+}
+
+func (s *Segment) path(suffix string) string {
+	return filepath.Join(s.dir, FileName(s.base)+suffix)
+}
+
+func (s *Segment) name() string { return filepath.Join(filepath.Base(s.dir), FileName(s.base)) }
+
+// BaseOffset is the offset of the first record the segment may hold.
+func (s *Segment) BaseOffset() int64 { return s.base }
+
+// NextOffset is the offset the next appended batch will get.
+func (s *Segment) NextOffset() int64 { return s.next.Load() }
+
+// Size is the number of log bytes holding whole batches.
+func (s *Segment) Size() int64 { return s.size.Load() }
+
+// MaxTimestamp is the largest batch maxTimestamp in the segment, or -1.
+// Only the writer may call it.
+func (s *Segment) MaxTimestamp() int64 { return s.maxTimestamp }
+
+// Created is when the segment was created, or for an opened segment the log
+// file's modification time; segment.ms rolls measure from it.
+func (s *Segment) Created() time.Time { return s.created }
+
+// Fits reports whether a batch of n bytes may be appended without rolling:
+// the segment is below MaxBytes after the append (or empty), the relative
+// offset of lastOffset fits in 32 bits, and the indexes have room.
+func (s *Segment) Fits(n int, lastOffset int64) bool {
+	size := s.size.Load()
+	if size > 0 && size+int64(n) > s.cfg.MaxBytes {
+		return false
+	}
+	if size+int64(n) > 1<<32-1 || lastOffset-s.base > 1<<32-1 || lastOffset < s.base {
+		return false
+	}
+	s.idx.Lock()
+	defer s.idx.Unlock()
+	if s.idx.offsets == nil {
+		return true
+	}
+	return !s.idx.offsets.Full() && !s.idx.times.Full()
+}
+
+// Append writes one batch whose baseOffset was already set to NextOffset().
+// h must be the batch's parsed header. The caller checks Fits first; Append
+// returns ErrFull if it does not. After Append returns, readers see the batch.
+func (s *Segment) Append(batch []byte, h record.Header) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if h.BaseOffset != s.next.Load() {
+		return fmt.Errorf("segment %s: append at offset %d, want %d", s.name(), h.BaseOffset, s.next.Load())
+	}
+	if !s.Fits(len(batch), h.LastOffset()) {
+		return ErrFull
+	}
+	pos := s.size.Load()
+	if _, err := s.log.WriteAt(batch, pos); err != nil {
+		// Whatever part was written lies beyond size and is overwritten by
+		// the next append or cut by recovery.
+		return fmt.Errorf("segment %s: write: %w", s.name(), err)
+	}
+	if err := s.indexBatch(h, pos); err != nil {
+		return err
+	}
+	s.next.Store(h.LastOffset() + 1)
+	s.size.Store(pos + int64(len(batch)))
+	return nil
+}
+
+// indexBatch adds index entries for a batch written at pos, as Kafka does:
+// an offset entry once IndexInterval bytes have accumulated, and a time entry
+// when the batch raises the segment's largest timestamp.
+func (s *Segment) indexBatch(h record.Header, pos int64) error {
+	needOffset := s.sinceIndex >= s.cfg.IndexInterval || pos == 0
+	needTime := h.MaxTimestamp > s.maxTimestamp
+	if needOffset || needTime {
+		s.idx.Lock()
+		err := s.openIndexesLocked()
+		if err == nil && needOffset {
+			err = s.idx.offsets.Append(h.BaseOffset, uint32(pos))
+		}
+		if err == nil && needTime {
+			err = s.idx.times.Append(h.MaxTimestamp, h.LastOffset())
+		}
+		s.idx.Unlock()
+		if err != nil {
+			return fmt.Errorf("segment %s: index: %w", s.name(), err)
+		}
+		if needOffset {
+			s.sinceIndex = 0
+		}
+	}
+	if needTime {
+		s.maxTimestamp = h.MaxTimestamp
+	}
+	s.sinceIndex += h.Size()
+	return nil
+}
+
+// Sync flushes the log and indexes to stable storage.
+func (s *Segment) Sync() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.log.Sync(); err != nil {
+		return fmt.Errorf("segment %s: fsync: %w", s.name(), err)
+	}
+	s.idx.Lock()
+	defer s.idx.Unlock()
+	if s.idx.offsets != nil {
+		if err := errors.Join(s.idx.offsets.Sync(), s.idx.times.Sync()); err != nil {
+			return fmt.Errorf("segment %s: %w", s.name(), err)
+		}
+	}
+	return nil
+}
+
+// Seal marks the segment read-only: its indexes are trimmed to their used
+// size and closed (they are mapped again, read-only, when next needed).
+func (s *Segment) Seal() error {
+	s.idx.Lock()
+	defer s.idx.Unlock()
+	s.idx.writable = false
+	if err := s.closeIndexesLocked(); err != nil {
+		return fmt.Errorf("segment %s: seal: %w", s.name(), err)
+	}
+	return nil
+}
+
+// ReleaseIndexes unmaps the indexes of a sealed segment to save mappings;
+// they are mapped again on the next lookup. It does nothing to an active
+// segment.
+func (s *Segment) ReleaseIndexes() error {
+	s.idx.Lock()
+	defer s.idx.Unlock()
+	if s.idx.writable {
+		return nil
+	}
+	return s.closeIndexesLocked()
+}
+
+// Close releases the owner's reference: files are closed (and, after Delete,
+// removed) once the last reader has released its reference too.
+func (s *Segment) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.Release()
+}
+
+// Delete closes the segment and removes its files once no reader holds it.
+func (s *Segment) Delete() error {
+	s.deleted.Store(true)
+	return s.Close()
+}
+
+// Acquire takes a reference that keeps the segment's files open (and any
+// View valid) until the matching Release, even across Close or Delete. It
+// returns false if the segment is already gone.
+func (s *Segment) Acquire() bool {
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Release drops a reference taken by Acquire.
+func (s *Segment) Release() error {
+	if s.refs.Add(-1) != 0 {
+		return nil
+	}
+	err := s.closeFiles()
+	if s.deleted.Load() {
+		for _, suf := range []string{LogSuffix, IndexSuffix, TimeIndexSuffix} {
+			err = errors.Join(err, removeIfExists(s.path(suf)))
+		}
+	}
+	return err
+}
+
+func (s *Segment) closeFiles() error {
+	s.idx.Lock()
+	err := s.closeIndexesLocked()
+	s.idx.Unlock()
+	err = errors.Join(err, s.views.unmap(), s.log.Close())
+	if err != nil {
+		return fmt.Errorf("segment %s: close: %w", s.name(), err)
+	}
+	return nil
+}
