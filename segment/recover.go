@@ -2,6 +2,7 @@ package segment
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/easel-io/easel/record"
 )
@@ -85,7 +86,7 @@ func (s *Segment) validBatchAt(buf *[]byte, pos, fileSize, next int64) (int, boo
 		return 0, false
 	}
 	h, err := record.ParseHeader(b)
-	if err != nil || pos+int64(h.Size()) > fileSize || h.BaseOffset < next {
+	if err != nil || pos+int64(h.Size()) > fileSize || h.BaseOffset < next || h.LastOffset()-s.base > math.MaxUint32 {
 		return 0, false
 	}
 	if cap(*buf) < h.Size() {
