@@ -24,8 +24,8 @@ type Record struct {
 	Offset     int64 // absolute offset: the batch's baseOffset + offsetDelta
 	Timestamp  int64 // absolute ms: baseTimestamp + timestampDelta, or maxTimestamp in a LogAppendTime batch
 	Key        []byte
-	Value      []byte // Key and Value: nil means null, a non-nil empty slice means empty
-	Headers    []RecordHeader
+	Value      []byte         // Key and Value: nil means null, a non-nil empty slice means empty
+	Headers    []RecordHeader // nil when the record has none
 }
 
 // Iterator decodes the records of one batch, decompressing them first if the
@@ -77,7 +77,7 @@ func NewIterator(batch []byte, maxDecompressed int) *Iterator {
 
 // Reset points the Iterator at another batch, keeping its buffers and limit.
 // It invalidates every Record and slice returned before. Errors in the header,
-// framing or decompression are reported by Err after the first Next.
+// framing or decompression make Next return false and are reported by Err.
 func (it *Iterator) Reset(batch []byte) {
 	it.data, it.pos, it.left, it.index, it.err = nil, 0, 0, 0, nil
 	it.rec = Record{}

@@ -323,11 +323,15 @@ func TestSetters(t *testing.T) {
 func TestSettersPanicOnShortBatch(t *testing.T) {
 	b := smallBatch(t)
 	for name, f := range map[string]func(){
-		"SetBaseOffset":            func() { SetBaseOffset(b[:HeaderSize-1], 1) },
-		"SetPartitionLeaderEpoch":  func() { SetPartitionLeaderEpoch(b[:20], 1) },
-		"SetLogAppendTime short":   func() { SetLogAppendTime(b[:len(b)-1], 1) },
-		"SetLogAppendTime header":  func() { SetLogAppendTime(b[:10], 1) },
-		"SetLogAppendTime badsize": func() { c := append([]byte{}, b...); binary.BigEndian.PutUint32(c[PosBatchLength:], 3); SetLogAppendTime(c, 1) },
+		"SetBaseOffset":           func() { SetBaseOffset(b[:HeaderSize-1], 1) },
+		"SetPartitionLeaderEpoch": func() { SetPartitionLeaderEpoch(b[:20], 1) },
+		"SetLogAppendTime short":  func() { SetLogAppendTime(b[:len(b)-1], 1) },
+		"SetLogAppendTime header": func() { SetLogAppendTime(b[:10], 1) },
+		"SetLogAppendTime badsize": func() {
+			c := append([]byte{}, b...)
+			binary.BigEndian.PutUint32(c[PosBatchLength:], 3)
+			SetLogAppendTime(c, 1)
+		},
 	} {
 		func() {
 			defer func() {
