@@ -139,7 +139,7 @@ func BenchmarkOpen(b *testing.B) {
 	if err := x.Trim(); err != nil {
 		b.Fatal(err)
 	}
-	path := x.f.file.Name()
+	path := x.f.path
 	b.SetBytes(benchBytes)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -33,8 +33,9 @@
 //
 // Opening counts as live the longest prefix of strictly increasing entries
 // and requires every byte after it to be zero; anything else (a size that is
-// not a multiple of the entry size, a decreasing entry followed by data) fails
-// with ErrCorrupt, and the caller rebuilds the index from the log. One case is
+// not a multiple of the entry size, an entry not greater than the one before
+// it, data after a zero entry) fails with ErrCorrupt, and the caller rebuilds
+// the index from the log. A cleanly closed file is live in full. One case is
 // ambiguous: an all-zero first entry (relative offset 0 at position 0, or
 // timestamp 0 at relative offset 0) followed only by zeros is live when it is
 // the file's only entry (a trimmed file) and not live otherwise (a

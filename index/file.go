@@ -24,8 +24,13 @@ const maxEntries int64 = math.MaxUint32 + 1
 // fixedFile is a memory-mapped file of fixed-size entries: the plumbing that
 // OffsetIndex and TimeIndex share. It knows entry sizes and ordering, not
 // what the fields mean.
+//
+// The file descriptor is closed as soon as the file is mapped (a mapping
+// does not need it) and reopened by path only to resize the file, so an
+// open index costs one mapping and no descriptor: an engine with tens of
+// thousands of partitions stays below the process's descriptor limit.
 type fixedFile struct {
-	file *os.File // nil once closed
+	path string
 	// m maps the whole file; nil when the file is empty or closed.
 	// Invariant: len(m) equals the file's size and is a multiple of size.
 	// Invariant: when writable, m[n*size:] is all zero, so a crash leaves a
@@ -48,19 +53,24 @@ func (x *fixedFile) open(path string, size, maxBytes int, ordered func(prev, cur
 	x.size = size
 	x.hot = hotBytes / size
 	x.writable = maxBytes > 0
+	x.path = path
+	var f *os.File
 	var err error
 	if x.writable {
-		x.file, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	} else {
-		x.file, err = os.Open(path)
+		f, err = os.Open(path)
 	}
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	if err := x.load(maxBytes, ordered); err != nil {
+	err = x.load(f, maxBytes, ordered)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("index: %w", cerr)
+	}
+	if err != nil {
 		_ = unmap(x.m)
-		_ = x.file.Close()
-		x.m, x.file, x.closed = nil, nil, true
+		x.m, x.closed = nil, true
 		return err
 	}
 	return nil
@@ -68,19 +78,19 @@ func (x *fixedFile) open(path string, size, maxBytes int, ordered func(prev, cur
 
 // load maps the open file, counts its live entries and, when writable,
 // preallocates it.
-func (x *fixedFile) load(maxBytes int, ordered func(prev, cur []byte) bool) error {
-	fi, err := x.file.Stat()
+func (x *fixedFile) load(f *os.File, maxBytes int, ordered func(prev, cur []byte) bool) error {
+	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	name, fsize := x.file.Name(), fi.Size()
+	name, fsize := f.Name(), fi.Size()
 	if fsize%int64(x.size) != 0 {
 		return fmt.Errorf("%w: %s: size %d is not a multiple of %d", ErrCorrupt, name, fsize, x.size)
 	}
 	if fsize/int64(x.size) > maxEntries || fsize > math.MaxInt {
 		return fmt.Errorf("%w: %s: size %d is too large", ErrCorrupt, name, fsize)
 	}
-	if x.m, err = mapFile(x.file, int(fsize), x.writable); err != nil {
+	if x.m, err = mapFile(f, int(fsize), x.writable); err != nil {
 		return err
 	}
 	live, bad := countLive(x.m, x.size, ordered)
@@ -95,7 +105,7 @@ func (x *fixedFile) load(maxBytes int, ordered func(prev, cur []byte) bool) erro
 			return fmt.Errorf("index: %s: size %d is too large", name, want)
 		}
 		if int(want) != len(x.m) {
-			if err := x.resize(int(want)); err != nil {
+			if err := x.resizeFile(f, int(want)); err != nil {
 				return err
 			}
 		}
@@ -172,17 +182,31 @@ func unmap(m mmap.MMap) error {
 	return nil
 }
 
-// resize sets the file's size to size bytes and maps it anew. On failure the
-// file and mapping are left as they were where possible.
+// resize sets the file's size to size bytes and maps it anew, opening the
+// file by path for the purpose.
 func (x *fixedFile) resize(size int) error {
+	f, err := os.OpenFile(x.path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	err = x.resizeFile(f, size)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("index: %w", cerr)
+	}
+	return err
+}
+
+// resizeFile is resize on an open file. On failure the file and mapping are
+// left as they were where possible.
+func (x *fixedFile) resizeFile(f *os.File, size int) error {
 	if size < len(x.m) {
 		// Map the smaller view before shrinking the file, so a failure to
 		// map leaves everything untouched.
-		m, err := mapFile(x.file, size, x.writable)
+		m, err := mapFile(f, size, x.writable)
 		if err != nil {
 			return err
 		}
-		if err := x.file.Truncate(int64(size)); err != nil {
+		if err := f.Truncate(int64(size)); err != nil {
 			_ = unmap(m)
 			return fmt.Errorf("index: %w", err)
 		}
@@ -190,12 +214,12 @@ func (x *fixedFile) resize(size int) error {
 		x.m = m
 		return unmap(old)
 	}
-	if err := x.file.Truncate(int64(size)); err != nil {
+	if err := f.Truncate(int64(size)); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	m, err := mapFile(x.file, size, x.writable)
+	m, err := mapFile(f, size, x.writable)
 	if err != nil {
-		_ = x.file.Truncate(int64(len(x.m)))
+		_ = f.Truncate(int64(len(x.m)))
 		return err
 	}
 	old := x.m
@@ -303,13 +327,10 @@ func (x *fixedFile) sync() error {
 		return nil
 	}
 	if x.m == nil {
-		if err := x.file.Sync(); err != nil {
-			return fmt.Errorf("index: %w", err)
-		}
-		return nil
+		return nil // no entries can be stored: nothing to flush
 	}
 	if err := x.m.Flush(); err != nil {
-		return fmt.Errorf("index: msync %s: %w", x.file.Name(), err)
+		return fmt.Errorf("index: msync %s: %w", x.path, err)
 	}
 	return nil
 }
@@ -344,9 +365,5 @@ func (x *fixedFile) close() error {
 	x.n.Store(0)
 	err = errors.Join(err, unmap(x.m))
 	x.m = nil
-	if cerr := x.file.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("index: %w", cerr))
-	}
-	x.file = nil
 	return err
 }

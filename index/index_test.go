@@ -3,6 +3,7 @@ package index
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -24,43 +25,31 @@ func TestLookup(t *testing.T) {
 			tests := []struct {
 				name   string
 				target int64
-				want   int // index of the expected entry, -1 for none
+				want   int    // index of the expected entry, -1 for none
+				only   string // run for this kind only, if set
 			}{
-				{"min int64", math.MinInt64, -1},
-				{"before first", e(0) - 1, -1},
-				{"first", e(0), 0},
-				{"between first and second", e(0) + 3, 0},
-				{"cold exact", e(2000), 2000},
-				{"cold between", e(2000) + 6, 2000},
-				{"before hot boundary", e(h) - 1, h - 1},
-				{"last cold entry", e(h - 1), h - 1},
-				{"hot boundary", e(h), h},
-				{"after hot boundary", e(h) + 1, h},
-				{"hot exact", e(n - 10), n - 10},
-				{"last", e(n - 1), n - 1},
-				{"after last", e(n-1) + 1, n - 1},
-				{"max int64", math.MaxInt64, n - 1},
-			}
-			if k.name == "offset" {
-				tests = append(tests,
-					struct {
-						name   string
-						target int64
-						want   int
-					}{"below base", base - 1, -1},
-					struct {
-						name   string
-						target int64
-						want   int
-					}{"base", base, -1},
-					struct {
-						name   string
-						target int64
-						want   int
-					}{"beyond relative range", base + math.MaxUint32 + 1, n - 1},
-				)
+				{"min int64", math.MinInt64, -1, ""},
+				{"before first", e(0) - 1, -1, ""},
+				{"first", e(0), 0, ""},
+				{"between first and second", e(0) + 3, 0, ""},
+				{"cold exact", e(2000), 2000, ""},
+				{"cold between", e(2000) + 6, 2000, ""},
+				{"before hot boundary", e(h) - 1, h - 1, ""},
+				{"last cold entry", e(h - 1), h - 1, ""},
+				{"hot boundary", e(h), h, ""},
+				{"after hot boundary", e(h) + 1, h, ""},
+				{"hot exact", e(n - 10), n - 10, ""},
+				{"last", e(n - 1), n - 1, ""},
+				{"after last", e(n-1) + 1, n - 1, ""},
+				{"max int64", math.MaxInt64, n - 1, ""},
+				{"below base", base - 1, -1, "offset"},
+				{"base", base, -1, "offset"},
+				{"beyond relative range", base + math.MaxUint32 + 1, n - 1, "offset"},
 			}
 			for _, tt := range tests {
+				if tt.only != "" && tt.only != k.name {
+					continue
+				}
 				got, ok := x.find(tt.target)
 				if tt.want < 0 {
 					if ok {
@@ -605,10 +594,12 @@ func TestConcurrentLookup(t *testing.T) {
 				wg.Go(func() {
 					seen := 0
 					for i := 0; ; i++ {
-						select {
-						case <-done:
-							return
-						default:
+						if i >= 2000 { // enough lookups to overlap the appends
+							select {
+							case <-done:
+								return
+							default:
+							}
 						}
 						l := x.Len()
 						if l < seen {
@@ -676,5 +667,41 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}); a != 0 {
 		t.Errorf("Lookup allocates %v times", a)
+	}
+}
+
+// TestNoDescriptorHeld checks that an open index holds no file descriptor:
+// engines with many partitions depend on it.
+func TestNoDescriptorHeld(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	dir := t.TempDir()
+	before := count()
+	var xs []*OffsetIndex
+	for i := range 20 {
+		x, err := OpenOffset(filepath.Join(dir, fmt.Sprintf("%d.index", i)), 0, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := x.Append(5, 10); err != nil {
+			t.Fatal(err)
+		}
+		xs = append(xs, x)
+	}
+	if after := count(); after > before+2 {
+		t.Fatalf("20 open indexes hold %d descriptors", after-before)
+	}
+	for _, x := range xs {
+		if err := x.Trim(); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
