@@ -48,8 +48,8 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 
 // readLimited appends everything r produces to dst, failing with ErrTooLarge
 // as soon as more than limit bytes arrive. It allocates at most
-// len(dst)+limit bytes of output buffer: first min(hint, limit), then
-// doubling, always capped at the limit. Whenever the buffer fills it reads
+// len(dst)+limit bytes of output buffer: first room for min(hint, limit)
+// bytes, then doubling, always capped at the limit. Whenever the buffer fills it reads
 // one byte into probe before growing, so an exact hint costs no extra
 // allocation and "exactly limit" is told apart from "too large".
 //
@@ -60,9 +60,7 @@ func readLimited(name string, dst []byte, r io.Reader, limit, hint int, probe []
 	if end < start {
 		end = math.MaxInt
 	}
-	if cap(dst) == len(dst) && hint > 0 {
-		dst = grow(dst, min(hint, limit))
-	}
+	dst = grow(dst, min(hint, limit))
 	zeros := 0
 	for {
 		if len(dst) == cap(dst) || len(dst) == end {
@@ -104,11 +102,13 @@ func readLimited(name string, dst []byte, r io.Reader, limit, hint int, probe []
 func readProbe(r io.Reader, probe []byte) (int, error) {
 	for range maxZeroReads {
 		n, err := r.Read(probe[:1])
-		if n > 0 || err != nil {
-			if err == io.EOF && n == 0 {
-				return 0, nil
-			}
-			return n, err
+		switch {
+		case n > 0:
+			return n, nil // a reader repeats its io.EOF on the next call
+		case err == io.EOF:
+			return 0, nil
+		case err != nil:
+			return 0, err
 		}
 	}
 	return 0, io.ErrNoProgress

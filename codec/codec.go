@@ -16,36 +16,56 @@
 //
 // # Formats
 //
-// gzip: one or more RFC 1952 members; each ends with CRC-32 and ISIZE
-// (uncompressed size mod 2^32), both little endian. Encode writes one member.
+// gzip: one or more RFC 1952 members. Encode writes one member at the
+// default level.
 //
-// snappy, raw (written by Encode, librdkafka, franz-go, sarama):
+//	1f 8b | CM FLG MTIME(4) XFL OS | [optional fields] | deflate data |
+//	CRC-32 (4, LE) | ISIZE (4, LE: uncompressed size mod 2^32)
 //
-//	uvarint decoded length | snappy elements...
+// snappy, raw block (what Encode, librdkafka, franz-go and sarama write):
 //
-// snappy, xerial-framed (written by the Java client's snappy-java), read only:
+//	decoded length (uvarint) | snappy elements...
 //
-//	82 53 4e 41 50 50 59 00 | version int32 BE | min compatible version int32 BE |
-//	{ chunk length int32 BE | raw snappy block (as above) }...
+// snappy, xerial-framed (what the Java client's snappy-java writes; decoded
+// only). Told apart from a raw block by the 8-byte magic, which no valid raw
+// block can start with. The versions are not checked.
 //
-// The two are told apart by the 8-byte magic, which no valid raw block can
-// start with. Versions are not checked.
+//	82 53 4e 41 50 50 59 00 | version (int32 BE) | min compatible version (int32 BE) |
+//	{ chunk length (int32 BE) | raw snappy block }...
 //
-// lz4: one or more LZ4 frames (magic 04 22 4d 18 | FLG | BD | [content size
-// 8 bytes LE] | HC | blocks | end mark 0 | [checksum]). Encode writes one
-// frame of independent 64 KiB blocks, as Kafka's Java client does.
+// lz4: one or more LZ4 frames. Encode writes one frame of independent
+// 64 KiB blocks with no checksums, as Kafka's Java client does.
 //
-// zstd: one or more zstd frames, skippable frames allowed (see zstdSize for
-// the layout). Encode writes one frame with its content size and checksum.
+//	04 22 4d 18 | FLG | BD | [content size (8, LE)] | HC |
+//	{ block size (4, LE; high bit = stored) | data | [block checksum (4)] }... |
+//	00 00 00 00 | [content checksum (4)]
+//
+// zstd: one or more zstd frames; skippable frames are skipped. Encode writes
+// one frame declaring its content size, with a checksum.
+//
+//	frame:     28 b5 2f fd | frame header (2–14 bytes: window, [content size]) |
+//	           { block header (3, LE: bit 0 last, bits 1–2 type, bits 3–23 size) | content }... |
+//	           [checksum (4)]
+//	           type 0 raw: size bytes; 1 RLE: 1 byte repeated size times;
+//	           2 compressed: size bytes decoding to at most 128 KiB
+//	skippable: 5? 2a 4d 18 | size (4, LE) | size bytes
 //
 // # Memory
 //
 // AppendDecode takes a limit on the decompressed size and fails with
 // ErrTooLarge past it. Size claims in the input (snappy's length header,
-// zstd's frame content size, lz4's content size, gzip's ISIZE) are checked
-// against the limit, and against what the input could possibly decode to,
-// before anything is allocated, so a small hostile input cannot make a
-// decoder allocate more than limit bytes of output.
+// zstd's frame content size and block headers, lz4's content size) are
+// checked against the limit, and against what the input could possibly
+// decode to, before anything is allocated, so a small hostile input cannot
+// make a decoder allocate more than limit bytes of output. Streams without
+// a size claim are decoded into a buffer that doubles up to the limit.
+// Exceptions, all bounded: lz4 borrows two pooled buffers of the frame's
+// block size (up to 4 MiB each); zstd, decoding a stream with no content
+// size that turns out larger than the limit, may grow its output once past
+// the limit (by Go's append growth) before it stops.
+//
+// Encoders and decoders are pooled (gzip, lz4) or shared (zstd), so encoding
+// into and decoding into reused buffers does not allocate in steady state.
 package codec
 
 import (

@@ -87,15 +87,13 @@ func (gzipCodec) AppendDecode(dst, src []byte, limit int) ([]byte, error) {
 	if err := d.r.Reset(&d.src); err != nil {
 		return dst, corrupt("gzip", err)
 	}
-	// The header parsed, so the last four bytes are most likely the last
-	// member's ISIZE, and the output is at least that long.
+	// If the stream is intact its last four bytes are the last member's
+	// ISIZE, a good first guess at the output size. Bound the guess, which
+	// the input controls, by the limit and by deflate's best ratio.
 	var hint int
 	if len(src) >= gzipTrailerLen {
 		isize := uint64(binary.LittleEndian.Uint32(src[len(src)-4:]))
-		if isize > uint64(limit) {
-			return dst, tooLarge("gzip", isize, limit)
-		}
-		hint = int(min(isize, uint64(len(src))*deflateMaxRatio))
+		hint = int(min(isize, uint64(len(src))*deflateMaxRatio, uint64(limit)))
 	}
 	return readLimited("gzip", dst, &d.r, limit, hint, d.probe[:])
 }

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/klauspost/compress/s2"
@@ -17,10 +18,10 @@ const xerialMagic = "\x82SNAPPY\x00"
 // compatible version that follow it.
 const xerialHeaderLen = len(xerialMagic) + 8
 
-// snappyMaxRatio bounds the expansion of a valid snappy block: the best an
-// element can do is a 3-byte copy (2-byte offset) producing 64 bytes. A
-// decoded-length header claiming more than body*64/3 is corrupt, so it is
-// rejected before anything is allocated for it.
+// snappyMaxExpand/snappyMinCopy bound the expansion of a valid snappy
+// block: the best an element can do is a 3-byte copy (2-byte offset)
+// producing 64 bytes. A decoded-length header claiming more than body*64/3
+// is corrupt, so it is rejected before anything is allocated for it.
 const (
 	snappyMaxExpand = 64
 	snappyMinCopy   = 3
@@ -50,32 +51,36 @@ func (snappyCodec) AppendEncode(dst, src []byte) ([]byte, error) {
 	return dst[:len(dst)+len(out)], nil
 }
 
-// AppendDecode reads a raw snappy block or a xerial-framed stream.
+// AppendDecode reads a raw snappy block or a xerial-framed stream. It
+// decodes with s2's block decoder, which is about 1.75× faster than a strict
+// snappy decoder but also accepts S2's repeat-offset copies (offset 0),
+// which strict decoders such as librdkafka's and snappy-java's reject.
 func (snappyCodec) AppendDecode(dst, src []byte, limit int) ([]byte, error) {
 	limit = max(limit, 0)
 	if len(src) >= len(xerialMagic) && string(src[:len(xerialMagic)]) == xerialMagic {
 		return decodeXerial(dst, src, limit)
 	}
-	n, err := snappyLen(src)
+	n, err := snappyLen(src, limit)
 	if err != nil {
 		return dst, err
-	}
-	if n > limit {
-		return dst, tooLarge("snappy", uint64(n), limit)
 	}
 	dst = grow(dst, n)
 	return snappyBlock(dst, src, n)
 }
 
 // snappyLen returns the decoded length of the raw snappy block src after
-// checking it against what a block of src's size can possibly produce.
-func snappyLen(src []byte) (int, error) {
+// checking it against limit and against what a block of src's size can
+// possibly produce.
+func snappyLen(src []byte, limit int) (int, error) {
 	if len(src) == 0 {
 		return 0, corrupt("snappy", errEmpty)
 	}
 	n, err := s2.DecodedLen(src)
 	if err != nil {
 		return 0, corrupt("snappy", err)
+	}
+	if n > limit {
+		return 0, tooLarge("snappy", uint64(n), limit)
 	}
 	// The minimal varint encoding of n is the shortest header the block can
 	// have, so body over-estimates the element bytes: the check is never
@@ -116,12 +121,12 @@ func decodeXerial(dst, src []byte, limit int) ([]byte, error) {
 		if err != nil {
 			return dst, err
 		}
-		n, err := snappyLen(chunk)
+		n, err := snappyLen(chunk, limit-total)
+		if errors.Is(err, ErrTooLarge) {
+			return dst, fmt.Errorf("%w: snappy xerial output exceeds %d bytes", ErrTooLarge, limit)
+		}
 		if err != nil {
 			return dst, err
-		}
-		if n > limit-total {
-			return dst, fmt.Errorf("%w: snappy xerial output exceeds %d bytes", ErrTooLarge, limit)
 		}
 		total += n
 		rest = next

@@ -68,11 +68,12 @@ func (zstdCodec) AppendEncode(dst, src []byte) ([]byte, error) {
 }
 
 // AppendDecode reads one or more concatenated zstd frames (skippable frames
-// are skipped). Before decoding it walks the frame and block headers: a
-// frame declaring more than limit fails at once, and the output is
-// allocated once at an upper bound of the decoded size (the declared size
-// if present, else 128 KiB per compressed block plus raw and RLE block
-// sizes), capped at limit.
+// are skipped; frames needing a dictionary or a window over 128 MiB are
+// rejected as corrupt). Before decoding it walks the frame and block
+// headers: frames declaring more than limit fail at once, and the output
+// is allocated once, at an upper bound of the decoded size (the declared
+// size if present, else 128 KiB per compressed block plus the raw and RLE
+// block sizes) capped at limit.
 func (zstdCodec) AppendDecode(dst, src []byte, limit int) ([]byte, error) {
 	limit = max(limit, 0)
 	if len(src) == 0 {
@@ -112,17 +113,11 @@ func (zstdCodec) AppendDecode(dst, src []byte, limit int) ([]byte, error) {
 	}
 }
 
-// zstdSize walks the frames of src reading only frame and block headers.
-// It returns the sum of the content sizes the frames declare (claimed) and
-// an upper bound on the decoded size (bound), or an error if src does not
-// frame correctly, in which case the decoder would reject it too.
-//
-//	frame:     magic 28 b5 2f fd | frame header (2–14 bytes) | block... | [checksum 4]
-//	block:     header (3 bytes LE: bit 0 last, bits 1–2 type, bits 3–23 size) | content
-//	           type 0 raw: size bytes, decoding to themselves
-//	           type 1 RLE: 1 byte, decoding to size copies of it
-//	           type 2 compressed: size bytes, decoding to at most 128 KiB
-//	skippable: magic 5? 2a 4d 18 | size (4 bytes LE) | size bytes
+// zstdSize walks the frames of src (layout in the package doc) reading only
+// frame and block headers. It returns the sum of the content sizes the
+// frames declare (claimed) and an upper bound on the decoded size (bound),
+// or an error if src does not frame correctly, in which case the decoder
+// would reject it too (FuzzDecode checks this).
 func zstdSize(src []byte) (claimed, bound uint64, err error) {
 	for len(src) > 0 {
 		var h zstd.Header
