@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/easel-io/easel/broker"
+	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/netio"
+)
+
+// lateHandler forwards to a Broker that is created after the listener is
+// bound, because the broker must know the port it advertises and --listen
+// may ask for any free port. It is set before Serve starts and never after.
+type lateHandler struct{ b *broker.Broker }
+
+func (h *lateHandler) Handle(ctx context.Context, req *netio.Request) netio.Response {
+	return h.b.Handle(ctx, req)
+}
+
+// run serves Kafka clients with cfg until ctx is cancelled, then shuts down
+// gracefully: it stops accepting connections and reading requests, ends long
+// polls, lets in-flight requests finish (up to cfg.ShutdownTimeout) and
+// closes the engine, which flushes and marks the shutdown clean.
+func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+	// Bind first: a busy port fails fast, before a possibly long recovery.
+	// Connections wait in the listen backlog until Serve starts.
+	h := &lateHandler{}
+	srv, err := netio.Listen(netio.Config{Addr: cfg.Listen, MaxConns: cfg.MaxConnections, Logger: log}, h)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	host, port, err := advertisedAddr(cfg, srv.Addr(), os.Hostname)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log})
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
+	}
+	defer func() {
+		if eng == nil { // closed by the graceful shutdown below
+			return
+		}
+		if cerr := eng.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close engine: %w", cerr))
+		}
+	}()
+	h.b = broker.New(eng, broker.Config{
+		NodeID:           cfg.NodeID,
+		Host:             host,
+		Port:             port,
+		AutoCreateTopics: cfg.AutoCreateTopics,
+		NumPartitions:    cfg.Topic.Partitions,
+		DataDir:          cfg.DataDir,
+		Logger:           log,
+	})
+
+	var pprofSrv *http.Server
+	if cfg.Pprof != "" {
+		if pprofSrv, err = startPprof(cfg.Pprof, log); err != nil {
+			srv.Close()
+			h.b.Close()
+			return err
+		}
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve() }()
+	dir, _ := filepath.Abs(cfg.DataDir)
+	log.Info("easel started",
+		"listen", srv.Addr().String(),
+		"advertise", net.JoinHostPort(host, strconv.Itoa(int(port))),
+		"data_dir", dir,
+		"node_id", cfg.NodeID,
+		"auto_create_topics", cfg.AutoCreateTopics,
+		"num_partitions", cfg.Topic.Partitions)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		// Serve returns early only if accepting failed.
+		runErr = fmt.Errorf("serve: %w", err)
+		serveErr = nil
+	}
+	start := time.Now()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(sctx) }()
+	h.b.Close() // ends long polls so that Shutdown need not wait them out
+	if err := <-shut; err != nil {
+		log.Warn("in-flight requests did not finish in time; connections closed", "err", err)
+	}
+	if serveErr != nil {
+		if err := <-serveErr; err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("serve: %w", err))
+		}
+	}
+	if pprofSrv != nil {
+		if err := pprofSrv.Shutdown(sctx); err != nil {
+			pprofSrv.Close()
+		}
+	}
+	if cerr := eng.Close(); cerr != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("close engine: %w", cerr))
+	} else {
+		log.Info("shutdown complete", "clean", true, "took", time.Since(start))
+	}
+	eng = nil
+	return runErr
+}
+
+// startPprof serves net/http/pprof's handlers at /debug/pprof/ on addr.
+func startPprof(addr string, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof server stopped", "err", err)
+		}
+	}()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return hs, nil
+}
