@@ -519,6 +519,8 @@ func (c *conn) encodeAndWrite(it *outItem, b []byte) ([]byte, error) {
 					errBadPart, i, p.Offset, p.Length, len(p.Bytes))
 			}
 			total += p.Length
+		case p.Offset != 0 || p.Length != 0:
+			return b, fmt.Errorf("%w: part %d: offset %d length %d without a file", errBadPart, i, p.Offset, p.Length)
 		case len(p.Bytes) <= coalesceMax:
 			small += len(p.Bytes)
 			total += int64(len(p.Bytes))

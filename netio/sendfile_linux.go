@@ -12,6 +12,10 @@ import (
 // maxSendfileChunk stays under Linux's per-call cap of 0x7ffff000 bytes.
 const maxSendfileChunk = 1 << 30
 
+// sendfileHook, if set (by tests, before any connection), is told how many
+// bytes each send moved with sendfile.
+var sendfileHook func(n int64)
+
 // sendfileState sends file regions to a socket with sendfile(2). It is owned
 // by the connection's writer goroutine. Its callbacks are bound once, in
 // init, so that sending allocates nothing but the file's RawConn.
@@ -57,6 +61,9 @@ func (st *sendfileState) send(f *os.File, off, n int64) (int64, error) {
 	}
 	sent, serr, werr := st.sent, st.err, st.werr
 	st.err, st.werr = nil, nil
+	if sendfileHook != nil {
+		sendfileHook(sent)
+	}
 	switch {
 	case werr != nil:
 		return sent, werr

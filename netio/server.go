@@ -126,7 +126,8 @@ type Request struct {
 
 // Part is one piece of a pre-encoded response body: either Bytes, or the
 // region [Offset, Offset+Length) of File, sent with sendfile(2) where the
-// connection allows it. File regions are read at their explicit offset, never
+// connection allows it (a Part mixing the two, or with a negative Offset or
+// Length, closes the connection). File regions are read at their explicit offset, never
 // at the file's seek position, so many connections may share one *os.File.
 // The file must stay open until the response's Done is called.
 type Part struct {

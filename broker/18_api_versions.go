@@ -1,0 +1,39 @@
+package broker
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/easel-io/easel/netio"
+)
+
+// apiVersionsResponse lists every key of the version table.
+func apiVersionsResponse(version int16, code int16) *kmsg.ApiVersionsResponse {
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.SetVersion(version)
+	resp.ErrorCode = code
+	resp.ApiKeys = make([]kmsg.ApiVersionsResponseApiKey, len(apis))
+	for i, a := range apis {
+		resp.ApiKeys[i] = kmsg.ApiVersionsResponseApiKey{ApiKey: a.key, MinVersion: a.min, MaxVersion: a.max}
+	}
+	return resp
+}
+
+// handleAPIVersions serves ApiVersions v0–3.
+func (b *Broker) handleAPIVersions(_ context.Context, req *netio.Request) netio.Response {
+	r := kmsg.NewPtrApiVersionsRequest()
+	if err := decode(req, r, false); err != nil {
+		return b.closeConn(req, err)
+	}
+	return netio.Response{Msg: apiVersionsResponse(req.APIVersion, 0)}
+}
+
+// apiVersionsTooNew answers an ApiVersions request newer than we speak the
+// way Kafka does, so that the client retries with a version we list: a v0
+// body with UNSUPPORTED_VERSION and the full key list. Its body is not read.
+func (b *Broker) apiVersionsTooNew(req *netio.Request) netio.Response {
+	b.rejected(req, "api versions request", errBadVersion)
+	return netio.Response{Msg: apiVersionsResponse(0, kerr.UnsupportedVersion.Code)}
+}

@@ -1,0 +1,38 @@
+package broker
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/easel-io/easel/netio"
+)
+
+// handleInitProducerID serves InitProducerId v0–4 for idempotent producers:
+// every request gets a producer id never handed out before (see Config.DataDir)
+// and epoch 0, as Kafka does for a null transactional id, so a producer that
+// re-initialises starts fresh sequences. Transactions are not supported: a
+// transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients
+// treat as fatal rather than retrying.
+func (b *Broker) handleInitProducerID(_ context.Context, req *netio.Request) netio.Response {
+	r := kmsg.NewPtrInitProducerIDRequest()
+	if err := decode(req, r, false); err != nil {
+		return b.closeConn(req, err)
+	}
+	resp := kmsg.NewPtrInitProducerIDResponse()
+	resp.SetVersion(req.APIVersion)
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	if r.TransactionalID != nil {
+		b.rejected(req, "init producer id", errTransactions, "transactional_id", *r.TransactionalID)
+		resp.ErrorCode = errorCode(errTransactions)
+		return netio.Response{Msg: resp}
+	}
+	id, err := b.pids.alloc()
+	if err != nil {
+		b.log.Error("broker: cannot hand out a producer id", "err", err)
+		resp.ErrorCode = errorCode(err)
+		return netio.Response{Msg: resp}
+	}
+	resp.ProducerID, resp.ProducerEpoch = id, 0
+	return netio.Response{Msg: resp}
+}

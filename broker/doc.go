@@ -1,0 +1,95 @@
+// Package broker serves the Kafka API over an engine: it decodes requests
+// that netio hands it, runs them against the engine and encodes the
+// responses. One file per API key holds each handler; broker.go holds the
+// Broker, the dispatch and version table, and the one table that maps Go
+// errors to Kafka error codes.
+//
+//	eng, _ := engine.Open(dir, engine.Options{})
+//	b := broker.New(eng, broker.Config{AutoCreateTopics: true, DataDir: dir})
+//	srv, _ := netio.Listen(netio.Config{Addr: ":9092"}, b)
+//	go srv.Serve()
+//	...
+//	b.Close() // end long polls
+//	srv.Shutdown(ctx)
+//	eng.Close()
+//
+// Easel is a single node: it is the controller, and the leader and only
+// replica of every partition, with leader epoch 0.
+//
+// # Supported APIs
+//
+//	| API (key)            | versions | notes                                                      |
+//	|----------------------|----------|------------------------------------------------------------|
+//	| Produce (0)          | 0–9      | v0–2 answered UNSUPPORTED_VERSION; acks 0, 1, -1; no transactions |
+//	| Fetch (1)            | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)    |
+//	| ListOffsets (2)      | 1–6      | -1 latest, -2 earliest, by timestamp                        |
+//	| Metadata (3)         | 0–9      | auto-creation per Config.AutoCreateTopics                   |
+//	| ApiVersions (18)     | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION       |
+//	| CreateTopics (19)    | 0–5      | replication factor 1; configs of engine.TopicConfig         |
+//	| DeleteTopics (20)    | 0–4      | by name                                                     |
+//	| InitProducerId (22)  | 0–4      | idempotent producers; transactional ids refused             |
+//	| DescribeConfigs (32) | 0–4      | topics and this broker                                      |
+//
+// Any other key, a version outside these ranges, or a body that does not
+// decode closes the connection, with a log line. Requests other than
+// Produce are also refused above 1 MiB (Fetch: 4 MiB), and a Produce whose
+// topic count its body cannot hold is refused before decoding, because the
+// decoder allocates arrays by their declared counts.
+//
+// Transactions are not supported: InitProducerId with a transactional id,
+// and Produce with a transactional id or a transactional batch, get
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), which clients treat as fatal.
+//
+// # Produce checks
+//
+// Each partition's records must be exactly one record batch v2:
+//
+//	no bytes                              INVALID_RECORD (87)
+//	magic != 2                            INVALID_RECORD
+//	shorter than its batchLength, or
+//	batchLength < 49, or a bad CRC        CORRUPT_MESSAGE (2)
+//	a second whole batch after the first  INVALID_RECORD
+//	other bytes after the first batch     CORRUPT_MESSAGE
+//	count <= 0, lastOffsetDelta+1 != count, control batch
+//	                                      INVALID_RECORD
+//	codec id not registered               UNSUPPORTED_COMPRESSION_TYPE (76)
+//	larger than max.message.bytes         MESSAGE_TOO_LARGE (10)
+//	idempotent sequence gap / old epoch   OUT_OF_ORDER_SEQUENCE_NUMBER (45) / INVALID_PRODUCER_EPOCH (47)
+//	internal topic (__consumer_offsets)   INVALID_TOPIC_EXCEPTION (17)
+//
+// The records inside a batch are not decoded on produce (the engine checks
+// the CRC, which covers them).
+//
+// # Fetch response
+//
+// The Fetch response body is written by hand so that record bytes go from
+// the segment files to the socket with sendfile (netio File parts). All
+// integers are big-endian. For v4–v11:
+//
+//	throttle_time_ms int32 (0)
+//	[v7+] error_code int16 | session_id int32 (0)
+//	topics: count int32, then per topic:
+//	  name: length int16 | bytes
+//	  partitions: count int32, then per partition:
+//	    partition int32 | error_code int16 | high_watermark int64 |
+//	    last_stable_offset int64 (= high_watermark) | [v5+] log_start_offset int64 |
+//	    aborted_transactions int32 (-1 null when read_uncommitted, 0 when read_committed) |
+//	    [v11+] preferred_read_replica int32 (-1) |
+//	    records: length int32 | record batches (sendfile)
+//
+// v12 is flexible: every count and length is a compact uvarint n+1 (the
+// records length too; aborted_transactions 0 = null, 1 = empty), and an
+// empty tagged-field section (one 0x00 byte) ends each partition, each
+// topic and the body. The response header (correlation id, and the tag byte
+// for v12) is netio's. The last batch of a partition may be cut short by
+// the byte limits; clients skip it. The first batch is always whole.
+//
+// # Files
+//
+// With Config.DataDir set the broker keeps two small files there, each
+// replaced atomically (write, fsync, rename, fsync the directory):
+//
+//	broker.cluster-id   the cluster id: 22 characters of base64url and "\n", written once
+//	broker.producer-id  a decimal int64 and "\n": no producer id >= it was ever handed out;
+//	                    raised by 1000 before the ids of a new block are handed out
+package broker
