@@ -45,12 +45,12 @@
 //
 // # Concurrency
 //
-// Each index has one writer and any number of readers. Lookup, Last, Len and
-// Full may run concurrently with Append: Append writes the entry's bytes into
-// the mapping and only then publishes the new entry count with an atomic
-// store, and readers load the count first. TruncateTo, Reset, Trim and Close
-// must not run concurrently with any other method, readers included, since
-// they shrink or unmap what a reader may be looking at.
+// An index is not safe for concurrent use: the caller serialises every call
+// (package segment holds a mutex around its indexes). Append may grow the
+// file and map it anew, and TruncateTo, Reset, Trim and Close shrink or unmap
+// it, so a reader running alongside could look at memory that is gone. Len
+// alone is safe at any time: the entry count is published atomically after
+// an entry's bytes are written.
 //
 // # Durability
 //

@@ -17,6 +17,10 @@ import (
 // these pages, so they stay resident while the rest may be paged out.
 const hotBytes = 8192
 
+// initialBytes is the size a new writable index file is given; it grows by
+// doubling up to its limit.
+const initialBytes = 64 << 10
+
 // maxEntries bounds the entry count: relative offsets are uint32 and strictly
 // increasing, so no valid index holds more.
 const maxEntries int64 = math.MaxUint32 + 1
@@ -43,6 +47,11 @@ type fixedFile struct {
 	size     int  // entry size in bytes
 	hot      int  // entries in the hot section: hotBytes/size
 	writable bool // opened with maxBytes > 0
+	// limit is the most bytes a writable file may grow to (maxBytes rounded
+	// down to the entry size). The file starts at initialBytes and doubles
+	// when full: the first write into a large sparse mapping costs
+	// milliseconds on ext4, a small one microseconds.
+	limit int
 	sealed   bool // Trim succeeded: Append reports ErrFull
 	closed   bool
 }
@@ -98,12 +107,14 @@ func (x *fixedFile) load(f *os.File, maxBytes int, ordered func(prev, cur []byte
 		return fmt.Errorf("%w: %s: entry %d is out of order", ErrCorrupt, name, bad)
 	}
 	if x.writable {
-		want := int64(maxBytes - maxBytes%x.size)
-		want = min(want, maxEntries*int64(x.size))
-		want = max(want, int64(live*x.size))
-		if want > math.MaxInt {
-			return fmt.Errorf("index: %s: size %d is too large", name, want)
+		limit := int64(maxBytes - maxBytes%x.size)
+		limit = min(limit, maxEntries*int64(x.size))
+		limit = max(limit, int64(live*x.size))
+		if limit > math.MaxInt {
+			return fmt.Errorf("index: %s: size %d is too large", name, limit)
 		}
+		x.limit = int(limit)
+		want := min(limit, max(int64(live*x.size), initialBytes-initialBytes%int64(x.size)))
 		if int(want) != len(x.m) {
 			if err := x.resizeFile(f, int(want)); err != nil {
 				return err
@@ -290,8 +301,14 @@ func (x *fixedFile) slot() ([]byte, error) {
 		return nil, err
 	}
 	end := (x.len() + 1) * x.size
-	if x.sealed || end > len(x.m) {
+	if x.sealed || end > x.limit {
 		return nil, ErrFull
+	}
+	if end > len(x.m) {
+		grow := min(x.limit, max(2*len(x.m), initialBytes))
+		if err := x.resize(grow - grow%x.size); err != nil {
+			return nil, err
+		}
 	}
 	return x.m[end-x.size : end : end], nil
 }
@@ -301,7 +318,7 @@ func (x *fixedFile) publish() { x.n.Add(1) }
 
 // full reports whether slot would fail.
 func (x *fixedFile) full() bool {
-	return x.writer() != nil || x.sealed || (x.len()+1)*x.size > len(x.m)
+	return x.writer() != nil || x.sealed || (x.len()+1)*x.size > x.limit
 }
 
 // truncate drops all entries from index keep on and zeroes their bytes.

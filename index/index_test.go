@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 )
 
@@ -580,56 +579,40 @@ func TestSync(t *testing.T) {
 	}
 }
 
-// TestConcurrentLookup runs readers against one appender; with -race it
-// checks the publication order of entries and the count.
-func TestConcurrentLookup(t *testing.T) {
-	const n = 20000
+// TestGrowth checks that a writable index starts small, doubles as it fills
+// (lookups stay right across remaps) and stops at its limit.
+func TestGrowth(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			x, _ := fill(t, k, base, 0, n*k.size)
+			limit := 1 << 20
+			limit -= limit % k.size
+			n := limit / k.size
+			x, path := fill(t, k, base, 0, limit)
 			defer x.Close()
-			var wg sync.WaitGroup
-			done := make(chan struct{})
-			for r := range 2 {
-				wg.Go(func() {
-					seen := 0
-					for i := 0; ; i++ {
-						if i >= 2000 { // enough lookups to overlap the appends
-							select {
-							case <-done:
-								return
-							default:
-							}
-						}
-						l := x.Len()
-						if l < seen {
-							t.Errorf("Len went back from %d to %d", seen, l)
-							return
-						}
-						seen = l
-						if l == 0 {
-							continue
-						}
-						j := (i*7919 + r) % l
-						want := k.entry(base, j)
-						if got, ok := x.find(want.a); !ok || got != want {
-							t.Errorf("Lookup(%d) = %v, %v, want %v", want.a, got, ok, want)
-							return
-						}
-						if got, ok := x.last(); !ok || got.a < want.a {
-							t.Errorf("Last = %v, %v, before entry %d", got, ok, j)
-							return
-						}
-					}
-				})
+			st, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Size() != initialBytes-initialBytes%int64(k.size) {
+				t.Fatalf("new index is %d bytes, want %d", st.Size(), initialBytes)
 			}
 			for i := range n {
 				if err := x.add(k.entry(base, i)); err != nil {
-					t.Fatal(err)
+					t.Fatalf("entry %d: %v", i, err)
+				}
+				if i%997 == 0 || i == n-1 {
+					want := k.entry(base, i/2)
+					if got, ok := x.find(want.a); !ok || got != want {
+						t.Fatalf("after %d entries: find = %v, %v; want %v", i+1, got, ok, want)
+					}
 				}
 			}
-			close(done)
-			wg.Wait()
+			if err := x.add(k.entry(base, n)); !errors.Is(err, ErrFull) {
+				t.Fatalf("append past the limit: %v", err)
+			}
+			if st, _ := os.Stat(path); st.Size() != int64(limit) {
+				t.Fatalf("full index is %d bytes, want %d", st.Size(), limit)
+			}
 		})
 	}
 }

@@ -104,8 +104,8 @@ func (x *OffsetIndex) Append(offset int64, position uint32) error {
 }
 
 // Lookup returns the entry with the greatest Offset <= offset, or false if
-// there is none. It searches the most recent 8 KiB of entries first. Safe
-// concurrently with Append; does not allocate.
+// there is none. It searches the most recent 8 KiB of entries first. Does not
+// allocate.
 func (x *OffsetIndex) Lookup(offset int64) (OffsetEntry, bool) {
 	if offset < x.base {
 		return OffsetEntry{}, false
@@ -160,8 +160,7 @@ func (x *OffsetIndex) Len() int { return x.f.len() }
 // trimmed, is read-only or closed.
 func (x *OffsetIndex) Full() bool { return x.f.full() }
 
-// Last returns the most recent entry, or false if the index is empty. Safe
-// concurrently with Append.
+// Last returns the most recent entry, or false if the index is empty.
 func (x *OffsetIndex) Last() (OffsetEntry, bool) {
 	n := x.f.len()
 	if n == 0 {

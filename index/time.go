@@ -77,8 +77,8 @@ func (x *TimeIndex) Append(timestamp, offset int64) error {
 }
 
 // Lookup returns the entry with the greatest Timestamp <= ts, or false if
-// there is none. It searches the most recent 8 KiB of entries first. Safe
-// concurrently with Append; does not allocate.
+// there is none. It searches the most recent 8 KiB of entries first. Does not
+// allocate.
 func (x *TimeIndex) Lookup(ts int64) (TimeEntry, bool) {
 	i := x.f.floor(x.f.len(), func(e []byte) bool { return int64(binary.BigEndian.Uint64(e)) <= ts })
 	if i < 0 {
@@ -112,8 +112,7 @@ func (x *TimeIndex) Len() int { return x.f.len() }
 // trimmed, is read-only or closed.
 func (x *TimeIndex) Full() bool { return x.f.full() }
 
-// Last returns the most recent entry, or false if the index is empty. Safe
-// concurrently with Append.
+// Last returns the most recent entry, or false if the index is empty.
 func (x *TimeIndex) Last() (TimeEntry, bool) {
 	n := x.f.len()
 	if n == 0 {
