@@ -51,9 +51,9 @@ type fixedFile struct {
 	// down to the entry size). The file starts at initialBytes and doubles
 	// when full: the first write into a large sparse mapping costs
 	// milliseconds on ext4, a small one microseconds.
-	limit int
-	sealed   bool // Trim succeeded: Append reports ErrFull
-	closed   bool
+	limit  int
+	sealed bool // Trim succeeded: Append reports ErrFull
+	closed bool
 }
 
 // open opens or creates the file at path. ordered reports whether entry cur
