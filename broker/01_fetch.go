@@ -159,6 +159,7 @@ func (b *Broker) fetchWait(ctx context.Context, st *fetchState, r *kmsg.FetchReq
 		if now || total >= minBytes {
 			return
 		}
+		st.release() // hold no segment while waiting
 		switch st.waitAny(ctx, b.closed, timer.C) {
 		case wokeByAppend:
 			continue
@@ -166,7 +167,6 @@ func (b *Broker) fetchWait(ctx context.Context, st *fetchState, r *kmsg.FetchReq
 			return // nobody will read the answer
 		}
 		// The wait is over: answer with what is there now.
-		st.release()
 		b.fetchRead(st, r.MaxBytes)
 		return
 	}
@@ -248,13 +248,15 @@ func (st *fetchState) waitAny(ctx context.Context, closed <-chan struct{}, timer
 		defer close(stop)
 		for lo := 0; lo < len(chs); lo += maxSelectCases {
 			group := chs[lo:min(lo+maxSelectCases, len(chs))]
+			// Built here: st.chs is reused once waitAny returns, which
+			// may be before the goroutine is done.
+			cases := make([]reflect.SelectCase, 0, len(group)+1)
+			for _, c := range group {
+				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
+			}
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stop)})
 			go func() {
-				cases := make([]reflect.SelectCase, 0, len(group)+1)
-				for _, c := range group {
-					cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
-				}
-				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stop)})
-				if i, _, _ := reflect.Select(cases); i < len(group) {
+				if i, _, _ := reflect.Select(cases); i < len(cases)-1 {
 					select {
 					case fan <- struct{}{}:
 					default:

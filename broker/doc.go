@@ -18,17 +18,17 @@
 //
 // # Supported APIs
 //
-//	| API (key)            | versions | notes                                                      |
-//	|----------------------|----------|------------------------------------------------------------|
+//	| API (key)            | versions | notes                                                             |
+//	|----------------------|----------|-------------------------------------------------------------------|
 //	| Produce (0)          | 0–9      | v0–2 answered UNSUPPORTED_VERSION; acks 0, 1, -1; no transactions |
-//	| Fetch (1)            | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)    |
-//	| ListOffsets (2)      | 1–6      | -1 latest, -2 earliest, by timestamp                        |
-//	| Metadata (3)         | 0–9      | auto-creation per Config.AutoCreateTopics                   |
-//	| ApiVersions (18)     | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION       |
-//	| CreateTopics (19)    | 0–5      | replication factor 1; configs of engine.TopicConfig         |
-//	| DeleteTopics (20)    | 0–4      | by name                                                     |
-//	| InitProducerId (22)  | 0–4      | idempotent producers; transactional ids refused             |
-//	| DescribeConfigs (32) | 0–4      | topics and this broker                                      |
+//	| Fetch (1)            | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)          |
+//	| ListOffsets (2)      | 1–6      | -1 latest, -2 earliest, by timestamp                              |
+//	| Metadata (3)         | 0–9      | auto-creation per Config.AutoCreateTopics                         |
+//	| ApiVersions (18)     | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION             |
+//	| CreateTopics (19)    | 0–5      | replication factor 1; configs of engine.TopicConfig               |
+//	| DeleteTopics (20)    | 0–4      | by name                                                           |
+//	| InitProducerId (22)  | 0–4      | idempotent producers; transactional ids refused                   |
+//	| DescribeConfigs (32) | 0–4      | topics and this broker                                            |
 //
 // Any other key, a version outside these ranges, or a body that does not
 // decode closes the connection, with a log line. Requests other than

@@ -21,10 +21,13 @@ import (
 )
 
 const (
-	readBufSize = 8 << 10   // bufio size: many small pipelined frames per read syscall
-	writeQueue  = 4         // handled responses waiting for the writer
-	coalesceMax = 4 << 10   // Bytes parts up to this size are copied next to the header
-	copyChunk   = 256 << 10 // read size of the pread fallback for File parts
+	readBufSize = 8 << 10 // bufio size: many small pipelined frames per read syscall
+	writeQueue  = 4       // handled responses waiting for the writer
+	coalesceMax = 4 << 10 // Bytes parts up to this size are copied next to the header
+	// A batch of responses gathered into one write ends past these.
+	batchMaxBytes = 64 << 10
+	batchMaxItems = 64
+	copyChunk     = 256 << 10 // read size of the pread fallback for File parts
 )
 
 var (
@@ -99,9 +102,12 @@ type conn struct {
 	clientID *string // last client_id, reused while it repeats
 
 	// Writer.
-	vec  [][]byte
-	bufs net.Buffers // vec handed to writev; consumed by WriteTo
-	sf   sendfileState
+	vec      [][]byte    // bytes queued for the next write, in order
+	vecBytes int         // total length of vec
+	bufs     net.Buffers // vec handed to writev; consumed by WriteTo
+	held     []*[]byte   // scratch buffers vec points into, returned after the batch
+	batch    []outItem   // responses queued, finished (Done) after the batch is written
+	sf       sendfileState
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
@@ -444,32 +450,65 @@ func (c *conn) callDone(done func()) {
 	done()
 }
 
-// writeLoop writes responses in order until the handler closes out. Once the
-// connection is dead it keeps draining out, dropping responses, so that
-// every Done is called.
+// writeLoop writes responses in order until the handler closes out. While
+// more responses are already waiting it gathers them into one write (up to
+// batchMaxItems or batchMaxBytes). Once the connection is dead it keeps
+// draining out, dropping responses, so that every Done is called.
 func (c *conn) writeLoop() {
 	pprof.SetGoroutineLabels(writeLabels)
 	defer close(c.writerDone)
 	for it := range c.out {
 		if c.ctx.Err() == nil && !it.resp.None {
 			if err := c.writeResponse(&it); err != nil {
-				c.logWriteError(err)
-				c.kill(err)
-			} else {
-				c.lastWrite.Store(time.Now().UnixNano())
+				if !errors.Is(err, errIO) {
+					c.flush() // the responses before this one are fine: deliver them
+				}
+				c.fail(err)
 			}
 		}
+		c.batch = append(c.batch, it)
+		if len(c.out) > 0 && c.vecBytes < batchMaxBytes && len(c.batch) < batchMaxItems &&
+			!it.resp.Close && !it.panicked {
+			continue
+		}
+		c.endBatch()
+	}
+	c.endBatch()
+}
+
+// endBatch writes what the batch queued, then finishes its responses.
+func (c *conn) endBatch() {
+	if len(c.vec) > 0 && c.ctx.Err() == nil {
+		if err := c.flush(); err != nil {
+			c.fail(err)
+		}
+	}
+	if c.ctx.Err() == nil {
+		c.lastWrite.Store(time.Now().UnixNano())
+	}
+	clear(c.vec)
+	c.vec, c.vecBytes = c.vec[:0], 0
+	for _, bp := range c.held {
+		putBuf(bp)
+	}
+	clear(c.held)
+	c.held = c.held[:0]
+	for i := range c.batch {
+		it := &c.batch[i]
 		switch {
 		case it.panicked:
 			c.kill(errPanic)
 		case it.resp.Close:
 			c.kill(errCloseAsked)
 		}
-		c.finish(&it)
+		c.finish(it)
 	}
+	clear(c.batch)
+	c.batch = c.batch[:0]
 }
 
-func (c *conn) logWriteError(err error) {
+// fail logs a write error and closes the connection.
+func (c *conn) fail(err error) {
 	switch {
 	case errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrClosedPipe),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
@@ -480,28 +519,41 @@ func (c *conn) logWriteError(err error) {
 	default:
 		c.log.Warn("netio: closing connection: response not written", "err", err)
 	}
+	c.kill(err)
 }
 
-// writeResponse encodes and writes one response frame.
+// errIO marks errors of the connection itself, as opposed to a response
+// that could not be encoded.
+var errIO = errors.New("netio: write failed")
+
+// writeResponse encodes one response frame and queues it in vec, writing
+// out what is queued when a File part needs sendfile. Its scratch buffer is
+// held until the batch is flushed.
 func (c *conn) writeResponse(it *outItem) (err error) {
 	bp := getBuf(0)
+	c.held = append(c.held, bp)
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("netio: encoding response panicked", "panic", p,
 				"api_key", it.key, "stack", string(debug.Stack()))
 			err = errPanic
 		}
-		clear(c.vec)
-		c.vec = c.vec[:0]
 	}()
-	*bp, err = c.encodeAndWrite(it, (*bp)[:0])
-	putBuf(bp)
+	*bp, err = c.encode(it, (*bp)[:0])
 	return err
 }
 
-// encodeAndWrite writes the frame of it using b as scratch and returns b,
-// possibly grown, for reuse.
-func (c *conn) encodeAndWrite(it *outItem, b []byte) ([]byte, error) {
+// queue adds p to the bytes waiting for the next write.
+func (c *conn) queue(p []byte) {
+	c.vec = append(c.vec, p)
+	c.vecBytes += len(p)
+}
+
+// encode builds the frame of it in b (header, Msg, small Bytes parts) and
+// queues its pieces in vec; File parts write out what is queued and then go
+// out with sendfile. It returns b, possibly grown, which vec may point into.
+// Validation errors come before anything of this response is queued.
+func (c *conn) encode(it *outItem, b []byte) ([]byte, error) {
 	r := &it.resp
 	b = append(b, 0, 0, 0, 0) // size, filled in below
 	b = appendResponseHeader(b, it.key, it.corr, it.flexible)
@@ -538,7 +590,7 @@ func (c *conn) encodeAndWrite(it *outItem, b []byte) ([]byte, error) {
 	if wt := c.s.cfg.WriteTimeout; wt > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(wt))
 	}
-	mark := 0 // b[mark:] is not yet queued in vec
+	mark := 0 // b[mark:] is not yet queued
 	for i := range r.Parts {
 		p := &r.Parts[i]
 		switch {
@@ -547,7 +599,7 @@ func (c *conn) encodeAndWrite(it *outItem, b []byte) ([]byte, error) {
 				continue
 			}
 			if len(b) > mark {
-				c.vec = append(c.vec, b[mark:])
+				c.queue(b[mark:])
 				mark = len(b)
 			}
 			if err := c.flush(); err != nil {
@@ -560,19 +612,20 @@ func (c *conn) encodeAndWrite(it *outItem, b []byte) ([]byte, error) {
 			b = append(b, p.Bytes...)
 		default:
 			if len(b) > mark {
-				c.vec = append(c.vec, b[mark:])
+				c.queue(b[mark:])
 				mark = len(b)
 			}
-			c.vec = append(c.vec, p.Bytes)
+			c.queue(p.Bytes)
 		}
 	}
 	if len(b) > mark {
-		c.vec = append(c.vec, b[mark:])
+		c.queue(b[mark:])
 	}
-	return b, c.flush()
+	return b, nil
 }
 
-// flush writes vec with one write or writev.
+// flush writes vec with one write or writev and empties it. Its errors wrap
+// errIO.
 func (c *conn) flush() error {
 	var err error
 	switch len(c.vec) {
@@ -586,8 +639,11 @@ func (c *conn) flush() error {
 		c.bufs = nil
 	}
 	clear(c.vec)
-	c.vec = c.vec[:0]
-	return err
+	c.vec, c.vecBytes = c.vec[:0], 0
+	if err != nil {
+		return fmt.Errorf("%w: %w", errIO, err)
+	}
+	return nil
 }
 
 // writeFile writes a File part with sendfile when possible, else with pread
@@ -617,7 +673,7 @@ func (c *conn) copyFile(f *os.File, off, n int64) error {
 		m, err := f.ReadAt(buf[:k], off)
 		if m > 0 {
 			if _, werr := c.nc.Write(buf[:m]); werr != nil {
-				return werr
+				return fmt.Errorf("%w: %w", errIO, werr)
 			}
 			off += int64(m)
 			n -= int64(m)

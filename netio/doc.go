@@ -45,8 +45,15 @@
 // Handler.Handle for one request at a time in arrival order (idempotent
 // producers depend on that order), and a writer that writes the responses in
 // request order, so reading, handling and writing overlap. The queue between
-// reader and handler is bounded by Config.MaxQueuedRequests and by
-// MaxRequestSize bytes of queued frames.
+// reader and handler is bounded by Config.MaxQueuedRequests, and the frames
+// of one connection read but not yet answered by MaxRequestSize bytes (a
+// lone frame always passes).
+//
+// The writer gathers responses that are already waiting into one write
+// (writev), copies small pieces next to their header, and sends File parts
+// with sendfile(2) at their explicit offset; on connections that cannot
+// (net.Pipe, TLS, or a file sendfile refuses) it falls back to pread and
+// write. Response.Done runs once the response is on the socket or dropped.
 //
 // Frame sizes are checked before any buffer is allocated; a negative or
 // oversize frame, a malformed header or an unknown api key closes the

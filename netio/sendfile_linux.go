@@ -66,15 +66,15 @@ func (st *sendfileState) send(f *os.File, off, n int64) (int64, error) {
 	}
 	switch {
 	case werr != nil:
-		return sent, werr
+		return sent, fmt.Errorf("%w: %w", errIO, werr)
 	case serr == nil:
 		return sent, nil
 	case errors.Is(serr, errTruncated):
 		return sent, fmt.Errorf("%w: %d bytes missing at offset %d of %s", errTruncated, n-sent, off+sent, f.Name())
 	case errors.Is(serr, unix.EINVAL), errors.Is(serr, unix.ENOSYS), errors.Is(serr, unix.EOPNOTSUPP):
 		return sent, errNoSendfile
-	default:
-		return sent, fmt.Errorf("netio: sendfile %s: %w", f.Name(), serr)
+	default: // EPIPE, ECONNRESET, EIO...: the socket or the file failed
+		return sent, fmt.Errorf("%w: sendfile %s: %w", errIO, f.Name(), serr)
 	}
 }
 

@@ -93,9 +93,11 @@ func (c Config) withDefaults() Config {
 // ConnInfo describes one client connection.
 type ConnInfo struct {
 	// ID numbers the server's connections from 1 in accept order.
-	ID         uint64
+	ID uint64
+	// RemoteAddr is the client's address.
 	RemoteAddr net.Addr
-	LocalAddr  net.Addr
+	// LocalAddr is the server's end of the connection.
+	LocalAddr net.Addr
 	// State is for the Handler's own per-connection data (for example
 	// authentication state). netio never touches it; Handle calls of one
 	// connection never overlap, so they may use it without locking.
@@ -106,8 +108,11 @@ type ConnInfo struct {
 //
 // The *Request is reused after Handle returns: do not retain it.
 type Request struct {
-	APIKey        int16
-	APIVersion    int16
+	// APIKey and APIVersion name the request type and version; APIKey is
+	// one kmsg knows (others close the connection), APIVersion is as sent.
+	APIKey     int16
+	APIVersion int16
+	// CorrelationID is echoed in the response header.
 	CorrelationID int32
 	// ClientID is nil when the client sent a null client_id. The string is
 	// immutable and may be retained.
@@ -127,11 +132,19 @@ type Request struct {
 // Part is one piece of a pre-encoded response body: either Bytes, or the
 // region [Offset, Offset+Length) of File, sent with sendfile(2) where the
 // connection allows it (a Part mixing the two, or with a negative Offset or
-// Length, closes the connection). File regions are read at their explicit offset, never
-// at the file's seek position, so many connections may share one *os.File.
-// The file must stay open until the response's Done is called.
+// Length, closes the connection). File regions are read at their explicit
+// offset, never at the file's seek position, so many connections may share
+// one *os.File.
+//
+// The file should stay open until the response's Done is called. netio
+// borrows its descriptor through SyscallConn (never Fd, which would switch
+// the file to blocking mode), so a concurrent Close cannot pull the
+// descriptor from under a send; a file already closed, or shorter than the
+// region, closes the connection, since the frame size is already promised.
 type Part struct {
-	Bytes  []byte
+	// Bytes is sent as is when File is nil.
+	Bytes []byte
+	// File, Offset and Length name a region of a file to send.
 	File   *os.File
 	Offset int64
 	Length int64
@@ -140,7 +153,8 @@ type Part struct {
 // Response is what a Handler returns for a request. The body written is the
 // encoding of Msg (if set) followed by Parts; a zero Response writes a frame
 // with an empty body. Msg is encoded, and Parts are read, after Handle
-// returns, on the connection's writer goroutine.
+// returns, on the connection's writer goroutine: leave them unchanged until
+// Done is called.
 type Response struct {
 	// Msg encodes the body (kmsg.Response satisfies this).
 	Msg interface{ AppendTo([]byte) []byte }
@@ -153,7 +167,8 @@ type Response struct {
 	Close bool
 	// Done, if non-nil, is called exactly once after the response was
 	// written or dropped (the connection died first): release segment
-	// references here.
+	// references here. It runs on a connection goroutine and should not
+	// block.
 	Done func()
 }
 

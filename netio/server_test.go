@@ -358,6 +358,27 @@ func TestBadPartClosesConnection(t *testing.T) {
 	c.Write(testReq(1, opBadPart, nil))
 	expectClosed(t, c)
 	rec.waitFor(t, "invalid response part")
+
+	// Responses gathered into the same write before the bad one still go out.
+	for range 20 {
+		c := dial(t, s)
+		var frames []byte
+		for i := range 10 {
+			frames = append(frames, testReq(int32(i), opEcho, []byte{byte(i)})...)
+		}
+		frames = append(frames, testReq(10, opBadPart, nil)...)
+		c.Write(frames)
+		for i := range 10 {
+			resp, err := readFrame(c)
+			if err != nil {
+				t.Fatalf("response %d: %v", i, err)
+			}
+			if err := checkEcho(resp, int32(i), false, []byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		expectClosed(t, c)
+	}
 	h.waitDone(t)
 }
 
