@@ -27,9 +27,10 @@ type Region struct {
 // offset >= offset. It returns ErrOutOfRange if offset is at or beyond the
 // segment's next offset or below its base offset.
 func (s *Segment) Locate(offset int64) (int64, record.Header, error) {
+	next := s.next.Load() // before size: Append stores them in the other order
 	size := s.size.Load()
-	if offset < s.base || offset >= s.next.Load() {
-		return 0, record.Header{}, fmt.Errorf("%w: %d not in [%d, %d) of %s", ErrOutOfRange, offset, s.base, s.next.Load(), s.name())
+	if offset < s.base || offset >= next {
+		return 0, record.Header{}, fmt.Errorf("%w: %d not in [%d, %d) of %s", ErrOutOfRange, offset, s.base, next, s.name())
 	}
 	pos := int64(0)
 	s.idx.Lock()

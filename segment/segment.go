@@ -199,44 +199,66 @@ func OpenForRecovery(dir string, base int64, cfg Config, active bool) (*Segment,
 }
 
 // loadTail finds the next offset and largest timestamp by scanning the log
-// from the last offset index entry. It rebuilds the indexes if they are
-// unusable.
+// from the last offset index entry. If the indexes are missing, corrupt or
+// disagree with the log (an entry past its end, left from a longer log), or
+// the tail does not parse, it rebuilds them from the whole log with Recover,
+// which also cuts a torn tail.
 func (s *Segment) loadTail() error {
-	start := int64(0)
+	var lastOff index.OffsetEntry
+	var lastTime index.TimeEntry
+	var haveOff, haveTime bool
 	s.idx.Lock()
 	err := s.openIndexesLocked()
 	if err == nil {
-		if e, ok := s.idx.offsets.Last(); ok {
-			start = int64(e.Position)
-		}
-		if e, ok := s.idx.times.Last(); ok {
-			s.maxTimestamp = e.Timestamp
-		}
+		lastOff, haveOff = s.idx.offsets.Last()
+		lastTime, haveTime = s.idx.times.Last()
 	}
 	s.idx.Unlock()
-	if err != nil {
-		// Missing or corrupt indexes: rebuild them from the whole log.
-		_, rerr := s.Recover()
-		return rerr
+	if err == nil {
+		err = s.scanTail(lastOff, haveOff, lastTime, haveTime)
 	}
-	next := s.base
+	if err != nil {
+		_, err = s.Recover()
+	}
+	return err
+}
+
+// errStaleIndex reports indexes that do not match the log.
+var errStaleIndex = errors.New("segment: index does not match the log")
+
+// scanTail reads the batches from the last offset index entry to the end of
+// the log, checking the indexes' last entries against what it finds.
+func (s *Segment) scanTail(lastOff index.OffsetEntry, haveOff bool, lastTime index.TimeEntry, haveTime bool) error {
 	size := s.size.Load()
+	start := int64(0)
+	if size > 0 {
+		// The first batch is always indexed, so a non-empty log has entries.
+		if !haveOff || int64(lastOff.Position) >= size {
+			return errStaleIndex
+		}
+		start = int64(lastOff.Position)
+	}
+	next, maxTS := s.base, int64(-1)
+	if haveTime {
+		maxTS = lastTime.Timestamp
+	}
 	var hdr [record.HeaderSize]byte
-	pos := start
-	for pos < size {
+	for pos := start; pos < size; {
 		h, err := s.readHeader(hdr[:], pos, size)
 		if err != nil {
 			return err
 		}
-		next = h.LastOffset() + 1
-		if h.MaxTimestamp > s.maxTimestamp {
-			s.maxTimestamp = h.MaxTimestamp
+		if pos == start && h.BaseOffset != lastOff.Offset {
+			return errStaleIndex
 		}
+		next = h.LastOffset() + 1
+		maxTS = max(maxTS, h.MaxTimestamp)
 		pos += int64(h.Size())
 	}
-	if pos == 0 && start == 0 {
-		next = s.base
+	if haveTime && lastTime.Offset >= next {
+		return errStaleIndex
 	}
+	s.maxTimestamp = maxTS
 	s.next.Store(next)
 	s.sinceIndex = int(size - start)
 	return nil
@@ -361,8 +383,10 @@ func (s *Segment) Append(batch []byte, h record.Header) error {
 	if err := s.indexBatch(h, pos); err != nil {
 		return err
 	}
-	s.next.Store(h.LastOffset() + 1)
+	// Size before next: a reader that sees the new next offset (loaded
+	// first, see Locate) then sees a size that covers it.
 	s.size.Store(pos + int64(len(batch)))
+	s.next.Store(h.LastOffset() + 1)
 	return nil
 }
 
