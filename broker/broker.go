@@ -14,6 +14,7 @@ import (
 
 	"github.com/easel-io/easel/codec"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
 	"github.com/easel-io/easel/record"
 )
@@ -54,6 +55,11 @@ type Config struct {
 	// Logger receives a line for each rejected request or input. Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	// Group configures the consumer-group coordinator (timeouts, retention
+	// of committed offsets, limits). Its NodeID, Host, Port and Logger are
+	// taken from the fields above.
+	Group group.Config
 }
 
 // Broker serves the Kafka API over an engine. It implements netio.Handler.
@@ -64,6 +70,7 @@ type Broker struct {
 	log       *slog.Logger
 	clusterID string
 	pids      pidAllocator
+	groups    *group.Coordinator
 
 	closed    chan struct{} // closed by Close: long polls return at once
 	closeOnce sync.Once
@@ -89,14 +96,22 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 	}
 	b.clusterID = loadClusterID(cfg.DataDir, b.log)
 	b.pids.init(cfg.DataDir)
+	gc := cfg.Group
+	gc.NodeID, gc.Host, gc.Port, gc.Logger = cfg.NodeID, "", 0, cfg.Logger // the address comes per connection (advertised)
+	b.groups = group.New(eng, gc)
 	return b
 }
 
 // Close makes waiting and future long-polling fetches return at once, so
-// that a server shutdown need not wait for them. The broker keeps serving
-// other requests; it does not close the engine.
+// that a server shutdown need not wait for them, and closes the group
+// coordinator: waiting JoinGroup and SyncGroup requests, and later group
+// requests, get NOT_COORDINATOR. The broker keeps serving other requests;
+// it does not close the engine.
 func (b *Broker) Close() {
-	b.closeOnce.Do(func() { close(b.closed) })
+	b.closeOnce.Do(func() {
+		close(b.closed)
+		b.groups.Close()
+	})
 }
 
 // api is one served API key: the versions advertised in ApiVersions and the
@@ -122,11 +137,22 @@ var apis = [...]api{
 	{key: 1, min: 4, max: 12, maxBody: fetchBody, handle: (*Broker).handleFetch},
 	{key: 2, min: 1, max: 6, maxBody: smallBody, handle: (*Broker).handleListOffsets},
 	{key: 3, min: 0, max: 9, maxBody: smallBody, handle: (*Broker).handleMetadata},
+	// Group APIs: package group serves them (versions: group.Versions).
+	{key: 8, min: 2, max: 8, maxBody: smallBody, handle: groupAPI((*group.Coordinator).OffsetCommit)},
+	{key: 9, min: 1, max: 7, maxBody: smallBody, handle: groupAPI((*group.Coordinator).OffsetFetch)},
+	{key: 10, min: 0, max: 3, maxBody: smallBody, handle: groupAPI((*group.Coordinator).FindCoordinator)},
+	{key: 11, min: 0, max: 7, maxBody: groupBody, handle: groupAPI((*group.Coordinator).JoinGroup)},
+	{key: 12, min: 0, max: 4, maxBody: smallBody, handle: groupAPI((*group.Coordinator).Heartbeat)},
+	{key: 13, min: 0, max: 4, maxBody: smallBody, handle: groupAPI((*group.Coordinator).LeaveGroup)},
+	{key: 14, min: 0, max: 5, maxBody: groupBody, handle: groupAPI((*group.Coordinator).SyncGroup)},
+	{key: 15, min: 0, max: 5, maxBody: smallBody, handle: groupAPI((*group.Coordinator).DescribeGroups)},
+	{key: 16, min: 0, max: 4, maxBody: smallBody, handle: groupAPI((*group.Coordinator).ListGroups)},
 	{key: 18, min: 0, max: 3, maxBody: smallBody}, // handled in Handle: it lists this table
 	{key: 19, min: 0, max: 5, maxBody: smallBody, handle: (*Broker).handleCreateTopics},
 	{key: 20, min: 0, max: 4, maxBody: smallBody, handle: (*Broker).handleDeleteTopics},
 	{key: 22, min: 0, max: 4, maxBody: smallBody, handle: (*Broker).handleInitProducerID},
 	{key: 32, min: 0, max: 4, maxBody: smallBody, handle: (*Broker).handleDescribeConfigs},
+	{key: 42, min: 0, max: 2, maxBody: smallBody, handle: groupAPI((*group.Coordinator).DeleteGroups)},
 }
 
 const apiVersionsKey = 18

@@ -24,17 +24,27 @@
 //	| Fetch (1)            | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)          |
 //	| ListOffsets (2)      | 1–6      | -1 latest, -2 earliest, by timestamp                              |
 //	| Metadata (3)         | 0–9      | auto-creation per Config.AutoCreateTopics                         |
+//	| OffsetCommit (8)     | 2–8      | consumer groups: package group (Config.Group)                     |
+//	| OffsetFetch (9)      | 1–7      |                                                                   |
+//	| FindCoordinator (10) | 0–3      | this broker coordinates every group                               |
+//	| JoinGroup (11)       | 0–7      | held until the rebalance completes                                |
+//	| Heartbeat (12)       | 0–4      |                                                                   |
+//	| LeaveGroup (13)      | 0–4      |                                                                   |
+//	| SyncGroup (14)       | 0–5      |                                                                   |
+//	| DescribeGroups (15)  | 0–5      |                                                                   |
+//	| ListGroups (16)      | 0–4      |                                                                   |
 //	| ApiVersions (18)     | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION             |
 //	| CreateTopics (19)    | 0–5      | replication factor 1; configs of engine.TopicConfig               |
 //	| DeleteTopics (20)    | 0–4      | by name                                                           |
 //	| InitProducerId (22)  | 0–4      | idempotent producers; transactional ids refused                   |
 //	| DescribeConfigs (32) | 0–4      | topics and this broker                                            |
+//	| DeleteGroups (42)    | 0–2      |                                                                   |
 //
 // Any other key, a version outside these ranges, or a body that does not
 // decode closes the connection, with a log line. Requests other than
-// Produce are also refused above 1 MiB (Fetch: 4 MiB), and a Produce whose
-// topic count its body cannot hold is refused before decoding, because the
-// decoder allocates arrays by their declared counts.
+// Produce are also refused above 1 MiB (Fetch, JoinGroup, SyncGroup: 4 MiB),
+// and a Produce whose topic count its body cannot hold is refused before
+// decoding, because the decoder allocates arrays by their declared counts.
 //
 // Transactions are not supported: InitProducerId with a transactional id,
 // and Produce with a transactional id or a transactional batch, get

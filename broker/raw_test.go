@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/record"
 )
 
@@ -259,7 +261,7 @@ func TestAPIVersions(t *testing.T) {
 // Every advertised version of every key must be decodable by kmsg and
 // answered with a response kmsg decodes.
 func TestEveryVersionRoundTrips(t *testing.T) {
-	ts := startServer(t, serverOpts{cfg: Config{AutoCreateTopics: true}})
+	ts := startServer(t, serverOpts{cfg: Config{AutoCreateTopics: true, Group: group.Config{InitialRebalanceDelay: -1}}})
 	if err := ts.eng.CreateTopic("t", engine.TopicConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -285,6 +287,33 @@ func TestEveryVersionRoundTrips(t *testing.T) {
 				r.TopicNames = []string{"c" + string(rune('a'+v))}
 			case *kmsg.DescribeConfigsRequest:
 				r.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}
+			// Group APIs (package group has the thorough tests).
+			case *kmsg.OffsetCommitRequest:
+				r.Group, r.Generation = "g", -1
+				r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Offset: 1}}}}
+			case *kmsg.OffsetFetchRequest:
+				r.Group = "g"
+				r.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0}}}
+			case *kmsg.FindCoordinatorRequest:
+				r.CoordinatorKey = "g"
+			case *kmsg.JoinGroupRequest:
+				r.Group = fmt.Sprintf("j%d", v)
+				r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = 10000, 1000
+				r.ProtocolType = "consumer"
+				r.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: []byte{1}}}
+				if v >= 5 {
+					r.InstanceID = strp("static") // no MEMBER_ID_REQUIRED round
+				}
+			case *kmsg.HeartbeatRequest:
+				r.Group = "g"
+			case *kmsg.LeaveGroupRequest:
+				r.Group = "g"
+			case *kmsg.SyncGroupRequest:
+				r.Group = "g"
+			case *kmsg.DescribeGroupsRequest:
+				r.Groups = []string{"g"}
+			case *kmsg.DeleteGroupsRequest:
+				r.Groups = []string{"nope"}
 			}
 			resp := rc.roundTrip(req, v)
 			code := firstErrorCode(resp)
@@ -294,7 +323,16 @@ func TestEveryVersionRoundTrips(t *testing.T) {
 				}
 				continue
 			}
-			if code != 0 {
+			var want int16
+			switch {
+			case a.key == 11 && v == 4:
+				want = kerr.MemberIDRequired.Code
+			case a.key == 12, a.key == 14, a.key == 13 && v < 3:
+				want = kerr.UnknownMemberID.Code // no such group
+			case a.key == 42:
+				want = kerr.GroupIDNotFound.Code
+			}
+			if code != want {
 				t.Errorf("key %d v%d: error %d (%v)", a.key, v, code, kerr.ErrorForCode(code))
 			}
 		}
@@ -326,6 +364,29 @@ func firstErrorCode(resp kmsg.Response) int16 {
 		return r.ErrorCode
 	case *kmsg.DescribeConfigsResponse:
 		return r.Resources[0].ErrorCode
+	case *kmsg.OffsetCommitResponse:
+		return r.Topics[0].Partitions[0].ErrorCode
+	case *kmsg.OffsetFetchResponse:
+		if r.ErrorCode != 0 {
+			return r.ErrorCode
+		}
+		return r.Topics[0].Partitions[0].ErrorCode
+	case *kmsg.FindCoordinatorResponse:
+		return r.ErrorCode
+	case *kmsg.JoinGroupResponse:
+		return r.ErrorCode
+	case *kmsg.HeartbeatResponse:
+		return r.ErrorCode
+	case *kmsg.LeaveGroupResponse:
+		return r.ErrorCode
+	case *kmsg.SyncGroupResponse:
+		return r.ErrorCode
+	case *kmsg.DescribeGroupsResponse:
+		return r.Groups[0].ErrorCode
+	case *kmsg.ListGroupsResponse:
+		return r.ErrorCode
+	case *kmsg.DeleteGroupsResponse:
+		return r.Groups[0].ErrorCode
 	}
 	return -1
 }

@@ -1,0 +1,65 @@
+package group
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// FindCoordinator answers FindCoordinator (v0–3): this broker coordinates
+// every group. Transaction coordinators are refused with
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED (no transactions), other key types
+// with INVALID_REQUEST.
+func (c *Coordinator) FindCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) *kmsg.FindCoordinatorResponse {
+	resp := kmsg.NewPtrFindCoordinatorResponse()
+	resp.Version = req.Version
+	fail := func(code int16) *kmsg.FindCoordinatorResponse {
+		resp.ErrorCode = code
+		resp.NodeID, resp.Host, resp.Port = -1, "", -1
+		if e := kerr.ErrorForCode(code); e != nil {
+			msg := e.Error()
+			resp.ErrorMessage = &msg
+		}
+		return resp
+	}
+	switch {
+	case req.CoordinatorType == 1:
+		return fail(kerr.TransactionalIDAuthorizationFailed.Code)
+	case req.CoordinatorType != 0:
+		return fail(kerr.InvalidRequest.Code)
+	case c.isClosed():
+		return fail(kerr.CoordinatorNotAvailable.Code)
+	}
+	resp.NodeID = c.cfg.NodeID
+	resp.Host, resp.Port = c.advertised(ctx)
+	return resp
+}
+
+// advertised returns the address clients should use for this broker.
+func (c *Coordinator) advertised(ctx context.Context) (string, int32) {
+	host, port := c.cfg.Host, c.cfg.Port
+	if host != "" && port != 0 {
+		return host, port
+	}
+	conn := connFrom(ctx)
+	if host == "" {
+		host = conn.Host
+	}
+	if port == 0 {
+		port = conn.Port
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	if port <= 0 {
+		port = 9092
+	}
+	return host, port
+}
+
+func (c *Coordinator) isClosed() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.mu.closed
+}
