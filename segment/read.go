@@ -155,22 +155,12 @@ func (s *Segment) OffsetForTimestamp(ts int64) (int64, error) {
 	return 0, ErrOutOfRange
 }
 
-// LargestTimestamp returns the largest batch maxTimestamp in the segment, from
-// the time index (or the log when the index is empty), or -1 if none. Unlike
-// MaxTimestamp it is safe for any goroutine and works on sealed segments;
-// retention.ms uses it.
-func (s *Segment) LargestTimestamp() (int64, error) {
-	s.idx.Lock()
-	err := s.openIndexesLocked()
-	var ts int64 = -1
-	if err == nil {
-		if e, ok := s.idx.times.Last(); ok {
-			ts = e.Timestamp
-		}
-	}
-	s.idx.Unlock()
-	return ts, err
-}
+// LargestTimestamp returns the largest batch maxTimestamp in the segment, or
+// -1 if none: the time index's last entry or anything larger found in the
+// log's tail when the segment was opened, kept up by appends. retention.ms
+// uses it. Safe for concurrent use; it maps no index and cannot fail (the
+// error is for Store implementations that must read to know).
+func (s *Segment) LargestTimestamp() (int64, error) { return s.maxTimestamp.Load(), nil }
 
 // OpenIndexes reports how many of this segment's index files are mapped
 // right now (0 or 2), for accounting.

@@ -41,7 +41,7 @@ func (s *Segment) Recover() (truncated int64, err error) {
 	}
 	fileSize := st.Size()
 	s.sinceIndex = 0
-	s.maxTimestamp = -1
+	s.maxTimestamp.Store(-1)
 	next := s.base
 	pos := int64(0)
 	buf := make([]byte, 0, 64<<10)

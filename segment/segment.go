@@ -104,10 +104,12 @@ type Segment struct {
 	// next is the offset after the last batch: the base offset for the next
 	// append. Invariant: next >= base.
 	next atomic.Int64
+	// maxTimestamp is the largest batch maxTimestamp in the log, -1 if none.
+	// Stored by the writer, loaded by anyone (retention).
+	maxTimestamp atomic.Int64
 
 	// Written only by the writer.
 	sinceIndex   int   // log bytes appended since the last offset index entry
-	maxTimestamp int64 // largest batch maxTimestamp seen, -1 if none
 	created      time.Time
 
 	idx struct {
@@ -147,7 +149,8 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 }
 
 func newSegment(dir string, base int64, cfg Config, f *os.File) *Segment {
-	s := &Segment{dir: dir, base: base, cfg: cfg, log: f, maxTimestamp: -1, created: time.Now()}
+	s := &Segment{dir: dir, base: base, cfg: cfg, log: f, created: time.Now()}
+	s.maxTimestamp.Store(-1)
 	s.refs.Store(1)
 	return s
 }
@@ -258,7 +261,7 @@ func (s *Segment) scanTail(lastOff index.OffsetEntry, haveOff bool, lastTime ind
 	if haveTime && lastTime.Offset >= next {
 		return errStaleIndex
 	}
-	s.maxTimestamp = maxTS
+	s.maxTimestamp.Store(maxTS)
 	s.next.Store(next)
 	s.sinceIndex = int(size - start)
 	return nil
@@ -334,9 +337,6 @@ func (s *Segment) NextOffset() int64 { return s.next.Load() }
 // Size is the number of log bytes holding whole batches.
 func (s *Segment) Size() int64 { return s.size.Load() }
 
-// MaxTimestamp is the largest batch maxTimestamp in the segment, or -1.
-// Only the writer may call it.
-func (s *Segment) MaxTimestamp() int64 { return s.maxTimestamp }
 
 // Created is when the segment was created, or for an opened segment the log
 // file's modification time; segment.ms rolls measure from it.
@@ -395,7 +395,7 @@ func (s *Segment) Append(batch []byte, h record.Header) error {
 // when the batch raises the segment's largest timestamp.
 func (s *Segment) indexBatch(h record.Header, pos int64) error {
 	needOffset := s.sinceIndex >= s.cfg.IndexInterval || pos == 0
-	needTime := h.MaxTimestamp > s.maxTimestamp
+	needTime := h.MaxTimestamp > s.maxTimestamp.Load()
 	if needOffset || needTime {
 		s.idx.Lock()
 		err := s.openIndexesLocked()
@@ -414,7 +414,7 @@ func (s *Segment) indexBatch(h record.Header, pos int64) error {
 		}
 	}
 	if needTime {
-		s.maxTimestamp = h.MaxTimestamp
+		s.maxTimestamp.Store(h.MaxTimestamp)
 	}
 	s.sinceIndex += h.Size()
 	return nil
@@ -444,6 +444,13 @@ func (s *Segment) Seal() error {
 	s.idx.Lock()
 	defer s.idx.Unlock()
 	s.idx.writable = false
+	if s.idx.offsets != nil {
+		// Sealed segments sit below the recovery point and are trusted
+		// after a crash: their indexes must be on disk.
+		if err := errors.Join(s.idx.offsets.Trim(), s.idx.times.Trim(), s.idx.offsets.Sync(), s.idx.times.Sync()); err != nil {
+			return fmt.Errorf("segment %s: seal: %w", s.name(), err)
+		}
+	}
 	if err := s.closeIndexesLocked(); err != nil {
 		return fmt.Errorf("segment %s: seal: %w", s.name(), err)
 	}
