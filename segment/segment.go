@@ -109,8 +109,8 @@ type Segment struct {
 	maxTimestamp atomic.Int64
 
 	// Written only by the writer.
-	sinceIndex   int   // log bytes appended since the last offset index entry
-	created      time.Time
+	sinceIndex int // log bytes appended since the last offset index entry
+	created    time.Time
 
 	idx struct {
 		sync.Mutex
@@ -336,7 +336,6 @@ func (s *Segment) NextOffset() int64 { return s.next.Load() }
 
 // Size is the number of log bytes holding whole batches.
 func (s *Segment) Size() int64 { return s.size.Load() }
-
 
 // Created is when the segment was created, or for an opened segment the log
 // file's modification time; segment.ms rolls measure from it.
