@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// allTargets lists the -targets names in the order they run.
+var allTargets = []string{"machine", "easel-embedded", "wal", "easel-broker", "kfake", "nats", "redis"}
+
+// config is one harness run.
+type config struct {
+	Mode      string        // "quick", "full" or "smoke"
+	Root      string        // the easel module's directory
+	Out       string        // output directory
+	Targets   []string      // which of allTargets run
+	Gens      []string      // Kafka-protocol generators: raw, kgo, kgo-if5
+	Duration  time.Duration // per produce phase
+	MaxBytes  int64         // payload bytes per produce phase at most
+	Workloads []workload
+	// If5 lists the workloads also run with kgo-if5 (a subset of Workloads).
+	If5          []workload
+	Scale        []int // partition counts for the scaling figure
+	StartupBytes int64 // data written before the start-up measurements (0: skip)
+	Pprof        bool  // capture CPU profiles of the Easel broker
+	BenchmarksMD string
+	RedisServer  string
+	Keep         bool // keep the temporary data directories
+	Quiet        bool // no progress bar
+	Command      string
+}
+
+func presets(mode string) (config, error) {
+	base := workload{Size: 1024, Partitions: 1, Acks: "1", Codec: "none"}
+	with := func(f func(*workload)) workload { w := base; f(&w); return w }
+	c := config{Mode: mode, Targets: allTargets, Gens: []string{"raw", "kgo", "kgo-if5"}}
+	switch mode {
+	case "quick":
+		c.Duration, c.MaxBytes = 800*time.Millisecond, 512<<20
+		c.Workloads = []workload{
+			base,
+			with(func(w *workload) { w.Size = 100 }),
+			with(func(w *workload) { w.Partitions = 16 }),
+			with(func(w *workload) { w.Acks = "all" }),
+		}
+		c.If5 = []workload{base}
+		c.Scale = []int{1, 100, 1000} // 10,000 takes the Easel broker ~35 s: full mode only
+		c.StartupBytes = 512 << 20
+	case "full":
+		c.Duration, c.MaxBytes = 2*time.Second, 2<<30
+		for _, size := range []int{100, 1024, 16384} {
+			for _, parts := range []int{1, 16} {
+				c.Workloads = append(c.Workloads, with(func(w *workload) { w.Size, w.Partitions = size, parts }))
+			}
+			c.Workloads = append(c.Workloads, with(func(w *workload) { w.Size, w.Acks = size, "all" }))
+			c.If5 = append(c.If5, with(func(w *workload) { w.Size = size }))
+		}
+		c.Workloads = append(c.Workloads, with(func(w *workload) { w.Partitions, w.Acks = 16, "all" }))
+		for _, codec := range []string{"lz4", "zstd"} {
+			for _, size := range []int{100, 1024} {
+				c.Workloads = append(c.Workloads, with(func(w *workload) { w.Size, w.Codec = size, codec }))
+			}
+		}
+		for _, parts := range []int{1, 16} {
+			c.Workloads = append(c.Workloads, with(func(w *workload) { w.Partitions, w.Sync = parts, true }))
+		}
+		c.Scale = []int{1, 100, 1000, 10000}
+		c.StartupBytes = 10 << 30
+	case "smoke":
+		c.Duration, c.MaxBytes = 150*time.Millisecond, 8<<20
+		c.Workloads = []workload{
+			with(func(w *workload) { w.Size = 100 }),
+			with(func(w *workload) { w.Partitions, w.Codec = 3, "lz4" }),
+		}
+		c.If5 = []workload{c.Workloads[0]}
+		c.Scale = []int{1, 50}
+		c.StartupBytes = 4 << 20
+	default:
+		return c, fmt.Errorf("peers: unknown mode %q", mode)
+	}
+	return c, nil
+}
+
+func main() {
+	if maybeRunRole() {
+		return
+	}
+	if err := mainErr(); err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr() error {
+	quick := flag.Bool("quick", false, "quick mode (the default): 0.8 s phases, 1 KiB and 100 B records, 1 and 16 partitions; < 3 min")
+	full := flag.Bool("full", false, "full mode: 2 s phases, 100 B, 1 KiB and 16 KiB, acks, lz4/zstd, fsync, 10,000 partitions, 10 GiB start-up data; < 20 min")
+	targets := flag.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
+	gens := flag.String("gens", "raw,kgo,kgo-if5", "load generators for Kafka-protocol targets")
+	out := flag.String("out", "", "output directory (default bench/out; relative paths start at the repository root)")
+	dur := flag.Duration("duration", 0, "override the length of each produce phase")
+	startup := flag.Int64("startup-bytes", -1, "override the data written before the start-up measurement (0 skips it)")
+	pprofFlag := flag.Bool("pprof", false, "capture CPU profiles of the Easel broker (baseline workload) into <out>/profiles")
+	bmd := flag.String("benchmarks-md", "", "also write the report as the \"Peers (bench/peers)\" section of this file (relative to the repository root, e.g. BENCHMARKS.md), copying the charts to bench/peers/charts/")
+	redisBin := flag.String("redis-server", "redis-server", "redis-server binary (the target is skipped if it is not found)")
+	keep := flag.Bool("keep", false, "keep the temporary data directories")
+	quiet := flag.Bool("quiet", false, "no progress bar")
+	scale := flag.String("scale", "", "override the partition counts of the scaling figure (comma-separated; \"none\" skips it)")
+	render := flag.String("render", "", "measure nothing: re-render the report, charts (and -benchmarks-md) from this results.json (relative to the repository root)")
+	flag.Parse()
+	if *quick && *full {
+		return errors.New("-quick and -full exclude each other")
+	}
+	mode := "quick"
+	if *full {
+		mode = "full"
+	}
+	cfg, err := presets(mode)
+	if err != nil {
+		return err
+	}
+	wd, _ := os.Getwd()
+	if cfg.Root, err = findRoot(wd); err != nil {
+		return err
+	}
+	cfg.Out = *out
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join(cfg.Root, "bench", "out")
+	}
+	cfg.Targets = nil
+	for _, t := range strings.Split(*targets, ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if !slices.Contains(allTargets, t) {
+			return fmt.Errorf("unknown target %q (have %s)", t, strings.Join(allTargets, ", "))
+		}
+		cfg.Targets = append(cfg.Targets, t)
+	}
+	cfg.Gens = nil
+	for _, g := range strings.Split(*gens, ",") {
+		if g = strings.TrimSpace(g); g == "" {
+			continue
+		}
+		if !slices.Contains([]string{"raw", "kgo", "kgo-if5"}, g) {
+			return fmt.Errorf("unknown generator %q (have raw, kgo, kgo-if5)", g)
+		}
+		cfg.Gens = append(cfg.Gens, g)
+	}
+	if *scale != "" {
+		cfg.Scale = nil
+		for _, f := range strings.Split(*scale, ",") {
+			if f = strings.TrimSpace(f); f == "" || f == "none" {
+				continue
+			}
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				return fmt.Errorf("-scale: bad partition count %q", f)
+			}
+			cfg.Scale = append(cfg.Scale, n)
+		}
+	}
+	if *dur > 0 {
+		cfg.Duration = *dur
+	}
+	if *startup >= 0 {
+		cfg.StartupBytes = *startup
+	}
+	cfg.Pprof, cfg.BenchmarksMD, cfg.RedisServer, cfg.Keep, cfg.Quiet = *pprofFlag, *bmd, *redisBin, *keep, *quiet
+	cfg.Command = "go -C bench/peers run . " + strings.Join(os.Args[1:], " ")
+	// go -C bench/peers runs the harness in bench/peers: relative paths are
+	// taken from the repository root instead, so that they mean the same
+	// whichever way it was started.
+	if cfg.BenchmarksMD != "" && !filepath.IsAbs(cfg.BenchmarksMD) {
+		cfg.BenchmarksMD = filepath.Join(cfg.Root, cfg.BenchmarksMD)
+	}
+	if !filepath.IsAbs(cfg.Out) {
+		cfg.Out = filepath.Join(cfg.Root, cfg.Out)
+	}
+
+	if *render != "" {
+		path := *render
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(cfg.Root, path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var rep report
+		if err := json.Unmarshal(b, &rep); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+			return err
+		}
+		for i, p := range rep.Profiles { // summarise again, with the current options
+			if top, err := pprofTop(p.Path); err == nil {
+				rep.Profiles[i].Top = top
+			}
+		}
+		return writeOutputs(&rep, cfg)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	rep, err := run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\n%d results in %v; report: %s\n", len(rep.Results), time.Since(start).Round(time.Second),
+		filepath.Join(cfg.Out, "report.md"))
+	return nil
+}
