@@ -3,6 +3,7 @@ package segment
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 
@@ -27,8 +28,12 @@ type Region struct {
 // offset >= offset. It returns ErrOutOfRange if offset is at or beyond the
 // segment's next offset or below its base offset.
 func (s *Segment) Locate(offset int64) (int64, record.Header, error) {
-	next := s.next.Load() // before size: Append stores them in the other order
-	size := s.size.Load()
+	next, size := s.tail()
+	return s.locate(offset, next, size)
+}
+
+// locate is Locate within a snapshot (next, size) of the segment's end.
+func (s *Segment) locate(offset, next, size int64) (int64, record.Header, error) {
 	if offset < s.base || offset >= next {
 		return 0, record.Header{}, fmt.Errorf("%w: %d not in [%d, %d) of %s", ErrOutOfRange, offset, s.base, next, s.name())
 	}
@@ -63,14 +68,32 @@ func (s *Segment) Locate(offset int64) (int64, record.Header, error) {
 // always returned whole). The caller must hold a reference (Acquire) for as
 // long as it uses the region's File.
 func (s *Segment) Read(offset int64, maxBytes int) (Region, error) {
+	return s.ReadTo(offset, maxBytes, math.MaxInt64)
+}
+
+// ReadTo is Read that stops before the batch holding offset end: a fetch
+// bounded by a high watermark loaded earlier never returns records at or
+// past it, even while appends go on.
+func (s *Segment) ReadTo(offset int64, maxBytes int, end int64) (Region, error) {
 	if s.refs.Load() <= 0 {
 		return Region{}, ErrClosed
 	}
-	pos, h, err := s.Locate(offset)
+	next, size := s.tail()
+	if end < next {
+		if offset >= end {
+			return Region{}, fmt.Errorf("%w: %d at or past the end %d of %s", ErrOutOfRange, offset, end, s.name())
+		}
+		endPos, _, err := s.locate(end, next, size)
+		if err != nil {
+			return Region{}, err
+		}
+		size = endPos
+	}
+	pos, h, err := s.locate(offset, next, size)
 	if err != nil {
 		return Region{}, err
 	}
-	n := s.size.Load() - pos
+	n := size - pos
 	if int64(maxBytes) < n {
 		n = int64(maxBytes)
 	}
@@ -88,11 +111,11 @@ func (s *Segment) Read(offset int64, maxBytes int) (Region, error) {
 // Reading it may block on page faults; read very large spans with Read and
 // pread instead.
 func (s *Segment) View(offset int64, maxBytes int) ([]byte, error) {
-	pos, h, err := s.Locate(offset)
+	next, size := s.tail()
+	pos, h, err := s.locate(offset, next, size)
 	if err != nil {
 		return nil, err
 	}
-	size := s.size.Load()
 	s.idx.Lock()
 	capacity := int64(0) // a sealed segment is mapped at exactly its size
 	if s.idx.writable {

@@ -31,9 +31,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/easel-io/easel/index"
 	"github.com/easel-io/easel/record"
@@ -104,6 +107,8 @@ type Segment struct {
 	// next is the offset after the last batch: the base offset for the next
 	// append. Invariant: next >= base.
 	next atomic.Int64
+	// seq guards the pair (next, size) for readers; see publish and tail.
+	seq atomic.Uint64
 	// maxTimestamp is the largest batch maxTimestamp in the log, -1 if none.
 	// Stored by the writer, loaded by anyone (retention).
 	maxTimestamp atomic.Int64
@@ -382,10 +387,7 @@ func (s *Segment) Append(batch []byte, h record.Header) error {
 	if err := s.indexBatch(h, pos); err != nil {
 		return err
 	}
-	// Size before next: a reader that sees the new next offset (loaded
-	// first, see Locate) then sees a size that covers it.
-	s.size.Store(pos + int64(len(batch)))
-	s.next.Store(h.LastOffset() + 1)
+	s.publish(h.LastOffset()+1, pos+int64(len(batch)))
 	return nil
 }
 
@@ -419,22 +421,62 @@ func (s *Segment) indexBatch(h record.Header, pos int64) error {
 	return nil
 }
 
-// Sync flushes the log and indexes to stable storage.
+// publish makes a new end (next offset, size) visible to readers as one
+// pair: a sequence lock, odd while the pair is being written.
+func (s *Segment) publish(next, size int64) {
+	s.seq.Add(1)
+	s.size.Store(size)
+	s.next.Store(next)
+	s.seq.Add(1)
+}
+
+// tail returns a consistent snapshot of (next offset, size): every batch
+// below size ends at or before next's position and vice versa.
+func (s *Segment) tail() (next, size int64) {
+	for {
+		q := s.seq.Load()
+		if q&1 == 0 {
+			next, size = s.next.Load(), s.size.Load()
+			if s.seq.Load() == q {
+				return next, size
+			}
+		}
+		runtime.Gosched()
+	}
+}
+
+// Sync flushes the log to stable storage. The indexes are not flushed: the
+// active segment's are rebuilt from the log after a crash, and Seal flushes
+// a segment's indexes before it can fall below the recovery point.
 func (s *Segment) Sync() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	if err := s.log.Sync(); err != nil {
-		return fmt.Errorf("segment %s: fsync: %w", s.name(), err)
-	}
-	s.idx.Lock()
-	defer s.idx.Unlock()
-	if s.idx.offsets != nil {
-		if err := errors.Join(s.idx.offsets.Sync(), s.idx.times.Sync()); err != nil {
-			return fmt.Errorf("segment %s: %w", s.name(), err)
-		}
+	if err := fdatasync(s.log); err != nil {
+		return fmt.Errorf("segment %s: fdatasync: %w", s.name(), err)
 	}
 	return nil
+}
+
+// fdatasync flushes f's data and the metadata needed to read it back (its
+// size), but not its timestamps: one device flush instead of two.
+func fdatasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			serr = unix.Fdatasync(int(fd))
+			if serr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // Seal marks the segment read-only: its indexes are trimmed to their used
