@@ -110,7 +110,7 @@ func mainErr() error {
 	out := flag.String("out", "", "output directory (default bench/out; relative paths start at the repository root)")
 	dur := flag.Duration("duration", 0, "override the length of each produce phase")
 	startup := flag.Int64("startup-bytes", -1, "override the data written before the start-up measurement (0 skips it)")
-	pprofFlag := flag.Bool("pprof", false, "capture CPU profiles of the Easel broker (baseline workload) into <out>/profiles")
+	pprofFlag := flag.Bool("pprof", false, "capture CPU profiles of the Easel broker (baseline produce and consume, scaling at >= 100 partitions) into <out>/profiles")
 	bmd := flag.String("benchmarks-md", "", "also write the report as the \"Peers (bench/peers)\" section of this file (relative to the repository root, e.g. BENCHMARKS.md), copying the charts to bench/peers/charts/")
 	redisBin := flag.String("redis-server", "redis-server", "redis-server binary (the target is skipped if it is not found)")
 	keep := flag.Bool("keep", false, "keep the temporary data directories")
