@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,14 +20,26 @@ import (
 
 // recoveryFile names the per-partition checkpoint: the base offset of the
 // oldest segment that may hold unflushed bytes. Crash recovery scans only
-// segments from there on. Format: decimal offset and a newline.
+// segments from there on. Format: decimal offset and a newline. It is a hint
+// written without fsync: a lost or torn file only makes recovery scan more.
 const recoveryFile = "recovery-point"
+
+// logStartFile names the per-partition log start offset: the base offset of
+// the oldest segment retention kept. It is written durably before retention
+// removes any file, so segments below it that a crash left behind in the
+// middle of a deletion are removed at the next open instead of coming back
+// with a hole in the offsets after them. Format: decimal offset and a newline.
+const logStartFile = "log-start-offset"
+
+// syncSegment fsyncs a segment. Tests replace it to delay or fail fsyncs.
+var syncSegment = (*segment.Segment).Sync
 
 // DiskStore keeps each partition log as a directory of mmap-indexed segment
 // files under one root directory. It is the default Store.
 type DiskStore struct {
 	dir string
 	seg segment.Config
+	log *slog.Logger // set by the engine that creates the store; nil: slog.Default()
 }
 
 var _ Store = (*DiskStore)(nil)
@@ -65,14 +78,25 @@ func (d *DiskStore) RemoveLog(name string) error {
 
 // OpenLog opens or creates a partition directory and its segments. After an
 // unclean shutdown, segments from the recovery point on are scanned and torn
-// tails cut; after a clean one only the last segment's tail is read.
+// tails cut; after a clean one only the tail of each segment after its last
+// index entry is read.
 func (d *DiskStore) OpenLog(name string, cfg LogConfig, clean bool) (Log, error) {
 	dir := filepath.Join(d.dir, name)
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: open log %s: %w", name, err)
 	}
-	l := &diskLog{dir: dir, cfg: cfg, seg: d.seg}
+	lg := d.log
+	if lg == nil {
+		lg = slog.Default()
+	}
+	l := &diskLog{dir: dir, cfg: cfg, seg: d.seg, log: lg}
 	l.seg.MaxBytes = cfg.SegmentBytes
+	if statErr != nil {
+		// A new directory: its entry in the parent must be durable before
+		// anything in it is called durable.
+		l.parentDirty.Store(true)
+	}
 	if err := l.load(clean); err != nil {
 		l.closeSegments(l.segments())
 		return nil, fmt.Errorf("engine: open log %s: %w", name, err)
@@ -84,16 +108,39 @@ type diskLog struct {
 	dir string
 	cfg LogConfig
 	seg segment.Config
+	log *slog.Logger
 
 	// segs is the current list of segments, oldest first, never empty once
-	// loaded. Readers load it without locks; the writer replaces it.
-	segs atomic.Pointer[[]*segment.Segment]
+	// loaded. Readers load it without locks; roll and DeleteOldest replace
+	// it holding listMu.
+	segs   atomic.Pointer[[]*segment.Segment]
+	listMu sync.Mutex
+	// next is the log end offset, published after a batch is whole in the
+	// active segment, so a reader that sees it can read every offset below.
+	// Invariant: next <= active().NextOffset().
+	next atomic.Int64
 
 	// recovery is the persisted recovery point; see recoveryFile.
 	recovery   atomic.Int64
 	recoveryMu sync.Mutex // serialises writes of the recovery file
-	recovered int
-	syncWG    sync.WaitGroup // background fsyncs of rolled segments
+	recovered  int        // segments scanned by recovery at open
+
+	// Background fsyncs of rolled segments. They may finish in any order;
+	// each waits for the one before it so the recovery point only moves
+	// past segments that are all durable. lastRoll is touched by the
+	// writer only.
+	syncWG   sync.WaitGroup
+	lastRoll *rollSync
+
+	// dirDirty: a segment file was created in dir since dir was last
+	// fsynced. parentDirty: dir itself is new in its parent.
+	dirDirty, parentDirty atomic.Bool
+}
+
+// rollSync is one background fsync of a rolled segment.
+type rollSync struct {
+	done chan struct{}
+	ok   bool // set before done is closed: this and every earlier rolled segment are durable
 }
 
 func (l *diskLog) segments() []*segment.Segment {
@@ -113,12 +160,20 @@ func (l *diskLog) load(clean bool) error {
 	if err != nil {
 		return err
 	}
-	rp := l.readRecoveryPoint()
+	if bases, err = l.dropBelowLogStart(bases); err != nil {
+		return err
+	}
+	rp := l.readOffsetFile(recoveryFile)
 	var segs []*segment.Segment
+	scanned := make([]bool, 0, len(bases))
+	mayTear := make([]bool, 0, len(bases))
 	for i, base := range bases {
 		last := i == len(bases)-1
 		var s *segment.Segment
-		needScan := !clean && base >= rp
+		// Only segments past the recovery point can have lost bytes in a
+		// crash; anything wrong before it is damage from outside.
+		torn := !clean && base >= rp
+		needScan := torn
 		if !needScan {
 			s, err = segment.Open(l.dir, base, l.seg, last)
 			if errors.Is(err, segment.ErrCorrupt) {
@@ -126,6 +181,11 @@ func (l *diskLog) load(clean bool) error {
 			} else if err != nil {
 				l.closeSegments(segs)
 				return err
+			} else if s.Size() > 0 && s.NextOffset() == s.BaseOffset() {
+				// Bytes but no offsets: the tail was read from a stale
+				// index entry past the end of the log. Scan it.
+				s.Close()
+				needScan = true
 			}
 		}
 		if needScan {
@@ -135,17 +195,103 @@ func (l *diskLog) load(clean bool) error {
 			}
 		}
 		segs = append(segs, s)
+		scanned = append(scanned, needScan)
+		mayTear = append(mayTear, torn)
+	}
+	if segs, err = l.checkContiguous(segs, scanned, mayTear); err != nil {
+		l.closeSegments(segs)
+		return err
 	}
 	if len(segs) == 0 {
-		s, err := segment.Create(l.dir, 0, l.seg)
+		start := l.readOffsetFile(logStartFile)
+		s, err := segment.Create(l.dir, start, l.seg)
 		if err != nil {
 			return err
 		}
+		l.dirDirty.Store(true)
 		segs = append(segs, s)
 	}
 	l.segs.Store(&segs)
+	l.next.Store(segs[len(segs)-1].NextOffset())
 	l.recovery.Store(rp)
 	return nil
+}
+
+// dropBelowLogStart removes the files of segments below the persisted log
+// start offset: retention decided to delete them and a crash interrupted it.
+func (l *diskLog) dropBelowLogStart(bases []int64) ([]int64, error) {
+	start := l.readOffsetFile(logStartFile)
+	n := 0
+	for n < len(bases) && bases[n] < start {
+		n++
+	}
+	for _, base := range bases[:n] {
+		l.log.Warn("removing segment below the log start offset", "dir", l.dir, "base", base, "log_start", start)
+		for _, suf := range []string{segment.LogSuffix, segment.IndexSuffix, segment.TimeIndexSuffix} {
+			if err := os.Remove(filepath.Join(l.dir, segment.FileName(base)+suf)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+	}
+	return bases[n:], nil
+}
+
+// checkContiguous makes sure every segment ends where the next one begins.
+// A segment that may have been torn by the crash (one past the recovery
+// point) and ends early lost its tail, so the segments after it hold offsets
+// that no longer follow on: they are deleted and the short segment becomes
+// the active one, as Kafka does. Any other segment that ends early is
+// scanned (if it was not already); if it still ends early (damage from
+// outside, not a crash), the hole is kept and logged: reads skip it.
+func (l *diskLog) checkContiguous(segs []*segment.Segment, scanned, mayTear []bool) ([]*segment.Segment, error) {
+	for i := 0; i+1 < len(segs); i++ {
+		s := segs[i]
+		if s.NextOffset() == segs[i+1].BaseOffset() {
+			continue
+		}
+		if !mayTear[i] {
+			if scanned[i] {
+				l.log.Warn("hole in the offsets between segments", "dir", l.dir,
+					"end", s.NextOffset(), "next_base", segs[i+1].BaseOffset())
+				continue
+			}
+			base := s.BaseOffset()
+			s.Close()
+			r, err := l.recoverSegment(base, false)
+			if err != nil {
+				segs = append(segs[:i], segs[i+1:]...)
+				return segs, err
+			}
+			segs[i], scanned[i] = r, true
+			if r.NextOffset() != segs[i+1].BaseOffset() {
+				// It was durable before any crash: not a torn tail.
+				l.log.Warn("hole in the offsets between segments", "dir", l.dir,
+					"end", r.NextOffset(), "next_base", segs[i+1].BaseOffset())
+			}
+			continue
+		}
+		// A torn tail: drop everything after it.
+		l.log.Warn("segment lost its tail in a crash; removing the segments after it", "dir", l.dir,
+			"base", segs[i].BaseOffset(), "end", segs[i].NextOffset(), "removed", len(segs)-i-1)
+		var err error
+		for _, t := range segs[i+1:] {
+			err = errors.Join(err, t.Delete())
+		}
+		segs = segs[:i+1]
+		if err != nil {
+			return segs, err
+		}
+		// Reopen it as the active segment, with writable indexes.
+		base := segs[i].BaseOffset()
+		segs[i].Close()
+		a, err := segment.Open(l.dir, base, l.seg, true)
+		if err != nil {
+			return segs[:i], err
+		}
+		segs[i] = a
+		return segs, nil
+	}
+	return segs, nil
 }
 
 // recoverSegment opens a segment whose tail may be torn and scans it.
@@ -162,8 +308,10 @@ func (l *diskLog) recoverSegment(base int64, last bool) (*segment.Segment, error
 	return s, nil
 }
 
-func (l *diskLog) readRecoveryPoint() int64 {
-	b, err := os.ReadFile(filepath.Join(l.dir, recoveryFile))
+// readOffsetFile reads a file holding one decimal offset; a missing or
+// unreadable file reads as 0.
+func (l *diskLog) readOffsetFile(name string) int64 {
+	b, err := os.ReadFile(filepath.Join(l.dir, name))
 	if err != nil {
 		return 0
 	}
@@ -174,9 +322,13 @@ func (l *diskLog) readRecoveryPoint() int64 {
 	return v
 }
 
-// writeRecoveryPoint persists the recovery point atomically.
-func (l *diskLog) writeRecoveryPoint(off int64) error {
-	if err := writeFileAtomic(filepath.Join(l.dir, recoveryFile), []byte(strconv.FormatInt(off, 10)+"\n")); err != nil {
+// writeRecoveryPointLocked persists the recovery point. The caller holds
+// recoveryMu.
+func (l *diskLog) writeRecoveryPointLocked(off int64) error {
+	if off == l.recovery.Load() {
+		return nil
+	}
+	if err := writeFileAtomic(filepath.Join(l.dir, recoveryFile), []byte(strconv.FormatInt(off, 10)+"\n"), false); err != nil {
 		return err
 	}
 	l.recovery.Store(off)
@@ -199,11 +351,15 @@ func (l *diskLog) Append(batch []byte, h record.Header) (bool, error) {
 		}
 		rolled = true
 	}
-	return rolled, a.Append(batch, h)
+	if err := a.Append(batch, h); err != nil {
+		return rolled, err
+	}
+	l.next.Store(h.LastOffset() + 1)
+	return rolled, nil
 }
 
-func (l *diskLog) SaveState(name string, data []byte) error {
-	return writeFileAtomic(filepath.Join(l.dir, name), data)
+func (l *diskLog) SaveState(name string, data []byte, sync bool) error {
+	return writeFileAtomic(filepath.Join(l.dir, name), data, sync)
 }
 
 func (l *diskLog) LoadState(name string) ([]byte, error) {
@@ -219,7 +375,7 @@ func (l *diskLog) LoadState(name string) ([]byte, error) {
 
 // roll seals the active segment and starts a new one at the next offset. The
 // sealed segment is fsynced in the background, after which the recovery
-// point moves past it.
+// point moves past it (once every segment rolled before it is durable too).
 func (l *diskLog) roll() (*segment.Segment, error) {
 	old := l.active()
 	next, err := segment.Create(l.dir, old.NextOffset(), l.seg)
@@ -230,18 +386,36 @@ func (l *diskLog) roll() (*segment.Segment, error) {
 		next.Delete()
 		return nil, err
 	}
+	l.dirDirty.Store(true)
+	l.listMu.Lock()
 	segs := append(append([]*segment.Segment(nil), l.segments()...), next)
 	l.segs.Store(&segs)
-	if old.Acquire() {
-		l.syncWG.Add(1)
-		go func() {
-			defer l.syncWG.Done()
-			defer old.Release()
-			if old.Sync() == nil {
-				l.advanceRecovery(next.BaseOffset())
-			}
-		}()
-	}
+	l.listMu.Unlock()
+	prev := l.lastRoll
+	cur := &rollSync{done: make(chan struct{})}
+	l.lastRoll = cur
+	held := old.Acquire()
+	l.syncWG.Add(1)
+	go func() {
+		defer l.syncWG.Done()
+		defer close(cur.done)
+		ok := true
+		if held {
+			err := syncSegment(old)
+			old.Release()
+			// A segment deleted by retention meanwhile needs no fsync.
+			ok = err == nil || errors.Is(err, segment.ErrClosed)
+		}
+		ok = ok && l.syncDirs() == nil
+		if prev != nil {
+			<-prev.done
+			ok = ok && prev.ok
+		}
+		cur.ok = ok
+		if ok {
+			l.advanceRecovery(next.BaseOffset())
+		}
+	}()
 	return next, nil
 }
 
@@ -251,31 +425,56 @@ func (l *diskLog) advanceRecovery(off int64) {
 	l.recoveryMu.Lock()
 	defer l.recoveryMu.Unlock()
 	if off > l.recovery.Load() {
-		_ = l.writeRecoveryPoint(off)
+		_ = l.writeRecoveryPointLocked(off)
 	}
 }
 
-// find returns the segment holding offset, or nil.
-func findSegment(segs []*segment.Segment, offset int64) *segment.Segment {
-	i := sort.Search(len(segs), func(i int) bool { return segs[i].BaseOffset() > offset })
-	if i == 0 {
-		return nil
+// syncDirs fsyncs the partition directory (and its parent, once) if a file
+// was created in it since the last time.
+func (l *diskLog) syncDirs() error {
+	if l.parentDirty.Swap(false) {
+		if err := syncDir(filepath.Dir(l.dir)); err != nil {
+			l.parentDirty.Store(true)
+			return err
+		}
 	}
-	return segs[i-1]
+	if l.dirDirty.Swap(false) {
+		if err := syncDir(l.dir); err != nil {
+			l.dirDirty.Store(true)
+			return err
+		}
+	}
+	return nil
 }
 
-func (l *diskLog) acquire(offset int64) (*segment.Segment, error) {
+// find returns the index of the segment holding offset, or -1.
+func findSegment(segs []*segment.Segment, offset int64) int {
+	return sort.Search(len(segs), func(i int) bool { return segs[i].BaseOffset() > offset }) - 1
+}
+
+// acquire takes a reference to the segment holding the first batch with an
+// offset >= offset and returns the offset to ask it for: offset itself, or
+// the segment's base offset when offset falls in a hole between segments.
+func (l *diskLog) acquire(offset int64) (*segment.Segment, int64, error) {
 	for range 3 { // a concurrent retention pass may delete the segment under us
-		segs := l.segments()
-		s := findSegment(segs, offset)
-		if s == nil || offset >= l.NextOffset() {
-			return nil, l.outOfRange(offset)
+		if offset >= l.next.Load() {
+			return nil, 0, l.outOfRange(offset)
 		}
-		if s.Acquire() {
-			return s, nil
+		segs := l.segments()
+		i := findSegment(segs, offset)
+		if i < 0 {
+			return nil, 0, l.outOfRange(offset)
+		}
+		at := offset
+		for i < len(segs)-1 && segs[i].NextOffset() <= at {
+			i++ // a hole after segs[i]: go on to the next segment
+			at = segs[i].BaseOffset()
+		}
+		if s := segs[i]; s.Acquire() {
+			return s, at, nil
 		}
 	}
-	return nil, l.outOfRange(offset)
+	return nil, 0, l.outOfRange(offset)
 }
 
 func (l *diskLog) outOfRange(offset int64) error {
@@ -283,34 +482,39 @@ func (l *diskLog) outOfRange(offset int64) error {
 }
 
 func (l *diskLog) Read(offset int64, maxBytes int) (Chunk, error) {
-	s, err := l.acquire(offset)
+	// Bound the read by the end offset as published now: the segment may
+	// already hold bytes of a batch whose offsets are not yet published,
+	// and a fetch must not return records past the high watermark that the
+	// caller reads after this call.
+	end := l.next.Load()
+	s, at, err := l.acquire(offset)
 	if err != nil {
 		return Chunk{}, err
 	}
-	r, err := s.Read(offset, maxBytes)
+	r, err := s.ReadTo(at, maxBytes, end)
 	if err != nil {
 		s.Release()
 		return Chunk{}, l.segmentErr(err, offset)
 	}
-	return Chunk{File: r.File, Pos: r.Pos, Len: r.Len, FirstOffset: r.FirstOffset, release: func() { s.Release() }}, nil
+	return Chunk{File: r.File, Pos: r.Pos, Len: r.Len, FirstOffset: r.FirstOffset, seg: s}, nil
 }
 
 // View is like Read but returns whole batches as a memory-mapped slice.
 func (l *diskLog) View(offset int64, maxBytes int) (Chunk, error) {
-	s, err := l.acquire(offset)
+	s, at, err := l.acquire(offset)
 	if err != nil {
 		return Chunk{}, err
 	}
-	b, err := s.View(offset, maxBytes)
+	b, err := s.View(at, maxBytes)
 	if err != nil {
 		s.Release()
 		return Chunk{}, l.segmentErr(err, offset)
 	}
-	first := offset
+	first := at
 	if h, herr := record.ParseHeader(b); herr == nil {
 		first = h.BaseOffset
 	}
-	return Chunk{Bytes: b, FirstOffset: first, release: func() { s.Release() }}, nil
+	return Chunk{Bytes: b, FirstOffset: first, seg: s}, nil
 }
 
 func (l *diskLog) segmentErr(err error, offset int64) error {
@@ -338,11 +542,15 @@ func (l *diskLog) OffsetForTimestamp(ts int64) (int64, error) {
 }
 
 func (l *diskLog) StartOffset() int64 { return l.segments()[0].BaseOffset() }
-func (l *diskLog) NextOffset() int64  { return l.active().NextOffset() }
+func (l *diskLog) NextOffset() int64  { return l.next.Load() }
 
-// Sync fsyncs the active segment and any rolled segment that the background
-// fsync has not covered yet (those at or past the recovery point).
+// Sync fsyncs the active segment, any rolled segment that the background
+// fsync has not covered yet (those at or past the recovery point), and the
+// directory entries of new segment files.
 func (l *diskLog) Sync() error {
+	if err := l.syncDirs(); err != nil {
+		return fmt.Errorf("engine: fsync %s: %w", l.dir, err)
+	}
 	rp := l.recovery.Load()
 	for _, s := range l.segments() {
 		if s.BaseOffset() < rp {
@@ -351,7 +559,7 @@ func (l *diskLog) Sync() error {
 		if !s.Acquire() {
 			continue
 		}
-		err := s.Sync()
+		err := syncSegment(s)
 		s.Release()
 		if err != nil && !errors.Is(err, segment.ErrClosed) {
 			return err
@@ -367,6 +575,9 @@ func (l *diskLog) Segments() []SegmentInfo {
 		ts := int64(-1)
 		if s.Acquire() {
 			ts, _ = s.LargestTimestamp()
+			// Retention runs every few minutes: let it also unmap the
+			// indexes of sealed segments that reads mapped since, which
+			// bounds the mappings an engine with many partitions holds.
 			s.ReleaseIndexes()
 			s.Release()
 		}
@@ -375,6 +586,9 @@ func (l *diskLog) Segments() []SegmentInfo {
 	return out
 }
 
+// DeleteOldest runs concurrently with Append: a roll only adds segments at
+// the end, so the n oldest stay the same, and the list is swapped under
+// listMu. The slow parts (fsync of the log start, unlinking) hold no lock.
 func (l *diskLog) DeleteOldest(n int) error {
 	segs := l.segments()
 	if n > len(segs)-1 {
@@ -383,10 +597,20 @@ func (l *diskLog) DeleteOldest(n int) error {
 	if n <= 0 {
 		return nil
 	}
+	// Persist the new start first: a crash half-way through the deletes
+	// then cannot bring back a segment with a hole after it.
+	start := segs[n].BaseOffset()
+	if err := writeFileAtomic(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(start, 10)+"\n"), true); err != nil {
+		return err
+	}
+	l.listMu.Lock()
+	segs = l.segments()
+	victims := segs[:n:n]
 	rest := append([]*segment.Segment(nil), segs[n:]...)
 	l.segs.Store(&rest)
+	l.listMu.Unlock()
 	var err error
-	for _, s := range segs[:n] {
+	for _, s := range victims {
 		err = errors.Join(err, s.Delete())
 	}
 	return err
@@ -394,6 +618,8 @@ func (l *diskLog) DeleteOldest(n int) error {
 
 func (l *diskLog) Stats() LogStats {
 	segs := l.segments()
+	// Each segment holds its log's descriptor; a mapped index holds a
+	// mapping but no descriptor (package index closes it once mapped).
 	st := LogStats{Segments: len(segs), OpenFiles: len(segs), Recovered: l.recovered}
 	for _, s := range segs {
 		st.MappedFiles += s.OpenIndexes()
@@ -403,19 +629,27 @@ func (l *diskLog) Stats() LogStats {
 
 func (l *diskLog) Close() error {
 	l.syncWG.Wait()
-	a := l.active()
-	err := a.Sync()
+	// Everything, including rolled segments whose background fsync failed,
+	// must be durable before the recovery point moves to the active segment.
+	err := l.Sync()
 	if err == nil {
-		// Everything is durable: the next unclean open scans nothing before
-		// the active segment.
 		l.recoveryMu.Lock()
-		err = l.writeRecoveryPoint(a.BaseOffset())
+		err = l.writeRecoveryPointLocked(l.active().BaseOffset())
 		l.recoveryMu.Unlock()
 	}
 	for _, s := range l.segments() {
 		err = errors.Join(err, s.Close())
 	}
 	return err
+}
+
+// abandon releases every file and mapping without syncing or writing
+// anything, leaving the directory as a crash of the process would (tests).
+func (l *diskLog) abandon() {
+	l.syncWG.Wait()
+	for _, s := range l.segments() {
+		s.Close()
+	}
 }
 
 // splitLogName splits "<topic>-<partition>" at the last dash.
@@ -436,24 +670,26 @@ func logName(topic string, partition int32) string {
 	return topic + "-" + strconv.FormatInt(int64(partition), 10)
 }
 
-// writeFileAtomic writes data to path through a synced temporary file and a
-// rename, then syncs the directory, so a crash leaves the old or the new
-// content, never a mix.
-func writeFileAtomic(path string, data []byte) error {
+// writeFileAtomic replaces path with data through a temporary file and a
+// rename, so a reader sees the old or the new content, never a mix. With
+// sync, the file and the directory are fsynced so the new content survives
+// a machine crash; without, a machine crash may leave the old content or an
+// empty or torn file (callers that skip sync check what they read).
+func writeFileAtomic(path string, data []byte, sync bool) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	err = errors.Join(err, f.Close())
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = syncDir(filepath.Dir(path))
 	}
 	if err != nil {

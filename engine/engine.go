@@ -14,10 +14,24 @@
 //
 // On disk (DiskStore, the default), the data directory holds:
 //
-//	<dir>/.meta/<topic>.json        topic settings (JSON, written atomically)
-//	<dir>/<topic>-<partition>/      segments (see package segment), recovery-point,
-//	                                <offset>.producers (idempotent producer snapshots)
+//	<dir>/.meta/<topic>.json        topic settings (JSON, written atomically and fsynced)
 //	<dir>/.clean-shutdown           present only while the engine is cleanly closed
+//	<dir>/<topic>-<partition>/      one partition:
+//	    <20-digit base>.log, .index, .timeindex   segments (see package segment)
+//	    recovery-point              decimal base offset + "\n": segments below it are durable
+//	    log-start-offset            decimal offset + "\n": retention deleted everything below
+//	    producers.snapshot          idempotent producer state (layout at producerSnapshotName)
+//
+// Recovery: Open removes the clean-shutdown marker at once, so a crash of
+// this engine is always noticed. After an unclean shutdown every segment
+// from each partition's recovery point on is scanned (CRC of every batch),
+// its indexes rebuilt and a torn tail cut; a segment that lost its tail
+// takes the segments after it along (their offsets no longer follow on),
+// as in Kafka. Segments below log-start-offset that a crash left behind
+// are removed. The recovery point moves when a rolled segment's background
+// fsync completes (and every earlier one has), and to the active segment
+// on Close. The recovery point and producer snapshot are hints written
+// without fsync: losing them only makes the next open scan or replay more.
 //
 // Committed consumer offsets live in the internal topic __consumer_offsets.
 //
@@ -36,6 +50,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/easel-io/easel/segment"
@@ -56,6 +71,11 @@ var (
 	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("engine: producer epoch is older than the current one")
 	ErrUnknownGroupOffset   = errors.New("engine: no committed offset")
+	// ErrLogFailed is returned by Append and Flush after an fsync of the
+	// partition failed: what was acknowledged may not be on disk, so the
+	// partition takes no more appends until the engine is reopened (Kafka:
+	// KAFKA_STORAGE_ERROR).
+	ErrLogFailed = errors.New("engine: partition log failed")
 )
 
 // ConsumerOffsetsTopic is the internal topic holding committed offsets.
@@ -141,7 +161,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	e := &Engine{dir: dir, opts: opts, store: opts.Store, log: opts.Logger, stop: make(chan struct{})}
 	if e.store == nil {
-		e.store = NewDiskStore(dir, opts.Segment)
+		ds := NewDiskStore(dir, opts.Segment)
+		ds.log = opts.Logger
+		e.store = ds
 	}
 	e.mu.topics = make(map[string]*topic)
 	marker := filepath.Join(dir, cleanMarker)
@@ -245,18 +267,59 @@ func (e *Engine) openTopic(name string, cfg TopicConfig) (*topic, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &topic{name: name, cfg: cfg, policy: policy}
-	for i := range cfg.Partitions {
-		p, err := openPartition(e, name, i, cfg)
-		if err != nil {
-			for _, q := range t.parts {
+	t := &topic{name: name, cfg: cfg, policy: policy, parts: make([]*Partition, cfg.Partitions)}
+	err = parallel(int(cfg.Partitions), func(i int) error {
+		p, err := openPartition(e, name, int32(i), cfg)
+		t.parts[i] = p
+		return err
+	})
+	if err != nil {
+		for _, q := range t.parts {
+			if q != nil {
 				q.close()
 			}
-			return nil, err
 		}
-		t.parts = append(t.parts, p)
+		return nil, err
 	}
 	return t, nil
+}
+
+// ioWorkers bounds the goroutines that open or close partitions at once.
+// Opening and closing are mostly waiting on the file system (fsyncs, file
+// creation), which serves many requests at once far better than one by one.
+const ioWorkers = 64
+
+// parallel calls f(0) ... f(n-1) on up to ioWorkers goroutines and returns
+// every error, joined.
+func parallel(n int, f func(i int) error) error {
+	if n == 1 {
+		return f(0)
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range min(n, ioWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // ValidateTopicName checks a name as Kafka does: 1–249 characters of
@@ -296,7 +359,7 @@ func (e *Engine) CreateTopic(name string, cfg TopicConfig) error {
 		return err
 	}
 	b, _ := json.Marshal(topicMeta{Name: name, Config: cfg})
-	if err := writeFileAtomic(e.metaPath(name), b); err != nil {
+	if err := writeFileAtomic(e.metaPath(name), b, true); err != nil {
 		e.dropTopicLocked(t)
 		return err
 	}
@@ -427,7 +490,7 @@ func (e *Engine) Close() error {
 		return err
 	}
 	if _, ok := e.store.(*DiskStore); ok {
-		if err := writeFileAtomic(filepath.Join(e.dir, cleanMarker), nil); err != nil {
+		if err := writeFileAtomic(filepath.Join(e.dir, cleanMarker), nil, true); err != nil {
 			return err
 		}
 	}
@@ -435,11 +498,9 @@ func (e *Engine) Close() error {
 }
 
 func (e *Engine) closeTopics() error {
-	var err error
+	var parts []*Partition
 	for _, t := range e.mu.topics {
-		for _, p := range t.parts {
-			err = errors.Join(err, p.close())
-		}
+		parts = append(parts, t.parts...)
 	}
-	return err
+	return parallel(len(parts), func(i int) error { return parts[i].close() })
 }

@@ -218,7 +218,7 @@ func TestIdempotentProducer(t *testing.T) {
 	}
 	e.Close()
 	// ... and a restart without the snapshot (rebuilt from batch headers).
-	if err := p.log.(*diskLog).SaveState(producerSnapshotName, []byte("garbage")); err != nil {
+	if err := p.log.(*diskLog).SaveState(producerSnapshotName, []byte("garbage"), true); err != nil {
 		t.Fatal(err)
 	}
 	e = mustOpen(t, dir, quietOpts())

@@ -177,7 +177,7 @@ func (l *memLog) DeleteOldest(n int) error {
 	return nil
 }
 
-func (l *memLog) SaveState(name string, data []byte) error {
+func (l *memLog) SaveState(name string, data []byte, _ bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.state[name] = append([]byte(nil), data...)

@@ -30,11 +30,28 @@ type Partition struct {
 		dirtyAt   time.Time // when the oldest unflushed append happened; zero if none
 		flushTmr  *time.Timer
 	}
+	// closed mirrors mu.closed for readers, which do not take mu.
+	closed atomic.Bool
+	// failed is set once an fsync failed: the log may have lost acknowledged
+	// bytes in the page cache, so no further append is accepted.
+	failed atomic.Bool
+	// cleanMu serialises retention passes with each other and with close.
+	cleanMu sync.Mutex
+	// snap serialises producer snapshot writes, which run in the
+	// background at rolls so that appends do not wait for them.
+	snap struct {
+		sync.Mutex
+		end int64 // end offset of the snapshot on disk, -1 if none
+	}
+	snapWG sync.WaitGroup
 
 	// flushed is the offset below which everything is durable.
 	// Invariant: flushed <= log.NextOffset().
 	flushed atomic.Int64
-	syncMu  sync.Mutex // serialises fsyncs; see syncTo (group commit)
+	fsync   struct {
+		sync.Mutex       // serialises fsyncs; see syncTo (group commit)
+		err        error // sticky: the first fsync failure
+	}
 
 	watch struct {
 		sync.Mutex
@@ -51,6 +68,7 @@ func openPartition(e *Engine, topic string, id int32, cfg TopicConfig) (*Partiti
 		return nil, err
 	}
 	p := &Partition{e: e, topic: topic, id: id, cfg: cfg, log: l}
+	p.snap.end = -1
 	p.flushed.Store(l.NextOffset())
 	if err := p.loadProducers(); err != nil {
 		l.Close()
@@ -87,8 +105,9 @@ type AppendResult struct {
 // Errors: record.ErrCorrupt (bad CRC or sizes), record.ErrInvalid (bad magic,
 // counts, a control batch), codec.ErrUnknownCodec, ErrMessageTooLarge,
 // ErrOutOfOrderSequence and ErrInvalidProducerEpoch (idempotent producers),
-// ErrClosed. A retry of one of the producer's last five batches succeeds with
-// Duplicate set and the original offsets.
+// ErrLogFailed (an fsync of the partition failed, now or before), ErrClosed.
+// A retry of one of the producer's last five batches succeeds with Duplicate
+// set and the original offsets.
 //
 // When the topic's flush policy says so, Append returns after an fsync that
 // covers the batch; concurrent appenders share fsyncs (group commit).
@@ -129,6 +148,9 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 	if p.mu.closed {
 		return AppendResult{}, 0, ErrClosed
 	}
+	if p.failed.Load() {
+		return AppendResult{}, 0, fmt.Errorf("%w: %s/%d", ErrLogFailed, p.topic, p.id)
+	}
 	idem := h.ProducerID >= 0 && h.BaseSequence >= 0
 	if idem {
 		if dup, ok, err := p.mu.producers.check(h); err != nil {
@@ -154,13 +176,20 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 	if err != nil {
 		return AppendResult{}, 0, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
 	}
-	if rolled && len(p.mu.producers.m) > 0 {
-		// Snapshot the state as of the new segment's base so recovery after
-		// a crash replays at most one segment. A failed snapshot only means
-		// a longer replay.
-		if err := p.log.SaveState(producerSnapshotName, p.mu.producers.marshal(off)); err != nil {
-			p.e.log.Warn("producer snapshot failed", "topic", p.topic, "partition", p.id, "err", err)
-		}
+	if rolled {
+		// Snapshot the state as of the new segment's base so that opening
+		// the partition after a crash replays at most one segment. It is
+		// written in the background (a rename can wait long for the file
+		// system's journal); a lost or failed snapshot only means a longer
+		// replay.
+		data := p.mu.producers.marshal(off)
+		p.snapWG.Add(1)
+		go func() {
+			defer p.snapWG.Done()
+			if err := p.saveSnapshot(data, off, false); err != nil {
+				p.e.log.Warn("producer snapshot failed", "topic", p.topic, "partition", p.id, "err", err)
+			}
+		}()
 	}
 	if h.ProducerID >= 0 {
 		p.mu.producers.update(h)
@@ -209,18 +238,28 @@ func (p *Partition) timedFlush() {
 // syncTo makes every offset below off durable. Appenders that arrive while
 // an fsync runs wait for it and then find their data covered, or run one
 // more fsync for all of them: group commit.
+//
+// A failed fsync is sticky: Linux may drop the dirty pages it could not
+// write and report success to the next fsync, so after one failure nothing
+// is ever reported durable again, and appends stop (ErrLogFailed).
 func (p *Partition) syncTo(off int64) error {
 	if p.flushed.Load() >= off {
 		return nil
 	}
-	p.syncMu.Lock()
-	defer p.syncMu.Unlock()
+	p.fsync.Lock()
+	defer p.fsync.Unlock()
+	if p.fsync.err != nil {
+		return p.fsync.err
+	}
 	if p.flushed.Load() >= off {
 		return nil
 	}
 	target := p.log.NextOffset() // every append finished so far is covered
 	if err := p.log.Sync(); err != nil {
-		return fmt.Errorf("engine: fsync %s/%d: %w", p.topic, p.id, err)
+		p.fsync.err = fmt.Errorf("%w: fsync %s/%d: %w", ErrLogFailed, p.topic, p.id, err)
+		p.failed.Store(true)
+		p.e.log.Error("fsync failed; partition stops accepting appends", "topic", p.topic, "partition", p.id, "err", err)
+		return p.fsync.err
 	}
 	if target > p.flushed.Load() {
 		p.flushed.Store(target)
@@ -229,7 +268,12 @@ func (p *Partition) syncTo(off int64) error {
 }
 
 // Flush makes everything appended so far durable.
-func (p *Partition) Flush() error { return p.syncTo(p.log.NextOffset()) }
+func (p *Partition) Flush() error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	return p.syncTo(p.log.NextOffset())
+}
 
 // Changed returns a channel that is closed at the next append to the
 // partition (or when it closes). Long polls wait on it: read EndOffset after
@@ -285,6 +329,9 @@ func (p *Partition) isClosed() bool {
 // Reading at EndOffset returns an empty chunk; beyond it, or below
 // StartOffset, ErrOffsetOutOfRange.
 func (p *Partition) Read(offset int64, maxBytes int) (Chunk, error) {
+	if p.closed.Load() {
+		return Chunk{}, ErrClosed
+	}
 	if offset == p.log.NextOffset() {
 		return Chunk{FirstOffset: offset}, nil
 	}
@@ -295,6 +342,9 @@ func (p *Partition) Read(offset int64, maxBytes int) (Chunk, error) {
 // store a read-only view of the memory-mapped segment (no copy), valid until
 // Release.
 func (p *Partition) ReadBatches(offset int64, maxBytes int) (Chunk, error) {
+	if p.closed.Load() {
+		return Chunk{}, ErrClosed
+	}
 	if offset == p.log.NextOffset() {
 		return Chunk{FirstOffset: offset}, nil
 	}
@@ -304,6 +354,9 @@ func (p *Partition) ReadBatches(offset int64, maxBytes int) (Chunk, error) {
 // OffsetForTimestamp returns the offset of the first batch with a record at
 // or after ts (ms), or EndOffset if none, as Kafka's ListOffsets does.
 func (p *Partition) OffsetForTimestamp(ts int64) (int64, error) {
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
 	return p.log.OffsetForTimestamp(ts)
 }
 
@@ -314,13 +367,43 @@ func (p *Partition) close() error {
 		return nil
 	}
 	p.mu.closed = true
+	p.closed.Store(true)
 	if p.mu.flushTmr != nil {
 		p.mu.flushTmr.Stop()
 	}
-	snapErr := p.saveProducersLocked()
+	end := p.log.NextOffset()
+	data := p.mu.producers.marshal(end)
 	p.mu.Unlock()
 	p.notify()
-	p.syncMu.Lock()
-	defer p.syncMu.Unlock()
-	return errors.Join(snapErr, p.log.Close())
+	p.snapWG.Wait()
+	snapErr := p.saveSnapshot(data, end, false)
+	p.cleanMu.Lock() // wait for a retention pass in progress
+	defer p.cleanMu.Unlock()
+	p.fsync.Lock()
+	defer p.fsync.Unlock()
+	// After a failed fsync the files may have lost pages even if the next
+	// fsync succeeds: report it, so that no clean-shutdown marker vouches
+	// for them and the next open recovers.
+	return errors.Join(p.fsync.err, snapErr, p.log.Close())
+}
+
+// abandon closes the partition as a crash would: no fsync, no snapshot, no
+// recovery point; files and mappings are released (tests).
+func (p *Partition) abandon() {
+	p.mu.Lock()
+	p.mu.closed = true
+	p.closed.Store(true)
+	if p.mu.flushTmr != nil {
+		p.mu.flushTmr.Stop()
+	}
+	p.mu.Unlock()
+	p.notify()
+	p.snapWG.Wait()
+	p.cleanMu.Lock()
+	defer p.cleanMu.Unlock()
+	p.fsync.Lock()
+	defer p.fsync.Unlock()
+	if a, ok := p.log.(interface{ abandon() }); ok {
+		a.abandon()
+	}
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/easel-io/easel/record"
 )
 
-var builderPool = sync.Pool{New: func() any { return record.NewBuilder(record.BuilderOptions{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}) }}
+var builderPool = sync.Pool{New: func() any {
+	return record.NewBuilder(record.BuilderOptions{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1})
+}}
 
 // bufPool holds batch buffers for the convenient producer path.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
@@ -114,6 +116,11 @@ func (r *RecordIterator) Next() bool {
 				rec := r.it.Record()
 				if rec.Offset < r.next {
 					continue // records before the one asked for
+				}
+				if rec.Offset >= r.end {
+					// Appended after the iterator was created.
+					r.inited, r.rest, r.next = false, nil, r.end
+					return false
 				}
 				r.next = rec.Offset + 1
 				return true

@@ -35,9 +35,9 @@ type batchMeta struct {
 }
 
 type producerEntry struct {
-	epoch   int16
-	n       int // valid entries in recent, newest last
-	recent  [producerWindow]batchMeta
+	epoch  int16
+	n      int // valid entries in recent, newest last
+	recent [producerWindow]batchMeta
 }
 
 // producerState tracks, per producer id, its epoch and last batches.
@@ -166,33 +166,58 @@ func (s *producerState) unmarshal(b []byte) (int64, error) {
 	return end, nil
 }
 
-// saveProducersLocked snapshots producer state as of the log end offset.
-func (p *Partition) saveProducersLocked() error {
-	return p.log.SaveState(producerSnapshotName, p.mu.producers.marshal(p.log.NextOffset()))
+// saveSnapshot writes data, the producer state as of end, unless a
+// snapshot as new is already on disk. Without sync, the write is not
+// fsynced: a snapshot lost in a machine crash only means a longer replay,
+// and one that is torn fails its checksum.
+func (p *Partition) saveSnapshot(data []byte, end int64, sync bool) error {
+	p.snap.Lock()
+	defer p.snap.Unlock()
+	if p.snap.end >= end {
+		return nil
+	}
+	if err := p.log.SaveState(producerSnapshotName, data, sync); err != nil {
+		return err
+	}
+	p.snap.end = end
+	return nil
 }
 
 // loadProducers restores producer state: the snapshot, then every batch
 // header after it (all of the log when there is no usable snapshot).
 func (p *Partition) loadProducers() error {
-	from := p.log.StartOffset()
-	if b, err := p.log.LoadState(producerSnapshotName); err == nil && b != nil {
+	start, next := p.log.StartOffset(), p.log.NextOffset()
+	from := start
+	b, err := p.log.LoadState(producerSnapshotName)
+	if err != nil {
+		return err
+	}
+	usable := false
+	if b != nil {
 		var st producerState
 		end, uerr := st.unmarshal(b)
 		switch {
 		case uerr != nil:
 			p.e.log.Warn("ignoring producer snapshot", "topic", p.topic, "partition", p.id, "err", uerr)
-		case end <= p.log.NextOffset() && end >= from:
-			p.mu.producers, from = st, end
+		case end > next:
+			// The log lost its tail in a crash after the snapshot was
+			// taken. The snapshot must go: once appends carry the log past
+			// end again, it would describe batches that are not there.
+			p.e.log.Warn("ignoring producer snapshot past the log end", "topic", p.topic, "partition", p.id, "snapshot_end", end, "log_end", next)
+		case end < start:
+			// Retention removed batches the snapshot already covers, and
+			// the ones it does not cover: rebuild from what is left.
+		default:
+			p.mu.producers, from, usable = st, end, true
+			p.snap.end = end
 		}
-	} else if err != nil {
-		return err
 	}
-	for from < p.log.NextOffset() {
+	for from < next {
 		c, err := p.ReadBatches(from, 16<<20)
 		if err != nil {
 			return fmt.Errorf("engine: rebuild producer state of %s/%d: %w", p.topic, p.id, err)
 		}
-		rest := c.Bytes
+		rest, was := c.Bytes, from
 		for len(rest) > 0 {
 			batch, r, err := record.Split(rest)
 			if err != nil {
@@ -209,9 +234,18 @@ func (p *Partition) loadProducers() error {
 			from = h.LastOffset() + 1
 		}
 		c.Release()
-		if len(c.Bytes) == 0 {
-			break
+		if from <= was {
+			return fmt.Errorf("engine: rebuild producer state of %s/%d: %w: no batch at offset %d", p.topic, p.id, record.ErrCorrupt, was)
 		}
+	}
+	if !usable && next > start {
+		// Replace a stale or missing snapshot at once (durably when a stale
+		// one is on disk), so that neither a later open nor a later crash
+		// finds it.
+		if err := p.log.SaveState(producerSnapshotName, p.mu.producers.marshal(next), b != nil); err != nil {
+			return fmt.Errorf("engine: producer snapshot of %s/%d: %w", p.topic, p.id, err)
+		}
+		p.snap.end = next
 	}
 	return nil
 }

@@ -12,7 +12,8 @@ type CleanupPolicy interface {
 	// Name is the cleanup.policy value ("delete").
 	Name() string
 	// Clean removes what cfg says is expired from l and returns how many
-	// segments went. It never removes the active segment.
+	// segments went. It never removes the active segment. It runs
+	// concurrently with appends to l (never with another Clean of l).
 	Clean(l Log, cfg TopicConfig, now time.Time) (int, error)
 }
 
@@ -121,11 +122,14 @@ func (e *Engine) EnforceRetention() (int, error) {
 	return total, nil
 }
 
-// clean runs a policy under the partition's writer lock.
+// clean runs a policy. It does not take the partition's writer lock:
+// deleting files and fsyncing the log start can take long, and appends go
+// on meanwhile (the log swaps its segment list under its own lock). Cleans
+// of one partition are serialised with each other and with close.
 func (p *Partition) clean(pol CleanupPolicy, now time.Time) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.mu.closed {
+	p.cleanMu.Lock()
+	defer p.cleanMu.Unlock()
+	if p.closed.Load() {
 		return 0, nil
 	}
 	return pol.Clean(p.log, p.cfg, now)

@@ -28,17 +28,20 @@ type LogConfig struct {
 }
 
 // Log is one partition's sequence of record batches. The engine serialises
-// Append, Roll, Truncate, DeleteSegments and Close (one writer); Read,
-// OffsetForTimestamp and the offset getters may run concurrently with them
-// and with each other.
+// Append and Close (one writer), and DeleteOldest with itself and Close;
+// DeleteOldest runs concurrently with Append. Read, View,
+// OffsetForTimestamp, Segments and the offset getters may run concurrently
+// with everything and with each other.
 type Log interface {
 	// Append stores one whole, validated batch whose baseOffset is already
 	// NextOffset(). h is its parsed header. rolled reports that the batch
 	// started a new segment.
 	Append(batch []byte, h record.Header) (rolled bool, err error)
-	// Read returns batches starting with the one that holds offset, at most
-	// maxBytes unless the first batch is bigger (always whole). An offset
-	// outside [StartOffset, NextOffset) is an error wrapping ErrOffsetOutOfRange.
+	// Read returns batches starting with the one that holds offset (or, if
+	// offset falls in a hole in the offsets, the first batch after it), at
+	// most maxBytes unless the first batch is bigger (always whole). An
+	// offset outside [StartOffset, NextOffset) is an error wrapping
+	// ErrOffsetOutOfRange.
 	Read(offset int64, maxBytes int) (Chunk, error)
 	// View is like Read but always returns whole batches in Chunk.Bytes
 	// (for the disk store, a read-only view of the memory-mapped segment).
@@ -57,9 +60,11 @@ type Log interface {
 	// DeleteOldest removes the n oldest segments; it never removes the
 	// active (last) segment.
 	DeleteOldest(n int) error
-	// SaveState durably replaces the small state file name beside the log
-	// (the engine keeps idempotent producer snapshots there).
-	SaveState(name string, data []byte) error
+	// SaveState atomically replaces the small state file name beside the
+	// log (the engine keeps idempotent producer snapshots there); with sync
+	// the new content is durable when it returns, without it a machine
+	// crash may leave the old content or a torn file.
+	SaveState(name string, data []byte, sync bool) error
 	// LoadState returns what SaveState stored, or nil if nothing was.
 	LoadState(name string) ([]byte, error)
 	// Stats reports resource use, for accounting.
@@ -79,7 +84,7 @@ type SegmentInfo struct {
 type LogStats struct {
 	Segments    int // number of segments
 	OpenFiles   int // file descriptors held
-	MappedFiles int // memory mappings held (indexes and log views)
+	MappedFiles int // index files mapped (log views made by ReadBatches are not counted)
 	Recovered   int // segments scanned by crash recovery when opened
 }
 
@@ -93,8 +98,11 @@ type Chunk struct {
 	File        *os.File
 	Pos, Len    int64
 	FirstOffset int64 // base offset of the first batch; may be below the offset asked for
-	release     func()
+	seg         releaser
 }
+
+// releaser is what a Chunk holds on to: a segment of the disk store.
+type releaser interface{ Release() error }
 
 // Size is the number of bytes in the chunk.
 func (c *Chunk) Size() int64 {
@@ -107,8 +115,8 @@ func (c *Chunk) Size() int64 {
 // Release frees the chunk's hold on its segment. It is safe to call on a
 // zero Chunk and more than once.
 func (c *Chunk) Release() {
-	if c.release != nil {
-		c.release()
-		c.release = nil
+	if c.seg != nil {
+		c.seg.Release()
+		c.seg = nil
 	}
 }

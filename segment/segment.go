@@ -259,6 +259,11 @@ func (s *Segment) scanTail(lastOff index.OffsetEntry, haveOff bool, lastTime ind
 		if pos == start && h.BaseOffset != lastOff.Offset {
 			return errStaleIndex
 		}
+		// A batch that raised the largest timestamp got a time index entry
+		// at its last offset; one missing means the time index lost entries.
+		if h.MaxTimestamp > maxTS && (!haveTime || h.LastOffset() > lastTime.Offset) {
+			return errStaleIndex
+		}
 		next = h.LastOffset() + 1
 		maxTS = max(maxTS, h.MaxTimestamp)
 		pos += int64(h.Size())
