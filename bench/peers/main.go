@@ -115,6 +115,7 @@ func mainErr() error {
 	redisBin := flag.String("redis-server", "redis-server", "redis-server binary (the target is skipped if it is not found)")
 	keep := flag.Bool("keep", false, "keep the temporary data directories")
 	quiet := flag.Bool("quiet", false, "no progress bar")
+	flag.Float64Var(&e2eRate, "e2e-rate", 0, "offer this many records/s in the end-to-end latency phase instead of half of each target's peak (capped at the peak)")
 	scale := flag.String("scale", "", "override the partition counts of the scaling figure (comma-separated; \"none\" skips it)")
 	render := flag.String("render", "", "measure nothing: re-render the report, charts (and -benchmarks-md) from this results.json (relative to the repository root)")
 	flag.Parse()

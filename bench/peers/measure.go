@@ -135,6 +135,11 @@ func measureWorkload(ctx context.Context, t target, w workload, lim phaseLimits,
 		}
 		if phase == phaseE2E {
 			l.Rate = peak / 2
+			if e2eRate > 0 {
+				// A fixed offered rate, the same for every target, unless
+				// the target cannot sustain it.
+				l.Rate = min(e2eRate, peak)
+			}
 			sl = newSendLog(w.Partitions)
 		}
 		r, err := produceConsume(ctx, t, w, l, sl, consumeTimeout)
@@ -149,6 +154,10 @@ func measureWorkload(ctx context.Context, t target, w workload, lim phaseLimits,
 	}
 	return out
 }
+
+// e2eRate, when positive, replaces half the peak as the offered rate of
+// the end-to-end latency phase (records/s); set by -e2e-rate.
+var e2eRate float64
 
 // warningOf returns what a consumer noticed about the target, if it can tell.
 func warningOf(c consumer) string {

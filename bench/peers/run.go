@@ -691,6 +691,7 @@ func machineMeta(cfg config) meta {
 		CPUs:    nproc(),
 		Kernel:  readTrim("/proc/sys/kernel/osrelease"),
 		Go:      goVersion(),
+		E2ERate: e2eRate,
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -728,6 +729,7 @@ type meta struct {
 	Go        string   `json:"go"`
 	Duration  string   `json:"phase_duration"`
 	MaxBytes  int64    `json:"phase_max_bytes"`
+	E2ERate   float64  `json:"e2e_rate,omitempty"` // fixed e2e offered rate (records/s); 0: half each target's peak
 	Targets   []string `json:"targets"`
 	Seconds   float64  `json:"seconds"`
 }
