@@ -33,7 +33,9 @@ func (b *Broker) handleAPIVersions(_ context.Context, req *netio.Request) netio.
 // apiVersionsTooNew answers an ApiVersions request newer than we speak the
 // way Kafka does, so that the client retries with a version we list: a v0
 // body with UNSUPPORTED_VERSION and the full key list. Its body is not read.
+// Clients newer than us (franz-go) do this on every connection, so it is
+// logged at Debug, not as a rejected request.
 func (b *Broker) apiVersionsTooNew(req *netio.Request) netio.Response {
-	b.rejected(req, "api versions request", errBadVersion)
+	b.log.Debug("broker: api versions request newer than served; answering v0 with UNSUPPORTED_VERSION", reqAttrs(req)...)
 	return netio.Response{Msg: apiVersionsResponse(0, kerr.UnsupportedVersion.Code)}
 }
