@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,20 +127,7 @@ func (c *easelConsumer) close() error { return nil }
 
 func (c *easelConsumer) run(ctx context.Context, got func(part, recs int)) error {
 	nw := min(len(c.s.parts), embeddedWorkers)
-	var wg sync.WaitGroup
-	errs := make([]error, nw)
-	for wi := range nw {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[wi] = c.worker(ctx, wi, nw, got)
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.Join(errs...)
+	return runConsumerWorkers(ctx, nw, func(wi int) error { return c.worker(ctx, wi, nw, got) })
 }
 
 // worker reads its partitions round-robin, copying each chunk into buf
@@ -324,20 +310,7 @@ func (c *walConsumer) close() error { return nil }
 
 func (c *walConsumer) run(ctx context.Context, got func(part, recs int)) error {
 	nw := min(len(c.s.logs), embeddedWorkers)
-	var wg sync.WaitGroup
-	errs := make([]error, nw)
-	for wi := range nw {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[wi] = c.worker(ctx, wi, nw, got)
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.Join(errs...)
+	return runConsumerWorkers(ctx, nw, func(wi int) error { return c.worker(ctx, wi, nw, got) })
 }
 
 func (c *walConsumer) worker(ctx context.Context, wi, nw int, got func(part, recs int)) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,20 +119,7 @@ func (c *redisConsumer) close() error { return nil }
 
 func (c *redisConsumer) run(ctx context.Context, got func(part, recs int)) error {
 	nw := min(len(c.s.keys), redisWorkers)
-	var wg sync.WaitGroup
-	errs := make([]error, nw)
-	for wi := range nw {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[wi] = c.worker(ctx, wi, nw, got)
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return errors.Join(errs...)
+	return runConsumerWorkers(ctx, nw, func(wi int) error { return c.worker(ctx, wi, nw, got) })
 }
 
 func (c *redisConsumer) worker(ctx context.Context, wi, nw int, got func(part, recs int)) error {

@@ -218,3 +218,18 @@ loop:
 	}
 	return consumeStats{records: total.Load(), elapsed: time.Duration(end.Load())}, nil
 }
+
+// runConsumerWorkers runs worker(0..nw-1) concurrently and joins their
+// errors; a consumer stopped by ctx reports no error.
+func runConsumerWorkers(ctx context.Context, nw int, worker func(wi int) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, nw)
+	for wi := range nw {
+		wg.Go(func() { errs[wi] = worker(wi) })
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}
