@@ -126,3 +126,29 @@ func corrupt(name string, err error) error {
 func tooLarge(name string, size uint64, limit int) error {
 	return fmt.Errorf("%w: %s data is %d bytes, limit %d", ErrTooLarge, name, size, limit)
 }
+
+// streamWriter is a pooled compressing writer (gzip, lz4) that can be pointed
+// at another destination.
+type streamWriter interface {
+	io.WriteCloser
+	Reset(io.Writer)
+}
+
+// encodeStream compresses src through w into out, appending to dst. It
+// leaves w and out holding no reference to dst, ready for the pool. On
+// error it returns dst unchanged.
+func encodeStream(w streamWriter, out *appendWriter, dst, src []byte) ([]byte, error) {
+	out.b = dst
+	w.Reset(out)
+	_, err := w.Write(src)
+	if err == nil {
+		err = w.Close()
+	}
+	b := out.b
+	out.b = nil
+	w.Reset(nil)
+	if err != nil {
+		return dst, err
+	}
+	return b, nil
+}

@@ -55,20 +55,9 @@ func (gzipCodec) AppendEncode(dst, src []byte) ([]byte, error) {
 		}
 		e = &gzipEncoder{w: w}
 	}
-	e.out.b = dst
-	e.w.Reset(&e.out)
-	_, err := e.w.Write(src)
-	if err == nil {
-		err = e.w.Close()
-	}
-	out := e.out.b
-	e.out.b = nil
-	e.w.Reset(nil)
+	out, err := encodeStream(e.w, &e.out, dst, src)
 	gzipEncoders.Put(e)
-	if err != nil {
-		return dst, err
-	}
-	return out, nil
+	return out, err
 }
 
 // AppendDecode reads one or more concatenated gzip members, verifying each

@@ -71,20 +71,9 @@ func (lz4Codec) AppendEncode(dst, src []byte) ([]byte, error) {
 			return dst, err
 		}
 	}
-	e.out.b = dst
-	e.w.Reset(&e.out)
-	_, err := e.w.Write(src)
-	if err == nil {
-		err = e.w.Close()
-	}
-	out := e.out.b
-	e.out.b = nil
-	e.w.Reset(nil)
+	out, err := encodeStream(e.w, &e.out, dst, src)
 	lz4Encoders.Put(e)
-	if err != nil {
-		return dst, err
-	}
-	return out, nil
+	return out, err
 }
 
 // AppendDecode reads one or more concatenated LZ4 frames, with independent
