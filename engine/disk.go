@@ -344,14 +344,24 @@ func (l *diskLog) closeSegments(segs []*segment.Segment) {
 func (l *diskLog) Append(batch []byte, h record.Header) (bool, error) {
 	a := l.active()
 	rolled := false
-	if !a.Fits(len(batch), h.LastOffset()) || (a.Size() > 0 && time.Since(a.Created()) >= l.cfg.SegmentAge) {
+	if a.Size() > 0 && time.Since(a.Created()) >= l.cfg.SegmentAge {
 		var err error
 		if a, err = l.roll(); err != nil {
 			return false, err
 		}
 		rolled = true
 	}
-	if err := a.Append(batch, h); err != nil {
+	err := a.Append(batch, h)
+	if errors.Is(err, segment.ErrFull) && !rolled {
+		// Over segment.bytes, a full index or a relative offset overflow:
+		// the batch goes into a new segment.
+		if a, err = l.roll(); err != nil {
+			return false, err
+		}
+		rolled = true
+		err = a.Append(batch, h)
+	}
+	if err != nil {
 		return rolled, err
 	}
 	l.next.Store(h.LastOffset() + 1)

@@ -371,8 +371,9 @@ func (s *Segment) Fits(n int, lastOffset int64) bool {
 }
 
 // Append writes one batch whose baseOffset was already set to NextOffset().
-// h must be the batch's parsed header. The caller checks Fits first; Append
-// returns ErrFull if it does not. After Append returns, readers see the batch.
+// h must be the batch's parsed header. It returns ErrFull, writing nothing,
+// if the batch does not fit (see Fits): the caller rolls a new segment.
+// After Append returns, readers see the batch.
 func (s *Segment) Append(batch []byte, h record.Header) error {
 	if s.closed.Load() {
 		return ErrClosed
