@@ -2,9 +2,11 @@ package broker
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/netio"
 )
 
@@ -23,6 +25,12 @@ func (b *Broker) handleDeleteTopics(_ context.Context, req *netio.Request) netio
 		rt := &resp.Topics[i]
 		*rt = kmsg.NewDeleteTopicsResponseTopic()
 		rt.Topic = &r.TopicNames[i]
+		if info, err := b.eng.Topic(name); err == nil && info.Internal {
+			err = fmt.Errorf("%w: %q is internal", engine.ErrInvalidTopic, name)
+			rt.ErrorCode = errorCode(err)
+			b.rejected(req, "delete topic", err, "topic", name)
+			continue
+		}
 		if err := b.eng.DeleteTopic(name); err != nil {
 			rt.ErrorCode = errorCode(err)
 			b.rejected(req, "delete topic", err, "topic", name)

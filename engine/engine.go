@@ -33,8 +33,6 @@
 // on Close. The recovery point and producer snapshot are hints written
 // without fsync: losing them only makes the next open scan or replay more.
 //
-// Committed consumer offsets live in the internal topic __consumer_offsets.
-//
 // Concurrency: all methods are safe for concurrent use. Appends to one
 // partition are serialised; appends to different partitions and all reads
 // run in parallel. A reader never sees a partially written batch.
@@ -70,7 +68,6 @@ var (
 	ErrMessageTooLarge      = errors.New("engine: batch larger than max.message.bytes")
 	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("engine: producer epoch is older than the current one")
-	ErrUnknownGroupOffset   = errors.New("engine: no committed offset")
 	// ErrLogFailed is returned by Append and Flush after an fsync of the
 	// partition failed: what was acknowledged may not be on disk, so the
 	// partition takes no more appends until the engine is reopened (Kafka:
@@ -78,8 +75,15 @@ var (
 	ErrLogFailed = errors.New("engine: partition log failed")
 )
 
-// ConsumerOffsetsTopic is the internal topic holding committed offsets.
+// ConsumerOffsetsTopic is the internal topic holding committed offsets and
+// group metadata. Package group owns its contents; the engine only marks it
+// internal (TopicInfo.Internal).
 const ConsumerOffsetsTopic = "__consumer_offsets"
+
+// isInternalTopic reports the names Kafka treats as internal.
+func isInternalTopic(name string) bool {
+	return name == ConsumerOffsetsTopic || name == "__transaction_state"
+}
 
 const (
 	metaDir     = ".meta"
@@ -120,7 +124,6 @@ type Engine struct {
 		topics map[string]*topic
 		closed bool
 	}
-	offsets *offsetStore
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -130,6 +133,12 @@ type topic struct {
 	cfg    TopicConfig
 	parts  []*Partition
 	policy CleanupPolicy
+}
+
+// TopicPartition names one partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
 }
 
 // TopicInfo describes a topic.
@@ -179,18 +188,6 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	start := time.Now()
 	if err := e.loadTopics(); err != nil {
-		e.closeTopics()
-		return nil, err
-	}
-	if _, ok := e.mu.topics[ConsumerOffsetsTopic]; !ok {
-		cfg := TopicConfig{Partitions: 1, RetentionMs: -1, RetentionBytes: -1}
-		if err := e.CreateTopic(ConsumerOffsetsTopic, cfg); err != nil {
-			e.closeTopics()
-			return nil, err
-		}
-	}
-	var err error
-	if e.offsets, err = loadOffsets(e); err != nil {
 		e.closeTopics()
 		return nil, err
 	}
@@ -367,11 +364,9 @@ func (e *Engine) CreateTopic(name string, cfg TopicConfig) error {
 	return nil
 }
 
-// DeleteTopic deletes a topic, its data and its committed offsets.
+// DeleteTopic deletes a topic and its data. Internal topics can be deleted
+// too: refusing clients is the broker's business.
 func (e *Engine) DeleteTopic(name string) error {
-	if name == ConsumerOffsetsTopic {
-		return fmt.Errorf("%w: %q is internal", ErrInvalidTopic, name)
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.mu.closed {
@@ -390,10 +385,7 @@ func (e *Engine) DeleteTopic(name string) error {
 	if err := syncDir(filepath.Join(e.dir, metaDir)); err != nil {
 		return fmt.Errorf("engine: delete topic: %w", err)
 	}
-	if err := e.dropTopicLocked(t); err != nil {
-		return err
-	}
-	return e.offsets.deleteTopic(name)
+	return e.dropTopicLocked(t)
 }
 
 func (e *Engine) dropTopicLocked(t *topic) error {
@@ -410,7 +402,7 @@ func (e *Engine) Topics() []TopicInfo {
 	defer e.mu.RUnlock()
 	out := make([]TopicInfo, 0, len(e.mu.topics))
 	for _, t := range e.mu.topics {
-		out = append(out, TopicInfo{Name: t.name, Config: t.cfg, Internal: t.name == ConsumerOffsetsTopic})
+		out = append(out, TopicInfo{Name: t.name, Config: t.cfg, Internal: isInternalTopic(t.name)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -427,7 +419,7 @@ func (e *Engine) Topic(name string) (TopicInfo, error) {
 	if !ok {
 		return TopicInfo{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
 	}
-	return TopicInfo{Name: t.name, Config: t.cfg, Internal: t.name == ConsumerOffsetsTopic}, nil
+	return TopicInfo{Name: t.name, Config: t.cfg, Internal: isInternalTopic(t.name)}, nil
 }
 
 // Partition returns one partition of a topic.

@@ -230,51 +230,6 @@ func TestIdempotentProducer(t *testing.T) {
 	}
 }
 
-func TestCommittedOffsets(t *testing.T) {
-	dir := t.TempDir()
-	e := mustOpen(t, dir, quietOpts())
-	if err := e.CreateTopic("t", TopicConfig{Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
-	c := map[TopicPartition]CommittedOffset{
-		{"t", 0}: {Offset: 10, LeaderEpoch: 1, Metadata: "m"},
-		{"t", 1}: {Offset: 20, LeaderEpoch: -1},
-	}
-	if err := e.CommitOffsets("g", c); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.CommitOffsets("g", map[TopicPartition]CommittedOffset{{"t", 0}: {Offset: 11, LeaderEpoch: 2}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.FetchOffset("g", "t", 5); !errors.Is(err, ErrUnknownGroupOffset) {
-		t.Fatalf("unknown: %v", err)
-	}
-	e.Close()
-	e = mustOpen(t, dir, quietOpts())
-	got, err := e.FetchOffset("g", "t", 0)
-	if err != nil || got.Offset != 11 || got.LeaderEpoch != 2 {
-		t.Fatalf("after restart: %+v %v", got, err)
-	}
-	if got, _ := e.FetchOffset("g", "t", 1); got.Offset != 20 {
-		t.Fatalf("partition 1: %+v", got)
-	}
-	if err := e.DeleteTopic("t"); err != nil {
-		t.Fatal(err)
-	}
-	if len(e.GroupOffsets("g")) != 0 {
-		t.Fatal("offsets of deleted topic remain")
-	}
-	e.Close()
-	e = mustOpen(t, dir, quietOpts())
-	defer e.Close()
-	if len(e.GroupOffsets("g")) != 0 {
-		t.Fatal("offsets of deleted topic came back")
-	}
-	if _, err := e.Topic("t"); !errors.Is(err, ErrUnknownTopic) {
-		t.Fatalf("deleted topic: %v", err)
-	}
-}
-
 func TestAppendRejects(t *testing.T) {
 	e := mustOpen(t, t.TempDir(), quietOpts())
 	defer e.Close()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
-	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -38,28 +37,6 @@ func FuzzProducerSnapshot(f *testing.F) {
 		for _, e := range st.m {
 			if e.n < 0 || e.n > producerWindow {
 				t.Fatalf("entry with %d batches", e.n)
-			}
-		}
-	})
-}
-
-// FuzzOffsetCommit feeds arbitrary bytes to the __consumer_offsets key and
-// value decoders: no panics, and what they accept round-trips.
-func FuzzOffsetCommit(f *testing.F) {
-	k := encodeOffsetKey(offsetKey{group: "g", tp: TopicPartition{"t", 3}})
-	v := encodeOffsetValue(CommittedOffset{Offset: 42, LeaderEpoch: -1, Metadata: "meta", CommitTime: time.UnixMilli(1700000000000)})
-	f.Add(k, v)
-	f.Add(k[:len(k)-1], v[:len(v)-1])
-	f.Add([]byte{0, 1, 0xff, 0xff}, []byte{})
-	f.Fuzz(func(t *testing.T, kb, vb []byte) {
-		if key, ok := decodeOffsetKey(kb); ok {
-			if out := encodeOffsetKey(key); !bytes.Equal(out, kb) {
-				t.Fatalf("key does not round-trip: %x -> %+v -> %x", kb, key, out)
-			}
-		}
-		if val, ok := decodeOffsetValue(vb); ok {
-			if out := encodeOffsetValue(val); !bytes.Equal(out, vb) {
-				t.Fatalf("value does not round-trip: %x -> %+v -> %x", vb, val, out)
 			}
 		}
 	})
