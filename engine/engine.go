@@ -124,8 +124,8 @@ type Engine struct {
 		topics map[string]*topic
 		closed bool
 	}
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 type topic struct {
