@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,91 +17,8 @@ import (
 	"github.com/easel-io/easel/segment"
 )
 
-// recoveryFile names the per-partition checkpoint: the base offset of the
-// oldest segment that may hold unflushed bytes. Crash recovery scans only
-// segments from there on. Format: decimal offset and a newline. It is a hint
-// written without fsync: a lost or torn file only makes recovery scan more.
-const recoveryFile = "recovery-point"
-
-// logStartFile names the per-partition log start offset: the base offset of
-// the oldest segment retention kept. It is written durably before retention
-// removes any file, so segments below it that a crash left behind in the
-// middle of a deletion are removed at the next open instead of coming back
-// with a hole in the offsets after them. Format: decimal offset and a newline.
-const logStartFile = "log-start-offset"
-
 // syncSegment fsyncs a segment. Tests replace it to delay or fail fsyncs.
 var syncSegment = (*segment.Segment).Sync
-
-// DiskStore keeps each partition log as a directory of mmap-indexed segment
-// files under one root directory. It is the default Store.
-type DiskStore struct {
-	dir string
-	seg segment.Config
-	log *slog.Logger // set by the engine that creates the store; nil: slog.Default()
-}
-
-var _ Store = (*DiskStore)(nil)
-
-// NewDiskStore returns a store rooted at dir, which must exist. seg holds
-// the segment settings not set per topic (index sizes and interval).
-func NewDiskStore(dir string, seg segment.Config) *DiskStore {
-	return &DiskStore{dir: dir, seg: seg}
-}
-
-// Logs lists the partition directories ("<topic>-<partition>").
-func (d *DiskStore) Logs() ([]string, error) {
-	ents, err := os.ReadDir(d.dir)
-	if err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
-	}
-	var names []string
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		if _, _, err := splitLogName(e.Name()); err == nil {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
-}
-
-// RemoveLog deletes a partition directory.
-func (d *DiskStore) RemoveLog(name string) error {
-	if err := os.RemoveAll(filepath.Join(d.dir, name)); err != nil {
-		return fmt.Errorf("engine: remove log %s: %w", name, err)
-	}
-	return nil
-}
-
-// OpenLog opens or creates a partition directory and its segments. After an
-// unclean shutdown, segments from the recovery point on are scanned and torn
-// tails cut; after a clean one only the tail of each segment after its last
-// index entry is read.
-func (d *DiskStore) OpenLog(name string, cfg LogConfig, clean bool) (Log, error) {
-	dir := filepath.Join(d.dir, name)
-	_, statErr := os.Stat(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("engine: open log %s: %w", name, err)
-	}
-	lg := d.log
-	if lg == nil {
-		lg = slog.Default()
-	}
-	l := &diskLog{dir: dir, cfg: cfg, seg: d.seg, log: lg}
-	l.seg.MaxBytes = cfg.SegmentBytes
-	if statErr != nil {
-		// A new directory: its entry in the parent must be durable before
-		// anything in it is called durable.
-		l.parentDirty.Store(true)
-	}
-	if err := l.load(clean); err != nil {
-		l.closeSegments(l.segments())
-		return nil, fmt.Errorf("engine: open log %s: %w", name, err)
-	}
-	return l, nil
-}
 
 type diskLog struct {
 	dir string
@@ -153,173 +69,6 @@ func (l *diskLog) segments() []*segment.Segment {
 func (l *diskLog) active() *segment.Segment {
 	s := l.segments()
 	return s[len(s)-1]
-}
-
-func (l *diskLog) load(clean bool) error {
-	bases, err := segment.List(l.dir)
-	if err != nil {
-		return err
-	}
-	if bases, err = l.dropBelowLogStart(bases); err != nil {
-		return err
-	}
-	rp := l.readOffsetFile(recoveryFile)
-	var segs []*segment.Segment
-	scanned := make([]bool, 0, len(bases))
-	mayTear := make([]bool, 0, len(bases))
-	for i, base := range bases {
-		last := i == len(bases)-1
-		var s *segment.Segment
-		// Only segments past the recovery point can have lost bytes in a
-		// crash; anything wrong before it is damage from outside.
-		torn := !clean && base >= rp
-		needScan := torn
-		if !needScan {
-			s, err = segment.Open(l.dir, base, l.seg, last)
-			if errors.Is(err, segment.ErrCorrupt) {
-				needScan = true // a clean marker but a bad tail: trust the bytes, not the marker
-			} else if err != nil {
-				l.closeSegments(segs)
-				return err
-			} else if s.Size() > 0 && s.NextOffset() == s.BaseOffset() {
-				// Bytes but no offsets: the tail was read from a stale
-				// index entry past the end of the log. Scan it.
-				s.Close()
-				needScan = true
-			}
-		}
-		if needScan {
-			if s, err = l.recoverSegment(base, last); err != nil {
-				l.closeSegments(segs)
-				return err
-			}
-		}
-		segs = append(segs, s)
-		scanned = append(scanned, needScan)
-		mayTear = append(mayTear, torn)
-	}
-	if segs, err = l.checkContiguous(segs, scanned, mayTear); err != nil {
-		l.closeSegments(segs)
-		return err
-	}
-	if len(segs) == 0 {
-		start := l.readOffsetFile(logStartFile)
-		s, err := segment.Create(l.dir, start, l.seg)
-		if err != nil {
-			return err
-		}
-		l.dirDirty.Store(true)
-		segs = append(segs, s)
-	}
-	l.segs.Store(&segs)
-	l.next.Store(segs[len(segs)-1].NextOffset())
-	l.recovery.Store(rp)
-	return nil
-}
-
-// dropBelowLogStart removes the files of segments below the persisted log
-// start offset: retention decided to delete them and a crash interrupted it.
-func (l *diskLog) dropBelowLogStart(bases []int64) ([]int64, error) {
-	start := l.readOffsetFile(logStartFile)
-	n := 0
-	for n < len(bases) && bases[n] < start {
-		n++
-	}
-	for _, base := range bases[:n] {
-		l.log.Warn("removing segment below the log start offset", "dir", l.dir, "base", base, "log_start", start)
-		for _, suf := range []string{segment.LogSuffix, segment.IndexSuffix, segment.TimeIndexSuffix} {
-			if err := os.Remove(filepath.Join(l.dir, segment.FileName(base)+suf)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
-		}
-	}
-	return bases[n:], nil
-}
-
-// checkContiguous makes sure every segment ends where the next one begins.
-// A segment that may have been torn by the crash (one past the recovery
-// point) and ends early lost its tail, so the segments after it hold offsets
-// that no longer follow on: they are deleted and the short segment becomes
-// the active one, as Kafka does. Any other segment that ends early is
-// scanned (if it was not already); if it still ends early (damage from
-// outside, not a crash), the hole is kept and logged: reads skip it.
-func (l *diskLog) checkContiguous(segs []*segment.Segment, scanned, mayTear []bool) ([]*segment.Segment, error) {
-	for i := 0; i+1 < len(segs); i++ {
-		s := segs[i]
-		if s.NextOffset() == segs[i+1].BaseOffset() {
-			continue
-		}
-		if !mayTear[i] {
-			if scanned[i] {
-				l.log.Warn("hole in the offsets between segments", "dir", l.dir,
-					"end", s.NextOffset(), "next_base", segs[i+1].BaseOffset())
-				continue
-			}
-			base := s.BaseOffset()
-			s.Close()
-			r, err := l.recoverSegment(base, false)
-			if err != nil {
-				segs = append(segs[:i], segs[i+1:]...)
-				return segs, err
-			}
-			segs[i], scanned[i] = r, true
-			if r.NextOffset() != segs[i+1].BaseOffset() {
-				// It was durable before any crash: not a torn tail.
-				l.log.Warn("hole in the offsets between segments", "dir", l.dir,
-					"end", r.NextOffset(), "next_base", segs[i+1].BaseOffset())
-			}
-			continue
-		}
-		// A torn tail: drop everything after it.
-		l.log.Warn("segment lost its tail in a crash; removing the segments after it", "dir", l.dir,
-			"base", segs[i].BaseOffset(), "end", segs[i].NextOffset(), "removed", len(segs)-i-1)
-		var err error
-		for _, t := range segs[i+1:] {
-			err = errors.Join(err, t.Delete())
-		}
-		segs = segs[:i+1]
-		if err != nil {
-			return segs, err
-		}
-		// Reopen it as the active segment, with writable indexes.
-		base := segs[i].BaseOffset()
-		segs[i].Close()
-		a, err := segment.Open(l.dir, base, l.seg, true)
-		if err != nil {
-			return segs[:i], err
-		}
-		segs[i] = a
-		return segs, nil
-	}
-	return segs, nil
-}
-
-// recoverSegment opens a segment whose tail may be torn and scans it.
-func (l *diskLog) recoverSegment(base int64, last bool) (*segment.Segment, error) {
-	s, err := segment.OpenForRecovery(l.dir, base, l.seg, last)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.Recover(); err != nil {
-		s.Close()
-		return nil, err
-	}
-	l.recovered++
-	return s, nil
-}
-
-// readOffsetFile reads a file holding one decimal offset; a missing or
-// unreadable file reads as 0.
-func (l *diskLog) readOffsetFile(name string) int64 {
-	b, err := os.ReadFile(filepath.Join(l.dir, name))
-	if err != nil {
-		return 0
-	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || v < 0 {
-		return 0 // unreadable: scan everything
-	}
-	return v
 }
 
 // writeRecoveryPointLocked persists the recovery point. The caller holds
@@ -552,7 +301,8 @@ func (l *diskLog) OffsetForTimestamp(ts int64) (int64, error) {
 }
 
 func (l *diskLog) StartOffset() int64 { return l.segments()[0].BaseOffset() }
-func (l *diskLog) NextOffset() int64  { return l.next.Load() }
+
+func (l *diskLog) NextOffset() int64 { return l.next.Load() }
 
 // Sync fsyncs the active segment, any rolled segment that the background
 // fsync has not covered yet (those at or past the recovery point), and the
@@ -660,60 +410,4 @@ func (l *diskLog) abandon() {
 	for _, s := range l.segments() {
 		s.Close()
 	}
-}
-
-// splitLogName splits "<topic>-<partition>" at the last dash.
-func splitLogName(name string) (string, int32, error) {
-	i := strings.LastIndexByte(name, '-')
-	if i <= 0 {
-		return "", 0, fmt.Errorf("engine: bad log name %q", name)
-	}
-	p, err := strconv.ParseInt(name[i+1:], 10, 32)
-	if err != nil || p < 0 {
-		return "", 0, fmt.Errorf("engine: bad log name %q", name)
-	}
-	return name[:i], int32(p), nil
-}
-
-// logName is the directory name of a partition.
-func logName(topic string, partition int32) string {
-	return topic + "-" + strconv.FormatInt(int64(partition), 10)
-}
-
-// writeFileAtomic replaces path with data through a temporary file and a
-// rename, so a reader sees the old or the new content, never a mix. With
-// sync, the file and the directory are fsynced so the new content survives
-// a machine crash; without, a machine crash may leave the old content or an
-// empty or torn file (callers that skip sync check what they read).
-func writeFileAtomic(path string, data []byte, sync bool) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil && sync {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("engine: write %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
 }
