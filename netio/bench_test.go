@@ -126,8 +126,8 @@ func (m *echoMsg) AppendTo(b []byte) []byte { return append(b, m.body...) }
 
 // echoNoAlloc echoes the body through Msgs kept in a per-connection ring
 // (ConnInfo.State). The writer encodes a response after Handle returns, so a
-// Msg is reused only after more responses than can wait between Handle and
-// the writer.
+// Msg is reused only after more responses than a connection can have in
+// flight (the server must use the default MaxInFlight).
 func echoNoAlloc() Handler {
 	return handlerFunc(func(_ context.Context, r *Request) Response {
 		ring, _ := r.Conn.State.(*echoRing)
@@ -142,9 +142,8 @@ func echoNoAlloc() Handler {
 	})
 }
 
-// echoRing holds more Msgs than a connection can have responses queued
-// (writeQueue plus the one being written plus the one being returned).
+// echoRing holds more Msgs than a connection can have requests in flight.
 type echoRing struct {
-	msgs [writeQueue + 4]echoMsg
+	msgs [DefaultMaxInFlight + 1]echoMsg
 	next int
 }

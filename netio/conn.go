@@ -22,7 +22,6 @@ import (
 
 const (
 	readBufSize = 8 << 10 // bufio size: many small pipelined frames per read syscall
-	writeQueue  = 4       // handled responses waiting for the writer
 	coalesceMax = 4 << 10 // Bytes parts up to this size are copied next to the header
 	// A batch of responses gathered into one write ends past these.
 	batchMaxBytes = 64 << 10
@@ -50,23 +49,28 @@ var (
 	writeLabels  = pprof.WithLabels(context.Background(), pprof.Labels("netio", "write"))
 )
 
-// slot carries one request from the reader to the handler. Slots are
-// recycled through conn.free, whose capacity bounds the queue.
+// slot carries one request and then its response, from the moment the
+// reader takes it until the response is written or dropped (finish). Slots
+// are recycled through conn.free, whose capacity, MaxInFlight, bounds the
+// requests in flight. A slot is in exactly one place at a time: free, the
+// reader, reqs, the handler, out, the writer's batch, or (abandoned deferred)
+// with the caller that will Complete it.
 type slot struct {
+	c    *conn // nil for a Request built by hand and deferred
 	req  Request
 	bufp *[]byte // the frame; released once the response is written
 	size int64
-}
-
-// outItem carries one handled request from the handler to the writer.
-type outItem struct {
+	// resp is set by the handler, or, for a deferred request, by Complete
+	// under d's lock; the writer reads it once d.state is dComplete.
 	resp     Response
-	bufp     *[]byte // the request frame, released after writing
-	size     int64
-	corr     int32
-	key      int16
-	flexible bool
-	panicked bool
+	deferred bool // Defer was called (set on the handler goroutine)
+	panicked bool // Handle panicked or misused Defer: write nothing, close
+
+	d struct {
+		sync.Mutex
+		gen   uint64 // bumped by each Defer; written only by the handler goroutine
+		state dstate
+	}
 }
 
 // conn is one client connection. The reader, handler and writer goroutines
@@ -79,10 +83,11 @@ type conn struct {
 	ctx    context.Context // given to Handle; cancelled by kill
 	cancel context.CancelFunc
 
-	free       chan *slot    // idle slots; cap = MaxQueuedRequests+1
+	free       chan *slot    // idle slots; cap = MaxInFlight
 	reqs       chan *slot    // read, waiting to be handled; same cap, never blocks
-	out        chan outItem  // handled, waiting to be written
+	out        chan *slot    // handled, waiting to be written; same cap, never blocks
 	released   chan struct{} // token sent when pendingBytes drops
+	wake       chan struct{} // token sent by Complete; cap 1
 	writerDone chan struct{} // closed when the writer has finished every item
 
 	// Shared.
@@ -90,6 +95,7 @@ type conn struct {
 	pendingBytes atomic.Int64 // frame bytes read and not yet released
 	lastWrite    atomic.Int64 // unix nanos of the last response written (or of open)
 	draining     atomic.Bool
+	closeAsked   atomic.Bool // a deferred response with Close was completed
 
 	closeOnce sync.Once
 	reason    error // why the connection closed; set once by kill
@@ -106,20 +112,21 @@ type conn struct {
 	vecBytes int         // total length of vec
 	bufs     net.Buffers // vec handed to writev; consumed by WriteTo
 	held     []*[]byte   // scratch buffers vec points into, returned after the batch
-	batch    []outItem   // responses queued, finished (Done) after the batch is written
+	batch    []*slot     // responses queued, finished (Done) after the batch is written
 	sf       sendfileState
 }
 
 func newConn(s *Server, nc net.Conn, id uint64) *conn {
-	q := s.cfg.MaxQueuedRequests + 1
+	q := s.cfg.MaxInFlight
 	c := &conn{
 		s:          s,
 		nc:         nc,
 		info:       ConnInfo{ID: id, RemoteAddr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()},
 		free:       make(chan *slot, q),
 		reqs:       make(chan *slot, q),
-		out:        make(chan outItem, writeQueue),
+		out:        make(chan *slot, q),
 		released:   make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		br:         bufio.NewReaderSize(nc, readBufSize),
 	}
@@ -141,8 +148,10 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-// run serves the connection until it is finished and returns when all its
-// goroutines but a handler stuck in Handle are done.
+// run serves the connection until it is finished and returns when its
+// reader, handler and writer are done (the writer waits for the handler, so
+// a Handle call that ignores its context holds run up). Deferred responses
+// not yet completed when the connection dies are left to Complete.
 func (c *conn) run() {
 	pprof.SetGoroutineLabels(readLabels)
 	c.log.Debug("netio: connection opened")
@@ -223,7 +232,7 @@ func (c *conn) acquire() *slot {
 	}
 	if c.slots < cap(c.free) {
 		c.slots++
-		return new(slot)
+		return &slot{c: c}
 	}
 	select {
 	case sl := <-c.free:
@@ -295,6 +304,7 @@ func (c *conn) readLoop() error {
 			Flexible:      h.flexible,
 			Body:          body,
 			Conn:          &c.info,
+			sl:            sl,
 		}
 		sl.bufp, sl.size = bp, size
 		c.pendingBytes.Add(size)
@@ -371,37 +381,43 @@ func (c *conn) clientIDString(h *header) *string {
 	return c.clientID
 }
 
-// handleLoop calls Handle for each request in order and passes the
-// responses to the writer. After a Close response or a panic, or once the
-// connection is dead, the remaining requests are dropped unhandled.
+// handleLoop calls Handle for each request in order and passes the slots
+// to the writer; it never blocks but in Handle (out has room for every
+// slot). After a Close response or a panic, or once the connection is dead,
+// the remaining requests are dropped unhandled.
 func (c *conn) handleLoop() {
 	pprof.SetGoroutineLabels(handleLabels)
 	defer close(c.out)
 	stopped := false
 	for sl := range c.reqs {
-		it := outItem{
-			bufp:     sl.bufp,
-			size:     sl.size,
-			corr:     sl.req.CorrelationID,
-			key:      sl.req.APIKey,
-			flexible: sl.req.Flexible,
-		}
-		if stopped || c.ctx.Err() != nil {
-			c.recycle(sl)
-			c.finish(&it)
+		if stopped || c.closeAsked.Load() || c.ctx.Err() != nil {
+			c.finish(sl)
 			continue
 		}
-		resp, ok := c.call(&sl.req)
-		c.recycle(sl)
-		if ok {
-			it.resp = resp
-			stopped = resp.Close
-		} else {
-			it.resp = Response{None: true, Close: true}
-			it.panicked = true
-			stopped = true
+		c.handle(sl)
+		stopped = sl.panicked || (!sl.deferred && sl.resp.Close)
+		c.out <- sl
+	}
+}
+
+// handle calls Handle for sl and records the outcome in sl.
+func (c *conn) handle(sl *slot) {
+	r := &sl.req
+	resp, ok := c.call(r)
+	switch {
+	case !ok:
+		sl.panicked = true
+	case sl.deferred || resp.Deferred.sl != nil:
+		if !checkDeferred(sl, &resp) {
+			c.log.Error("netio: closing connection", "err", errDeferMisuse,
+				"api_key", r.APIKey, "api_version", r.APIVersion)
+			sl.panicked = true
+			if resp.Done != nil {
+				c.callDone(resp.Done) // this Response is never written
+			}
 		}
-		c.out <- it
+	default:
+		sl.resp = resp
 	}
 }
 
@@ -416,29 +432,29 @@ func (c *conn) call(r *Request) (resp Response, ok bool) {
 	return c.s.h.Handle(c.ctx, r), true
 }
 
-func (c *conn) recycle(sl *slot) {
-	sl.req = Request{}
-	sl.bufp = nil
-	c.free <- sl
-}
-
-// finish releases a request's frame and accounting and calls Done. It runs
-// exactly once per request read.
-func (c *conn) finish(it *outItem) {
-	if it.bufp != nil {
-		putBuf(it.bufp)
-		it.bufp = nil
+// finish releases a request's frame and accounting, calls Done and recycles
+// the slot. It runs exactly once per request read: on the handler (dropped
+// unhandled), on the writer (written or dropped), or in Complete (deferred
+// and abandoned).
+func (c *conn) finish(sl *slot) {
+	if sl.bufp != nil {
+		putBuf(sl.bufp)
 	}
-	c.pendingBytes.Add(-it.size)
+	c.pendingBytes.Add(-sl.size)
 	select {
 	case c.released <- struct{}{}:
 	default:
 	}
 	c.inFlight.Add(-1)
-	if it.resp.Done != nil {
-		c.callDone(it.resp.Done)
+	if sl.resp.Done != nil {
+		c.callDone(sl.resp.Done)
 	}
-	it.resp = Response{}
+	sl.req, sl.bufp, sl.size, sl.resp = Request{}, nil, 0, Response{}
+	sl.deferred, sl.panicked = false, false
+	sl.d.Lock()
+	sl.d.state = dNone
+	sl.d.Unlock()
+	c.free <- sl // never blocks: there are at most cap(free) slots
 }
 
 func (c *conn) callDone(done func()) {
@@ -452,23 +468,31 @@ func (c *conn) callDone(done func()) {
 
 // writeLoop writes responses in order until the handler closes out. While
 // more responses are already waiting it gathers them into one write (up to
-// batchMaxItems or batchMaxBytes). Once the connection is dead it keeps
-// draining out, dropping responses, so that every Done is called.
+// batchMaxItems or batchMaxBytes); before waiting for a deferred response it
+// writes what it gathered. Once the connection is dead it keeps draining
+// out, dropping responses, so that every Done is called.
 func (c *conn) writeLoop() {
 	pprof.SetGoroutineLabels(writeLabels)
 	defer close(c.writerDone)
-	for it := range c.out {
-		if c.ctx.Err() == nil && !it.resp.None {
-			if err := c.writeResponse(&it); err != nil {
+	for sl := range c.out {
+		if sl.deferred && !c.awaitDeferred(sl) {
+			if sl.panicked {
+				c.endBatch()
+				c.kill(errPanic)
+			}
+			continue // Complete finishes it
+		}
+		if c.ctx.Err() == nil && !sl.panicked && !sl.resp.None {
+			if err := c.writeResponse(sl); err != nil {
 				if !errors.Is(err, errIO) {
 					c.flush() // the responses before this one are fine: deliver them
 				}
 				c.fail(err)
 			}
 		}
-		c.batch = append(c.batch, it)
+		c.batch = append(c.batch, sl)
 		if len(c.out) > 0 && c.vecBytes < batchMaxBytes && len(c.batch) < batchMaxItems &&
-			!it.resp.Close && !it.panicked {
+			!sl.resp.Close && !sl.panicked {
 			continue
 		}
 		c.endBatch()
@@ -493,15 +517,14 @@ func (c *conn) endBatch() {
 	}
 	clear(c.held)
 	c.held = c.held[:0]
-	for i := range c.batch {
-		it := &c.batch[i]
+	for _, sl := range c.batch {
 		switch {
-		case it.panicked:
+		case sl.panicked:
 			c.kill(errPanic)
-		case it.resp.Close:
+		case sl.resp.Close:
 			c.kill(errCloseAsked)
 		}
-		c.finish(it)
+		c.finish(sl)
 	}
 	clear(c.batch)
 	c.batch = c.batch[:0]
@@ -529,17 +552,17 @@ var errIO = errors.New("netio: write failed")
 // writeResponse encodes one response frame and queues it in vec, writing
 // out what is queued when a File part needs sendfile. Its scratch buffer is
 // held until the batch is flushed.
-func (c *conn) writeResponse(it *outItem) (err error) {
+func (c *conn) writeResponse(sl *slot) (err error) {
 	bp := getBuf(0)
 	c.held = append(c.held, bp)
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("netio: encoding response panicked", "panic", p,
-				"api_key", it.key, "stack", string(debug.Stack()))
+				"api_key", sl.req.APIKey, "stack", string(debug.Stack()))
 			err = errPanic
 		}
 	}()
-	*bp, err = c.encode(it, (*bp)[:0])
+	*bp, err = c.encode(sl, (*bp)[:0])
 	return err
 }
 
@@ -549,14 +572,14 @@ func (c *conn) queue(p []byte) {
 	c.vecBytes += len(p)
 }
 
-// encode builds the frame of it in b (header, Msg, small Bytes parts) and
+// encode builds the frame of sl's response in b (header, Msg, small Bytes parts) and
 // queues its pieces in vec; File parts write out what is queued and then go
 // out with sendfile. It returns b, possibly grown, which vec may point into.
 // Validation errors come before anything of this response is queued.
-func (c *conn) encode(it *outItem, b []byte) ([]byte, error) {
-	r := &it.resp
+func (c *conn) encode(sl *slot, b []byte) ([]byte, error) {
+	r := &sl.resp
 	b = append(b, 0, 0, 0, 0) // size, filled in below
-	b = appendResponseHeader(b, it.key, it.corr, it.flexible)
+	b = appendResponseHeader(b, sl.req.APIKey, sl.req.CorrelationID, sl.req.Flexible)
 	if r.Msg != nil {
 		b = r.Msg.AppendTo(b)
 	}

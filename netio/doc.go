@@ -44,10 +44,33 @@
 // while earlier requests are handled, a handler goroutine that calls
 // Handler.Handle for one request at a time in arrival order (idempotent
 // producers depend on that order), and a writer that writes the responses in
-// request order, so reading, handling and writing overlap. The queue between
-// reader and handler is bounded by Config.MaxQueuedRequests, and the frames
-// of one connection read but not yet answered by MaxRequestSize bytes (a
-// lone frame always passes).
+// request order, so reading, handling and writing overlap. The requests of
+// one connection read and not yet answered are bounded by Config.MaxInFlight,
+// and their frames by MaxRequestSize bytes (a lone frame always passes); at
+// either bound the reader stops reading.
+//
+// # Deferred responses
+//
+// A request that must wait (a Fetch long poll, a Produce with acks=all) need
+// not block the handler goroutine, and with it every later request of the
+// connection: Handle calls Request.Defer, hands the Deferred to whatever
+// will wake it, and returns at once; later, any goroutine calls Complete:
+//
+//	func (b *Broker) Handle(ctx context.Context, req *netio.Request) netio.Response {
+//		d := req.Defer()
+//		b.purgatory.Wait(ctx, req, func(resp netio.Response) { d.Complete(resp) })
+//		return netio.Response{Deferred: d}
+//	}
+//
+// The handler goes on with the next request at once. The writer keeps
+// request order: it writes what is ready up to the first deferred response
+// not yet completed and waits there. A deferred request holds its slot of
+// MaxInFlight, its frame (Body stays valid) and its share of the
+// MaxRequestSize budget until its response is written or dropped.
+// Graceful Shutdown waits for deferred responses to be completed and written;
+// a forced close (Close, Shutdown's ctx ending, a dead client) drops them, and
+// the eventual Complete still runs the Response's Done. The idle timeout does
+// not fire while a request, deferred or not, is outstanding.
 //
 // The writer gathers responses that are already waiting into one write
 // (writev), copies small pieces next to their header, and sends File parts
@@ -57,5 +80,6 @@
 //
 // Frame sizes are checked before any buffer is allocated; a negative or
 // oversize frame, a malformed header or an unknown api key closes the
-// connection. A panic in Handle closes only that connection.
+// connection. A panic in Handle, or a misuse of Defer, closes only that
+// connection.
 package netio

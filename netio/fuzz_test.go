@@ -22,7 +22,7 @@ func FuzzServeConn(f *testing.F) {
 	h.big = make([]byte, 256<<10)
 	log := slog.New(slog.DiscardHandler)
 	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: log, MaxRequestSize: 1 << 16,
-		IdleTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxQueuedRequests: 4}, h)
+		IdleTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxInFlight: 4}, h)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -15,12 +15,12 @@ import (
 
 // Defaults applied by Listen to zero Config fields.
 const (
-	DefaultAddr              = ":9092"
-	DefaultMaxRequestSize    = 100 << 20 // socket.request.max.bytes
-	DefaultIdleTimeout       = 10 * time.Minute
-	DefaultMaxConns          = 10000
-	DefaultWriteTimeout      = time.Minute
-	DefaultMaxQueuedRequests = 16
+	DefaultAddr           = ":9092"
+	DefaultMaxRequestSize = 100 << 20 // socket.request.max.bytes
+	DefaultIdleTimeout    = 10 * time.Minute
+	DefaultMaxConns       = 10000
+	DefaultWriteTimeout   = time.Minute
+	DefaultMaxInFlight    = 16
 )
 
 // Config configures a Server. The zero value of every field selects its
@@ -54,11 +54,17 @@ type Config struct {
 	// Default 1 minute.
 	WriteTimeout time.Duration
 
-	// MaxQueuedRequests bounds the requests one connection may have read
-	// (or be reading) but not yet handled, on top of the one being handled.
-	// When the queue is full the reader stops reading and TCP pushes back.
-	// Default 16.
-	MaxQueuedRequests int
+	// MaxInFlight bounds the requests of one connection that have been read
+	// (or are being read) and whose responses are not yet written or
+	// dropped: those queued for Handle, the one being handled, deferred
+	// ones not yet completed, and those waiting for the writer. When it is
+	// reached the reader stops reading and TCP pushes back on the client.
+	// Too low a value stalls clients that pipeline deeply (each deferred
+	// long poll or acks=all Produce holds one until it completes; Kafka
+	// clients keep about 5 in flight); a high value lets one connection hold
+	// more responses in memory at once (their frames stay bounded by
+	// MaxRequestSize). Default 16.
+	MaxInFlight int
 
 	// Logger receives connection events at Debug and errors at Warn (panics
 	// in Handle at Error). Default slog.Default().
@@ -81,8 +87,8 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
-	if c.MaxQueuedRequests <= 0 {
-		c.MaxQueuedRequests = DefaultMaxQueuedRequests
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -100,13 +106,17 @@ type ConnInfo struct {
 	LocalAddr net.Addr
 	// State is for the Handler's own per-connection data (for example
 	// authentication state). netio never touches it; Handle calls of one
-	// connection never overlap, so they may use it without locking.
+	// connection never overlap, so they may use it without locking. Code
+	// that completes a Deferred runs concurrently with later Handle calls:
+	// it must not touch State without its own synchronization.
 	State any
 }
 
 // Request is one parsed request frame.
 //
-// The *Request is reused after Handle returns: do not retain it.
+// The *Request and its Body stay valid until the request's response has been
+// written or dropped; after that netio reuses them, so do not retain them. A
+// handler that defers its response may use them until it calls Complete.
 type Request struct {
 	// APIKey and APIVersion name the request type and version; APIKey is
 	// one kmsg knows (others close the connection), APIVersion is as sent.
@@ -127,6 +137,8 @@ type Request struct {
 	Body []byte
 	// Conn describes the connection the request came on.
 	Conn *ConnInfo
+
+	sl *slot // the connection's slot for this request; nil if built by hand
 }
 
 // Part is one piece of a pre-encoded response body: either Bytes, or the
@@ -150,10 +162,11 @@ type Part struct {
 	Length int64
 }
 
-// Response is what a Handler returns for a request. The body written is the
-// encoding of Msg (if set) followed by Parts; a zero Response writes a frame
-// with an empty body. Msg is encoded, and Parts are read, after Handle
-// returns, on the connection's writer goroutine: leave them unchanged until
+// Response is what a Handler returns for a request, or passes to
+// Deferred.Complete. The body written is the encoding of Msg (if set)
+// followed by Parts; a zero Response writes a frame with an empty body. Msg
+// is encoded, and Parts are read, after Handle returns (or Complete is
+// called), on the connection's writer goroutine: leave them unchanged until
 // Done is called.
 type Response struct {
 	// Msg encodes the body (kmsg.Response satisfies this).
@@ -163,19 +176,29 @@ type Response struct {
 	// None sends nothing (Produce with acks=0).
 	None bool
 	// Close closes the connection after writing this response, or instead
-	// of writing it when None is set. No later request is handled.
+	// of writing it when None is set. No later request is handled; when a
+	// deferred response closes, the requests after it that were already
+	// handled have their responses dropped.
 	Close bool
 	// Done, if non-nil, is called exactly once after the response was
 	// written or dropped (the connection died first): release segment
-	// references here. It runs on a connection goroutine and should not
-	// block.
+	// references here. It runs on a connection goroutine, or on the
+	// goroutine calling Complete when the connection is already gone, and
+	// should not block.
 	Done func()
+	// Deferred, when returned from Handle, says the response will be given
+	// later through Deferred.Complete; every other field must then be zero.
+	// See Request.Defer.
+	Deferred Deferred
 }
 
 // Handler handles requests. Handle is called for one request of a connection
 // at a time, in arrival order; different connections call it concurrently.
-// ctx is cancelled when the connection dies or the server is closed
-// forcefully, so long polls should watch it.
+// A request that must wait (a long poll, acks=all) should not block Handle,
+// which would hold up every later request of the connection, but defer its
+// response (Request.Defer). ctx is cancelled when the connection dies or the
+// server is closed forcefully, so long polls, deferred or not, should watch
+// it; it stays usable after Handle returns, until the connection is gone.
 type Handler interface {
 	Handle(ctx context.Context, req *Request) Response
 }
@@ -333,10 +356,12 @@ func (s *Server) beginClose() {
 }
 
 // Shutdown stops accepting connections and stops reading new requests; the
-// requests already read are handled and their responses written, then the
-// connections are closed. If ctx ends first, Shutdown closes every
-// connection and cancels the contexts given to Handle, and returns ctx's
-// error without waiting for Handle calls that ignore their context.
+// requests already read are handled and their responses written, deferred
+// ones once they are completed, then the connections are closed. If ctx ends
+// first, Shutdown closes every connection and cancels the contexts given to
+// Handle, and returns ctx's error without waiting for Handle calls that
+// ignore their context; deferred responses not yet completed are dropped
+// (their Done runs when they are completed).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginClose()
 	s.mu.Lock()
@@ -362,7 +387,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every connection at once, cancelling the
 // contexts given to Handle; responses not yet written are dropped (their Done
-// is still called). It does not wait for Handle calls to return.
+// is still called, for a deferred response when it is completed). It does
+// not wait for Handle calls to return.
 func (s *Server) Close() error {
 	s.beginClose()
 	s.forceClose()

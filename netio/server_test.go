@@ -535,7 +535,7 @@ func TestShutdownDeadlineForcesClose(t *testing.T) {
 func TestDoneCalledExactlyOnceWhenConnectionDies(t *testing.T) {
 	h := newTestHandler()
 	h.big = make([]byte, 8<<20)
-	s, _ := startServer(t, Config{MaxQueuedRequests: 4}, h)
+	s, _ := startServer(t, Config{MaxInFlight: 4}, h)
 	scenarios := map[string]func(c net.Conn){
 		"client leaves with requests queued": func(c net.Conn) {
 			var frames []byte
@@ -603,7 +603,7 @@ func TestListenError(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
 	if c.MaxRequestSize != 100<<20 || c.IdleTimeout != 10*time.Minute || c.MaxConns != 10000 ||
-		c.WriteTimeout != time.Minute || c.MaxQueuedRequests != 16 || c.Addr != ":9092" || c.Logger == nil {
+		c.WriteTimeout != time.Minute || c.MaxInFlight != 16 || c.Addr != ":9092" || c.Logger == nil {
 		t.Fatalf("defaults: %+v", c)
 	}
 	neg := Config{IdleTimeout: -1, MaxConns: -1, WriteTimeout: -1}.withDefaults()
