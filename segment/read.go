@@ -25,8 +25,10 @@ type Region struct {
 }
 
 // Locate returns the file position and header of the first batch holding an
-// offset >= offset. It returns ErrOutOfRange if offset is at or beyond the
-// segment's next offset or below its base offset.
+// offset >= offset: the batch holding offset, or the next one if offset
+// falls between batches. It returns ErrOutOfRange if offset is at or beyond
+// the segment's next offset or below its base offset. TruncateTo(offset)
+// keeps exactly the bytes before the position Locate(offset) returns.
 func (s *Segment) Locate(offset int64) (int64, record.Header, error) {
 	next, size := s.tail()
 	return s.locate(offset, next, size)
@@ -40,7 +42,7 @@ func (s *Segment) locate(offset, next, size int64) (int64, record.Header, error)
 	pos := int64(0)
 	s.idx.Lock()
 	err := s.openIndexesLocked()
-	if err == nil {
+	if err == nil && s.idx.offsets != nil { // nil: detached without indexes, scan from the start
 		if e, ok := s.idx.offsets.Lookup(offset); ok {
 			pos = int64(e.Position)
 		}
@@ -108,10 +110,32 @@ func (s *Segment) ReadTo(offset int64, maxBytes int, end int64) (Region, error) 
 // memory-mapped log: no copy is made. The slice is read-only (writing to it
 // faults) and valid only while the caller holds a reference taken with
 // Acquire before the call; after Release it may be unmapped at any time.
+// Until then its bytes never change, even across Delete or TruncateTo.
 // Reading it may block on page faults; read very large spans with Read and
 // pread instead.
 func (s *Segment) View(offset int64, maxBytes int) ([]byte, error) {
+	return s.ViewTo(offset, maxBytes, math.MaxInt64)
+}
+
+// ViewTo is View that never returns a batch holding offset end or beyond,
+// as ReadTo does for regions: a fetch bounded by a high watermark loaded
+// earlier returns no record at or past it, even while appends go on. It
+// returns ErrOutOfRange if offset >= end.
+func (s *Segment) ViewTo(offset int64, maxBytes int, end int64) ([]byte, error) {
+	if s.refs.Load() <= 0 {
+		return nil, ErrClosed
+	}
 	next, size := s.tail()
+	if end < next {
+		if offset >= end {
+			return nil, fmt.Errorf("%w: %d at or past the end %d of %s", ErrOutOfRange, offset, end, s.name())
+		}
+		endPos, _, err := s.locate(end, next, size)
+		if err != nil {
+			return nil, err
+		}
+		size = endPos
+	}
 	pos, h, err := s.locate(offset, next, size)
 	if err != nil {
 		return nil, err
@@ -126,18 +150,18 @@ func (s *Segment) View(offset int64, maxBytes int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("segment %s: %w", s.name(), err)
 	}
-	end := pos + int64(h.Size())
-	for end < size {
-		b, err := record.ParseHeader(m[end:size])
-		if err != nil || end+int64(b.Size()) > size {
-			return nil, fmt.Errorf("%w: %s at position %d", ErrCorrupt, s.name(), end)
+	stop := pos + int64(h.Size())
+	for stop < size {
+		b, err := record.ParseHeader(m[stop:size])
+		if err != nil || stop+int64(b.Size()) > size {
+			return nil, fmt.Errorf("%w: %s at position %d", ErrCorrupt, s.name(), stop)
 		}
-		if end+int64(b.Size())-pos > int64(maxBytes) {
+		if stop+int64(b.Size())-pos > int64(maxBytes) {
 			break
 		}
-		end += int64(b.Size())
+		stop += int64(b.Size())
 	}
-	return m[pos:end:end], nil
+	return m[pos:stop:stop], nil
 }
 
 // OffsetForTimestamp returns the base offset of the first batch whose
@@ -147,7 +171,7 @@ func (s *Segment) OffsetForTimestamp(ts int64) (int64, error) {
 	start := s.base
 	s.idx.Lock()
 	err := s.openIndexesLocked()
-	if err == nil {
+	if err == nil && s.idx.times != nil { // nil: detached without indexes, scan from the start
 		if e, ok := s.idx.times.Lookup(ts); ok {
 			start = e.Offset
 		}

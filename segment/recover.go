@@ -10,11 +10,19 @@ import (
 // Recover scans the whole log, checking every batch (sizes, magic, CRC,
 // offsets increasing), rebuilds both indexes from scratch, and truncates the
 // log at the first batch that is torn or corrupt. It returns the number of
-// bytes cut. It must not run concurrently with appends or reads.
+// bytes cut. It must not run concurrently with appends or reads. It returns
+// ErrClosed after Close or Delete and ErrRetired after TruncateTo replaced
+// the segment's files.
 //
 // Recovery reads the log sequentially through a small buffer, so its memory
 // use does not depend on the segment size.
 func (s *Segment) Recover() (truncated int64, err error) {
+	switch {
+	case s.closed.Load():
+		return 0, ErrClosed
+	case s.retired.Load():
+		return 0, ErrRetired
+	}
 	s.idx.Lock()
 	if err := s.closeIndexesLocked(); err != nil {
 		s.idx.Unlock()

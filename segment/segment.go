@@ -8,6 +8,14 @@
 //	00000000000000000042.index      [relOffset uint32 | position uint32]...   one per IndexInterval bytes
 //	00000000000000000042.timeindex  [timestamp int64 | relOffset uint32]...  when maxTimestamp grows
 //
+// and, transiently, the same names with a suffix:
+//
+//	00000000000000000042.log.deleted   Delete renamed it; removed when the last reference is released
+//	00000000000000000042.log.tmp       TruncateTo is building the replacement; renamed over the .log
+//
+// (likewise .index.deleted, .timeindex.tmp, ...). A crash can leave either
+// kind behind; List ignores them and RemoveLeftovers removes them.
+//
 // A batch in the .log is exactly the record batch v2 encoding (see package
 // record) with baseOffset and partitionLeaderEpoch filled in:
 //
@@ -16,19 +24,30 @@
 //	|   int64    |    int32    |                                        |
 //	+------------+-------------+----------------------------------------+
 //
-// The 20-digit file names and the index entry layouts are frozen: they are
-// the on-disk format.
+// The 20-digit file names, the suffixes and the index entry layouts are
+// frozen: they are the on-disk format.
 //
-// Concurrency: one writer at a time (the caller serialises Append, Truncate,
-// Roll and Close); any number of concurrent readers. Readers only see bytes
-// below Size(), which is published after a whole batch has been written, so a
-// reader never observes a partially written batch.
+// # Concurrency
+//
+// One writer at a time: the caller serialises Append, TruncateTo, Seal,
+// Recover, Close and Delete. Any number of concurrent readers (Locate, Read,
+// ReadTo, View, ViewTo, OffsetForTimestamp, the accessors), each holding a
+// reference taken with Acquire. Readers only see bytes below Size(), which is
+// published after a whole batch has been written, so a reader never observes
+// a partially written batch.
+//
+// The bytes handed to a reader (a Region of the log file, a View slice of
+// its mapping) stay valid and unchanged until the reader releases its
+// reference, whatever the writer does meanwhile: Delete renames the files
+// and removes them only after the last Release; TruncateTo never cuts or
+// overwrites a file region that a reader may hold (see TruncateTo).
 package segment
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,7 +66,18 @@ const (
 	LogSuffix       = ".log"
 	IndexSuffix     = ".index"
 	TimeIndexSuffix = ".timeindex"
+	// DeletedSuffix is added to the names of a deleted segment's files
+	// (00000000000000000042.log.deleted) until its last reference is
+	// released.
+	DeletedSuffix = ".deleted"
+	// tmpSuffix is added to the names of files TruncateTo is writing.
+	tmpSuffix = ".tmp"
 )
+
+// suffixes lists the suffixes of a segment's files, the log first: Delete
+// and TruncateTo move the log first, so a segment exists exactly while its
+// .log does.
+var suffixes = [...]string{LogSuffix, IndexSuffix, TimeIndexSuffix}
 
 var (
 	// ErrOutOfRange is returned by reads for an offset the segment does not hold.
@@ -60,6 +90,11 @@ var (
 	// ErrCorrupt is returned when the log holds bytes that do not parse where a
 	// batch must start.
 	ErrCorrupt = errors.New("segment: corrupt log")
+	// ErrRetired is returned by Append, TruncateTo and Recover on a segment
+	// whose files TruncateTo replaced, and wrapped by a TruncateTo that failed
+	// after it had replaced them: the caller must Close the segment and use
+	// the replacement (or, after such a failure, reopen it with Open).
+	ErrRetired = errors.New("segment: retired by truncation")
 )
 
 // Config holds the settings of one segment. Zero fields take the defaults.
@@ -75,6 +110,11 @@ type Config struct {
 	// written whenever this many log bytes were appended since the last one.
 	// Default 4096. Smaller means faster lookups and bigger indexes.
 	IndexInterval int
+	// Now is the segment's clock: Create dates a new segment with it
+	// (Created, from which segment.ms rolls are measured). Default
+	// time.Now; tests set it to make rolls deterministic. An opened segment
+	// is dated by its log file's modification time instead.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -86,6 +126,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IndexInterval <= 0 {
 		c.IndexInterval = 4096
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -122,18 +165,29 @@ type Segment struct {
 		offsets  *index.OffsetIndex // nil until first needed
 		times    *index.TimeIndex   // nil until first needed
 		writable bool               // false once the segment is sealed
+		// detached: the file names are no longer this segment's (Delete
+		// renamed them, or TruncateTo put a replacement under them), so no
+		// index file is opened by name again; the segment keeps the
+		// read-only mappings it had, or scans the log without an index.
+		// Invariant: detached implies !writable (package index resizes a
+		// writable file by name).
+		detached bool
 	}
 
 	// mmap views for zero-copy reads; see View.
 	views viewState
 
 	refs    atomic.Int64 // 1 for the owner plus one per Acquire
-	deleted atomic.Bool  // remove files when refs drop to zero
+	deleted atomic.Bool  // files renamed to .deleted: remove them when refs drop to zero
+	retired atomic.Bool  // TruncateTo replaced the files: close, never remove, them at the end
 	closed  atomic.Bool
 }
 
-// Create makes a new, empty segment starting at base in dir. It fails if the
-// log file already exists.
+// Create makes a new, empty segment starting at base in dir, dated
+// cfg.Now(). It fails if the log file already exists (a .deleted one does
+// not count: a segment may be created again at the base of one just
+// deleted). The new file's directory entry is not fsynced: the caller syncs
+// the directory when it needs the segment to survive a crash.
 func Create(dir string, base int64, cfg Config) (*Segment, error) {
 	cfg = cfg.withDefaults()
 	f, err := os.OpenFile(filepath.Join(dir, FileName(base)+LogSuffix), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -154,7 +208,7 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 }
 
 func newSegment(dir string, base int64, cfg Config, f *os.File) *Segment {
-	s := &Segment{dir: dir, base: base, cfg: cfg, log: f, created: time.Now()}
+	s := &Segment{dir: dir, base: base, cfg: cfg, log: f, created: cfg.Now()}
 	s.maxTimestamp.Store(-1)
 	s.refs.Store(1)
 	return s
@@ -186,7 +240,9 @@ func Open(dir string, base int64, cfg Config, active bool) (*Segment, error) {
 }
 
 // OpenForRecovery opens an existing segment without reading its log or
-// indexes. The caller must call Recover before anything else.
+// indexes. The caller must call Recover before anything else. Created() of
+// an opened segment is its log file's modification time (the time of its
+// last append, as the file system recorded it), not cfg.Now().
 func OpenForRecovery(dir string, base int64, cfg Config, active bool) (*Segment, error) {
 	cfg = cfg.withDefaults()
 	f, err := os.OpenFile(filepath.Join(dir, FileName(base)+LogSuffix), os.O_RDWR, 0o644)
@@ -222,27 +278,38 @@ func (s *Segment) loadTail() error {
 		lastTime, haveTime = s.idx.times.Last()
 	}
 	s.idx.Unlock()
+	var t tailState
 	if err == nil {
-		err = s.scanTail(lastOff, haveOff, lastTime, haveTime)
+		t, err = s.scanTail(s.size.Load(), lastOff, haveOff, lastTime, haveTime)
 	}
 	if err != nil {
 		_, err = s.Recover()
+		return err
 	}
-	return err
+	s.maxTimestamp.Store(t.maxTS)
+	s.next.Store(t.next)
+	s.sinceIndex = t.sinceIndex
+	return nil
 }
 
 // errStaleIndex reports indexes that do not match the log.
 var errStaleIndex = errors.New("segment: index does not match the log")
 
-// scanTail reads the batches from the last offset index entry to the end of
-// the log, checking the indexes' last entries against what it finds.
-func (s *Segment) scanTail(lastOff index.OffsetEntry, haveOff bool, lastTime index.TimeEntry, haveTime bool) error {
-	size := s.size.Load()
+// tailState is what a writer needs to know of a log's end to append to it.
+type tailState struct {
+	next       int64 // offset after the last batch
+	maxTS      int64 // largest batch maxTimestamp, -1 if none
+	sinceIndex int   // bytes since the last offset index entry
+}
+
+// scanTail reads the batches from the last offset index entry to size,
+// checking the indexes' last entries against what it finds.
+func (s *Segment) scanTail(size int64, lastOff index.OffsetEntry, haveOff bool, lastTime index.TimeEntry, haveTime bool) (tailState, error) {
 	start := int64(0)
 	if size > 0 {
 		// The first batch is always indexed, so a non-empty log has entries.
 		if !haveOff || int64(lastOff.Position) >= size {
-			return errStaleIndex
+			return tailState{}, errStaleIndex
 		}
 		start = int64(lastOff.Position)
 	}
@@ -254,27 +321,24 @@ func (s *Segment) scanTail(lastOff index.OffsetEntry, haveOff bool, lastTime ind
 	for pos := start; pos < size; {
 		h, err := s.readHeader(hdr[:], pos, size)
 		if err != nil {
-			return err
+			return tailState{}, err
 		}
 		if pos == start && h.BaseOffset != lastOff.Offset {
-			return errStaleIndex
+			return tailState{}, errStaleIndex
 		}
 		// A batch that raised the largest timestamp got a time index entry
 		// at its last offset; one missing means the time index lost entries.
 		if h.MaxTimestamp > maxTS && (!haveTime || h.LastOffset() > lastTime.Offset) {
-			return errStaleIndex
+			return tailState{}, errStaleIndex
 		}
 		next = h.LastOffset() + 1
 		maxTS = max(maxTS, h.MaxTimestamp)
 		pos += int64(h.Size())
 	}
 	if haveTime && lastTime.Offset >= next {
-		return errStaleIndex
+		return tailState{}, errStaleIndex
 	}
-	s.maxTimestamp.Store(maxTS)
-	s.next.Store(next)
-	s.sinceIndex = int(size - start)
-	return nil
+	return tailState{next: next, maxTS: maxTS, sinceIndex: int(size - start)}, nil
 }
 
 // readHeader reads and parses the batch header at pos, checking that the
@@ -297,9 +361,12 @@ func (s *Segment) readHeader(buf []byte, pos, limit int64) (record.Header, error
 	return h, nil
 }
 
-// openIndexesLocked maps the index files if they are not mapped yet.
+// openIndexesLocked maps the index files if they are not mapped yet. On a
+// detached segment it opens nothing and returns nil: s.idx.offsets and
+// s.idx.times stay as they are, possibly nil, and callers then scan the log
+// from its start.
 func (s *Segment) openIndexesLocked() error {
-	if s.idx.offsets != nil {
+	if s.idx.offsets != nil || s.idx.detached {
 		return nil
 	}
 	max := 0
@@ -329,6 +396,37 @@ func (s *Segment) closeIndexesLocked() error {
 		err = errors.Join(err, s.idx.times.Close())
 		s.idx.times = nil
 	}
+	return err
+}
+
+// detachIndexesLocked prepares for the segment's file names to stop being
+// its own (Delete, TruncateTo). Writable indexes are trimmed and closed
+// while the names still are its own, since package index resizes a
+// writable file by name. If keep, the indexes are then mapped read-only so
+// that readers holding references go on using them after the names move
+// (a mapping holds its inode); if they cannot be mapped, readers scan the
+// log instead. From then on no index file is opened by name.
+func (s *Segment) detachIndexesLocked(keep bool) error {
+	var err error
+	if s.idx.writable {
+		err = s.closeIndexesLocked()
+		s.idx.writable = false
+	}
+	if keep && err == nil {
+		_ = s.openIndexesLocked() // on failure readers scan: slower, still right
+	}
+	s.idx.detached = true
+	return err
+}
+
+// setWritableLocked reopens the indexes writable or read-only on their next
+// use, if they are not so already.
+func (s *Segment) setWritableLocked(w bool) error {
+	if s.idx.writable == w {
+		return nil
+	}
+	err := s.closeIndexesLocked()
+	s.idx.writable = w
 	return err
 }
 
@@ -377,6 +475,9 @@ func (s *Segment) Fits(n int, lastOffset int64) bool {
 func (s *Segment) Append(batch []byte, h record.Header) error {
 	if s.closed.Load() {
 		return ErrClosed
+	}
+	if s.retired.Load() {
+		return ErrRetired
 	}
 	if h.BaseOffset != s.next.Load() {
 		return fmt.Errorf("segment %s: append at offset %d, want %d", s.name(), h.BaseOffset, s.next.Load())
@@ -486,10 +587,14 @@ func fdatasync(f *os.File) error {
 }
 
 // Seal marks the segment read-only: its indexes are trimmed to their used
-// size and closed (they are mapped again, read-only, when next needed).
+// size and closed (they are mapped again, read-only, when next needed). It
+// does nothing to a deleted or retired segment.
 func (s *Segment) Seal() error {
 	s.idx.Lock()
 	defer s.idx.Unlock()
+	if s.idx.detached {
+		return nil
+	}
 	s.idx.writable = false
 	if s.idx.offsets != nil {
 		// Sealed segments sit below the recovery point and are trusted
@@ -506,18 +611,20 @@ func (s *Segment) Seal() error {
 
 // ReleaseIndexes unmaps the indexes of a sealed segment to save mappings;
 // they are mapped again on the next lookup. It does nothing to an active
-// segment.
+// segment, nor to a deleted or retired one (whose indexes cannot be mapped
+// again by name).
 func (s *Segment) ReleaseIndexes() error {
 	s.idx.Lock()
 	defer s.idx.Unlock()
-	if s.idx.writable {
+	if s.idx.writable || s.idx.detached {
 		return nil
 	}
 	return s.closeIndexesLocked()
 }
 
-// Close releases the owner's reference: files are closed (and, after Delete,
-// removed) once the last reader has released its reference too.
+// Close releases the owner's reference: files are closed (and, after
+// Delete, removed) once the last reader has released its reference too.
+// Calling it again does nothing.
 func (s *Segment) Close() error {
 	if s.closed.Swap(true) {
 		return nil
@@ -525,15 +632,62 @@ func (s *Segment) Close() error {
 	return s.Release()
 }
 
-// Delete closes the segment and removes its files once no reader holds it.
+// Delete renames the segment's files to their .deleted names at once
+// (00000000000000000042.log becomes 00000000000000000042.log.deleted, the
+// log first), fsyncs the directory, and releases the owner's reference as
+// Close does. The renamed files are removed when the last reference is
+// released; readers holding references go on reading them until then.
+// Because the names are free when Delete returns, a new segment may be
+// created at the same base offset right away.
+//
+// Durability: when Delete returns nil, the renames are on stable storage: a
+// crash afterwards cannot bring the segment back (at most .deleted files
+// remain, which RemoveLeftovers removes). A crash during Delete leaves
+// either the whole segment or none of it, since a segment exists exactly
+// while its .log file does (index files left without a log are leftovers
+// too). The removal of the .deleted files is not synced.
+//
+// Delete releases the owner's reference even when it fails; if the log
+// could not be renamed, its files stay under their names. On a segment that
+// TruncateTo retired, whose names belong to the replacement, Delete only
+// closes it. After Close or Delete it returns ErrClosed.
 func (s *Segment) Delete() error {
-	s.deleted.Store(true)
-	return s.Close()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if s.retired.Load() {
+		return s.Close()
+	}
+	s.idx.Lock()
+	// Readers other than the owner keep the index mappings; with none the
+	// mapping would be wasted (a reader that acquires in the meantime still
+	// reads correctly, scanning the log).
+	err := s.detachIndexesLocked(s.refs.Load() > 1)
+	lerr := os.Rename(s.path(LogSuffix), s.path(LogSuffix+DeletedSuffix))
+	if lerr == nil {
+		s.deleted.Store(true)
+		for _, suf := range suffixes[1:] {
+			if rerr := os.Rename(s.path(suf), s.path(suf+DeletedSuffix)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, rerr) // left behind as a leftover without a log
+			}
+		}
+	}
+	s.idx.Unlock()
+	if lerr != nil {
+		err = errors.Join(err, lerr)
+	} else {
+		err = errors.Join(err, syncDir(s.dir))
+	}
+	err = errors.Join(err, s.Close())
+	if err != nil {
+		return fmt.Errorf("segment %s: delete: %w", s.name(), err)
+	}
+	return nil
 }
 
 // Acquire takes a reference that keeps the segment's files open (and any
-// View valid) until the matching Release, even across Close or Delete. It
-// returns false if the segment is already gone.
+// View valid) until the matching Release, even across Close, Delete or
+// TruncateTo. It returns false if the segment is already gone.
 func (s *Segment) Acquire() bool {
 	for {
 		n := s.refs.Load()
@@ -546,15 +700,17 @@ func (s *Segment) Acquire() bool {
 	}
 }
 
-// Release drops a reference taken by Acquire.
+// Release drops a reference taken by Acquire. The last one closes the files
+// and, after Delete, removes the .deleted files; a retired segment's files
+// are only closed (their names belong to the replacement).
 func (s *Segment) Release() error {
 	if s.refs.Add(-1) != 0 {
 		return nil
 	}
 	err := s.closeFiles()
 	if s.deleted.Load() {
-		for _, suf := range []string{LogSuffix, IndexSuffix, TimeIndexSuffix} {
-			err = errors.Join(err, removeIfExists(s.path(suf)))
+		for _, suf := range suffixes {
+			err = errors.Join(err, removeIfExists(s.path(suf+DeletedSuffix)))
 		}
 	}
 	return err

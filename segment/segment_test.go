@@ -305,13 +305,16 @@ func TestFitsAndLifetime(t *testing.T) {
 	if !bytes.Equal(v, b) {
 		t.Fatal("view changed under a held reference")
 	}
-	if _, err := os.Stat(s.path(LogSuffix)); err != nil {
+	if _, err := os.Stat(s.path(LogSuffix)); !os.IsNotExist(err) {
+		t.Fatal("log not renamed by Delete")
+	}
+	if _, err := os.Stat(s.path(LogSuffix + DeletedSuffix)); err != nil {
 		t.Fatal("files removed while referenced")
 	}
 	if err := s.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(s.path(LogSuffix)); !os.IsNotExist(err) {
+	if _, err := os.Stat(s.path(LogSuffix + DeletedSuffix)); !os.IsNotExist(err) {
 		t.Fatal("files not removed after the last release")
 	}
 	if s.Acquire() {
