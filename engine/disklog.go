@@ -36,6 +36,11 @@ type diskLog struct {
 	// Invariant: next <= active().NextOffset().
 	next atomic.Int64
 
+	// start is the persisted log start offset (see logStartFile); startMu
+	// serialises its writes.
+	start   atomic.Int64
+	startMu sync.Mutex
+
 	// recovery is the persisted recovery point; see recoveryFile.
 	recovery   atomic.Int64
 	recoveryMu sync.Mutex // serialises writes of the recovery file
@@ -240,16 +245,13 @@ func (l *diskLog) outOfRange(offset int64) error {
 	return fmt.Errorf("%w: %d not in [%d, %d)", ErrOffsetOutOfRange, offset, l.StartOffset(), l.NextOffset())
 }
 
-func (l *diskLog) Read(offset int64, maxBytes int) (Chunk, error) {
-	// Bound the read by the end offset as published now: the segment may
-	// already hold bytes of a batch whose offsets are not yet published,
-	// and a fetch must not return records past the high watermark that the
-	// caller reads after this call.
-	end := l.next.Load()
-	s, at, err := l.acquire(offset)
-	if err != nil {
-		return Chunk{}, err
+func (l *diskLog) Read(offset int64, maxBytes int, end int64) (Chunk, error) {
+	s, at, err := l.acquireBelow(offset, end)
+	if s == nil {
+		return Chunk{FirstOffset: offset}, err
 	}
+	// Bounded by end: the segment may already hold bytes of batches past
+	// the high watermark (or not yet published) that must not be returned.
 	r, err := s.ReadTo(at, maxBytes, end)
 	if err != nil {
 		s.Release()
@@ -259,21 +261,56 @@ func (l *diskLog) Read(offset int64, maxBytes int) (Chunk, error) {
 }
 
 // View is like Read but returns whole batches as a memory-mapped slice.
-func (l *diskLog) View(offset int64, maxBytes int) (Chunk, error) {
-	s, at, err := l.acquire(offset)
-	if err != nil {
-		return Chunk{}, err
+func (l *diskLog) View(offset int64, maxBytes int, end int64) (Chunk, error) {
+	s, at, err := l.acquireBelow(offset, end)
+	if s == nil {
+		return Chunk{FirstOffset: offset}, err
 	}
 	b, err := s.View(at, maxBytes)
 	if err != nil {
 		s.Release()
 		return Chunk{}, l.segmentErr(err, offset)
 	}
+	b = cutAt(b, end)
 	first := at
 	if h, herr := record.ParseHeader(b); herr == nil {
 		first = h.BaseOffset
 	}
 	return Chunk{Bytes: b, FirstOffset: first, seg: s}, nil
+}
+
+// acquireBelow is acquire for a read bounded by end: a nil segment with a
+// nil error means there is nothing below end to return.
+func (l *diskLog) acquireBelow(offset, end int64) (*segment.Segment, int64, error) {
+	if offset >= end {
+		return nil, 0, nil
+	}
+	s, at, err := l.acquire(offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	if at >= end { // offset fell in a hole that reaches the bound
+		s.Release()
+		return nil, 0, nil
+	}
+	return s, at, nil
+}
+
+// cutAt returns the whole batches of b that start below end.
+func cutAt(b []byte, end int64) []byte {
+	n := 0
+	for rest := b; len(rest) > 0; {
+		batch, r, err := record.Split(rest)
+		if err != nil {
+			break
+		}
+		if h, err := record.ParseHeader(batch); err != nil || h.BaseOffset >= end {
+			break
+		}
+		n += len(batch)
+		rest = r
+	}
+	return b[:n:n]
 }
 
 func (l *diskLog) segmentErr(err error, offset int64) error {
@@ -300,7 +337,31 @@ func (l *diskLog) OffsetForTimestamp(ts int64) (int64, error) {
 	return l.NextOffset(), nil
 }
 
-func (l *diskLog) StartOffset() int64 { return l.segments()[0].BaseOffset() }
+func (l *diskLog) StartOffset() int64 { return max(l.start.Load(), l.segments()[0].BaseOffset()) }
+
+// AdvanceStart persists a new log start offset; see Log.
+func (l *diskLog) AdvanceStart(off int64) error {
+	l.startMu.Lock()
+	defer l.startMu.Unlock()
+	off = min(off, l.NextOffset())
+	if off <= l.StartOffset() {
+		return nil
+	}
+	if err := l.writeStartLocked(off); err != nil {
+		return err
+	}
+	return nil
+}
+
+// writeStartLocked writes the log start file durably and publishes off.
+// The caller holds startMu.
+func (l *diskLog) writeStartLocked(off int64) error {
+	if err := writeFileAtomic(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(off, 10)+"\n"), true); err != nil {
+		return err
+	}
+	l.start.Store(off)
+	return nil
+}
 
 func (l *diskLog) NextOffset() int64 { return l.next.Load() }
 
@@ -359,10 +420,14 @@ func (l *diskLog) DeleteOldest(n int) error {
 	}
 	// Persist the new start first: a crash half-way through the deletes
 	// then cannot bring back a segment with a hole after it.
-	start := segs[n].BaseOffset()
-	if err := writeFileAtomic(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(start, 10)+"\n"), true); err != nil {
-		return err
+	l.startMu.Lock()
+	if start := segs[n].BaseOffset(); start > l.start.Load() {
+		if err := l.writeStartLocked(start); err != nil {
+			l.startMu.Unlock()
+			return err
+		}
 	}
+	l.startMu.Unlock()
 	l.listMu.Lock()
 	segs = l.segments()
 	victims := segs[:n:n]

@@ -82,6 +82,7 @@ func (l *diskLog) load(clean bool) error {
 	}
 	l.segs.Store(&segs)
 	l.next.Store(segs[len(segs)-1].NextOffset())
+	l.start.Store(min(max(l.readOffsetFile(logStartFile), segs[0].BaseOffset()), l.next.Load()))
 	l.recovery.Store(rp)
 	return nil
 }

@@ -68,6 +68,18 @@ var (
 	ErrMessageTooLarge      = errors.New("engine: batch larger than max.message.bytes")
 	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("engine: producer epoch is older than the current one")
+	// ErrNotLeader is returned by Append on a follower replica (see
+	// Partition.BecomeFollower). Kafka: NOT_LEADER_OR_FOLLOWER.
+	ErrNotLeader = errors.New("engine: partition is not the leader")
+	// ErrFencedLeaderEpoch is returned when a leader epoch older than the
+	// partition's current one is used: a stale leader or replica.
+	ErrFencedLeaderEpoch = errors.New("engine: leader epoch is older than the current one")
+	// ErrBelowHighWatermark is returned by TruncateTo when asked to cut
+	// committed records without allowing it.
+	ErrBelowHighWatermark = errors.New("engine: truncation below the high watermark")
+	// ErrNotContiguous is returned by AppendReplica for batches that do not
+	// start at the log end or whose offsets or epochs go back.
+	ErrNotContiguous = errors.New("engine: replica batches do not follow the log")
 	// ErrLogFailed is returned by Append and Flush after an fsync of the
 	// partition failed: what was acknowledged may not be on disk, so the
 	// partition takes no more appends until the engine is reopened (Kafka:
@@ -105,6 +117,19 @@ type Options struct {
 	// retention runs. Default 5 minutes. Negative disables the background
 	// pass (EnforceRetention still works).
 	RetentionCheckInterval time.Duration
+	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms:
+	// how often moved high watermarks are written to the data directory's
+	// replication-offset-checkpoint (also written on Close). Default 5 s;
+	// negative: only on Close. A longer interval means that after a crash a
+	// managed high watermark (see Partition.ManageHighWatermark) may restart
+	// further back.
+	HWCheckpointInterval time.Duration
+	// ManagedHighWatermarks hands every partition's high watermark to the
+	// replica layer: it starts at the checkpointed value (or the log start)
+	// and moves only by Partition.SetHighWatermark. Default false: each
+	// partition is its own only replica and its high watermark follows the
+	// log end.
+	ManagedHighWatermarks bool
 	// Logger receives the engine's log lines. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, for tests. Default time.Now.
@@ -126,6 +151,15 @@ type Engine struct {
 	}
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	// hwCkpt serialises writes of the high watermark checkpoint and keeps
+	// what was last written, to skip writes when nothing moved.
+	hwCkpt struct {
+		sync.Mutex
+		last map[TopicPartition]int64
+	}
+	// hwAtOpen holds the checkpointed high watermarks read at Open.
+	hwAtOpen map[TopicPartition]int64
 }
 
 type topic struct {
@@ -161,6 +195,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if opts.RetentionCheckInterval == 0 {
 		opts.RetentionCheckInterval = 5 * time.Minute
 	}
+	if opts.HWCheckpointInterval == 0 {
+		opts.HWCheckpointInterval = DefaultHWCheckpointInterval
+	}
 	opts.Defaults = opts.Defaults.withDefaults(DefaultTopicConfig())
 	if err := opts.Defaults.Validate(); err != nil {
 		return nil, fmt.Errorf("engine: defaults: %w", err)
@@ -187,6 +224,8 @@ func Open(dir string, opts Options) (*Engine, error) {
 		}
 	}
 	start := time.Now()
+	e.hwAtOpen = e.loadHWCheckpoint()
+	e.hwCkpt.last = e.hwAtOpen
 	if err := e.loadTopics(); err != nil {
 		e.closeTopics()
 		return nil, err
@@ -194,6 +233,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	e.log.Info("engine opened", "dir", dir, "topics", len(e.mu.topics), "clean", e.clean, "took", time.Since(start))
 	if opts.RetentionCheckInterval > 0 {
 		e.goFunc(e.retentionLoop)
+	}
+	if opts.HWCheckpointInterval > 0 {
+		e.goFunc(e.hwCheckpointLoop)
 	}
 	return e, nil
 }
@@ -477,7 +519,7 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	close(e.stop)
 	e.wg.Wait()
-	err := e.closeTopics()
+	err := errors.Join(e.closeTopics(), e.checkpointHW())
 	if err != nil {
 		return err
 	}
@@ -490,9 +532,17 @@ func (e *Engine) Close() error {
 }
 
 func (e *Engine) closeTopics() error {
+	parts := e.allPartitions()
+	return parallel(len(parts), func(i int) error { return parts[i].close() })
+}
+
+// allPartitions returns every open partition.
+func (e *Engine) allPartitions() []*Partition {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	var parts []*Partition
 	for _, t := range e.mu.topics {
 		parts = append(parts, t.parts...)
 	}
-	return parallel(len(parts), func(i int) error { return parts[i].close() })
+	return parts
 }

@@ -68,6 +68,7 @@ type memLog struct {
 	mu    sync.RWMutex
 	segs  []memSegment // never empty
 	next  int64
+	start int64 // log start offset; >= segs[0].base
 	state map[string][]byte
 }
 
@@ -93,9 +94,9 @@ func (l *memLog) Append(batch []byte, h record.Header) (bool, error) {
 }
 
 // locate finds the segment and batch index holding offset. Caller holds mu.
-func (l *memLog) locate(offset int64) (int, int, error) {
-	if offset < l.segs[0].base || offset >= l.next {
-		return 0, 0, fmt.Errorf("%w: %d not in [%d, %d)", ErrOffsetOutOfRange, offset, l.segs[0].base, l.next)
+func (l *memLog) locate(offset, end int64) (int, int, error) {
+	if offset < l.startLocked() || offset >= end {
+		return 0, 0, fmt.Errorf("%w: %d not in [%d, %d)", ErrOffsetOutOfRange, offset, l.startLocked(), end)
 	}
 	si := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > offset }) - 1
 	s := &l.segs[si]
@@ -106,16 +107,17 @@ func (l *memLog) locate(offset int64) (int, int, error) {
 	return si, bi, nil
 }
 
-func (l *memLog) Read(offset int64, maxBytes int) (Chunk, error) {
+func (l *memLog) Read(offset int64, maxBytes int, end int64) (Chunk, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	si, bi, err := l.locate(offset)
+	end = min(end, l.next)
+	si, bi, err := l.locate(offset, end)
 	if err != nil {
 		return Chunk{}, err
 	}
 	s := &l.segs[si]
 	var out []byte
-	for i := bi; i < len(s.batches); i++ {
+	for i := bi; i < len(s.batches) && s.offs[i] < end; i++ {
 		if i > bi && len(out)+len(s.batches[i]) > maxBytes {
 			break
 		}
@@ -124,7 +126,9 @@ func (l *memLog) Read(offset int64, maxBytes int) (Chunk, error) {
 	return Chunk{Bytes: out, FirstOffset: s.offs[bi]}, nil
 }
 
-func (l *memLog) View(offset int64, maxBytes int) (Chunk, error) { return l.Read(offset, maxBytes) }
+func (l *memLog) View(offset int64, maxBytes int, end int64) (Chunk, error) {
+	return l.Read(offset, maxBytes, end)
+}
 
 func (l *memLog) OffsetForTimestamp(ts int64) (int64, error) {
 	l.mu.RLock()
@@ -146,7 +150,16 @@ func (l *memLog) OffsetForTimestamp(ts int64) (int64, error) {
 func (l *memLog) StartOffset() int64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return l.segs[0].base
+	return l.startLocked()
+}
+
+func (l *memLog) startLocked() int64 { return max(l.start, l.segs[0].base) }
+
+func (l *memLog) AdvanceStart(off int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.start = max(l.start, min(off, l.next))
+	return nil
 }
 
 func (l *memLog) NextOffset() int64 {

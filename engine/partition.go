@@ -55,7 +55,28 @@ type Partition struct {
 
 	watch struct {
 		sync.Mutex
-		ch chan struct{} // closed on the next append; nil while nobody waits
+		ch chan struct{} // closed on the next append or HW move; nil while nobody waits
+	}
+
+	// hw is the high watermark: offsets below it are committed, and
+	// consumers read only those.
+	// Invariant: hw <= log.NextOffset(); it only moves back by TruncateTo.
+	hw atomic.Int64
+	// hwManaged: the replica layer moves hw (SetHighWatermark). Otherwise
+	// hw follows the log end after each append, or the flushed offset when
+	// flush.messages=1 makes every append wait for an fsync.
+	hwManaged atomic.Bool
+
+	// leaderEpoch is stamped on every batch appended as leader.
+	leaderEpoch atomic.Int32
+	// follower: the partition is a follower replica; leader appends are
+	// refused (ErrNotLeader), replica appends accepted.
+	follower atomic.Bool
+	// epochs is the leader-epoch cache. Changed only by the writer (under
+	// mu), read by anyone under its own lock.
+	epochs struct {
+		sync.Mutex
+		cache epochCache
 	}
 }
 
@@ -70,9 +91,25 @@ func openPartition(e *Engine, topic string, id int32, cfg TopicConfig) (*Partiti
 	p := &Partition{e: e, topic: topic, id: id, cfg: cfg, log: l}
 	p.snap.end = -1
 	p.flushed.Store(l.NextOffset())
+	p.hw.Store(l.NextOffset())
+	if e.opts.ManagedHighWatermarks {
+		hw, ok := e.hwAtOpen[TopicPartition{Topic: topic, Partition: id}]
+		if !ok {
+			hw = l.StartOffset()
+		}
+		p.hw.Store(min(max(hw, l.StartOffset()), l.NextOffset()))
+		p.hwManaged.Store(true)
+	}
 	if err := p.loadProducers(); err != nil {
 		l.Close()
 		return nil, err
+	}
+	if err := p.loadEpochs(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if l, ok := p.epochs.cache.latest(); ok {
+		p.leaderEpoch.Store(l.epoch)
 	}
 	return p, nil
 }
@@ -83,12 +120,18 @@ func (p *Partition) Topic() string { return p.topic }
 // ID is the partition number.
 func (p *Partition) ID() int32 { return p.id }
 
-// StartOffset is the log start offset: the first offset still stored.
+// StartOffset is the log start offset: the first offset consumers may read.
+// Retention and DeleteRecords move it forward.
 func (p *Partition) StartOffset() int64 { return p.log.StartOffset() }
 
-// EndOffset is the log end offset: the offset the next record will get. On a
-// single node it is also the high watermark.
+// EndOffset is the log end offset (LEO): the offset the next record will
+// get. Replicas read up to it; consumers only up to HighWatermark.
 func (p *Partition) EndOffset() int64 { return p.log.NextOffset() }
+
+// HighWatermark is the offset below which records are committed: what
+// consumers may read, what ListOffsets "latest" and Fetch report. Unless
+// managed by the replica layer (ManageHighWatermark) it follows the log end.
+func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
 
 // AppendResult says where an appended batch went.
 type AppendResult struct {
@@ -145,11 +188,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.mu.closed {
-		return AppendResult{}, 0, ErrClosed
+	if err := p.writableLocked(); err != nil {
+		return AppendResult{}, 0, err
 	}
-	if p.failed.Load() {
-		return AppendResult{}, 0, fmt.Errorf("%w: %s/%d", ErrLogFailed, p.topic, p.id)
+	if p.follower.Load() {
+		return AppendResult{}, 0, fmt.Errorf("%w: %s/%d is a follower", ErrNotLeader, p.topic, p.id)
 	}
 	idem := h.ProducerID >= 0 && h.BaseSequence >= 0
 	if idem {
@@ -160,10 +203,14 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 		}
 	}
 	off := p.log.NextOffset()
+	epoch := p.leaderEpoch.Load()
+	if err := p.assignEpochLocked(epoch, off); err != nil {
+		return AppendResult{}, 0, err
+	}
 	record.SetBaseOffset(batch, off)
-	record.SetPartitionLeaderEpoch(batch, 0)
+	record.SetPartitionLeaderEpoch(batch, epoch)
 	h.BaseOffset = off
-	h.PartitionLeaderEpoch = 0
+	h.PartitionLeaderEpoch = epoch
 	res := AppendResult{BaseOffset: off, LastOffset: h.LastOffset(), LogAppendTime: -1}
 	if p.cfg.LogAppendTime {
 		now := p.e.opts.Now().UnixMilli()
@@ -172,9 +219,34 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 		h.Attributes |= 1 << 3
 		res.LogAppendTime = now
 	}
+	flushTo, err := p.storeLocked(batch, h)
+	if err != nil {
+		return AppendResult{}, 0, err
+	}
+	return res, flushTo, nil
+}
+
+// writableLocked reports why the partition takes no append, if it does not.
+// The caller holds mu.
+func (p *Partition) writableLocked() error {
+	if p.mu.closed {
+		return ErrClosed
+	}
+	if p.failed.Load() {
+		return fmt.Errorf("%w: %s/%d", ErrLogFailed, p.topic, p.id)
+	}
+	return nil
+}
+
+// storeLocked writes one batch whose offsets and epoch are final at the log
+// end and does the bookkeeping every append shares: the producer snapshot
+// at a roll, producer state, the high watermark and the flush policy. It
+// returns the offset the caller must fsync up to (0 for none). The caller
+// holds mu.
+func (p *Partition) storeLocked(batch []byte, h record.Header) (int64, error) {
 	rolled, err := p.log.Append(batch, h)
 	if err != nil {
-		return AppendResult{}, 0, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
+		return 0, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
 	}
 	if rolled {
 		// Snapshot the state as of the new segment's base so that opening
@@ -182,6 +254,7 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 		// written in the background (a rename can wait long for the file
 		// system's journal); a lost or failed snapshot only means a longer
 		// replay.
+		off := h.BaseOffset
 		data := p.mu.producers.marshal(off)
 		p.snapWG.Add(1)
 		go func() {
@@ -194,19 +267,20 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 	if h.ProducerID >= 0 {
 		p.mu.producers.update(h)
 	}
+	p.autoAdvanceHW(h.LastOffset()+1, false)
 	p.mu.unflushed += int64(h.RecordCount)
 	if p.mu.unflushed >= p.cfg.FlushMessages {
 		p.mu.unflushed = 0
 		p.mu.dirtyAt = time.Time{}
-		return res, h.LastOffset() + 1, nil
+		return h.LastOffset() + 1, nil
 	}
 	if p.mu.dirtyAt.IsZero() {
-		p.mu.dirtyAt = time.Now()
+		p.mu.dirtyAt = p.e.opts.Now()
 		if p.cfg.FlushMs != math.MaxInt64 {
 			p.armFlushTimerLocked()
 		}
 	}
-	return res, 0, nil
+	return 0, nil
 }
 
 // armFlushTimerLocked schedules an fsync flush.ms after the first unflushed
@@ -264,6 +338,9 @@ func (p *Partition) syncTo(off int64) error {
 	if target > p.flushed.Load() {
 		p.flushed.Store(target)
 	}
+	if p.autoAdvanceHW(target, true) {
+		p.notify()
+	}
 	return nil
 }
 
@@ -298,15 +375,15 @@ func (p *Partition) notify() {
 	p.watch.Unlock()
 }
 
-// Wait blocks until the partition holds an offset >= offset (EndOffset() >
-// offset) or ctx ends.
+// Wait blocks until the high watermark passes offset (HighWatermark() >
+// offset) or ctx ends: a consumer's long poll.
 func (p *Partition) Wait(ctx context.Context, offset int64) error {
 	for {
 		ch := p.Changed()
-		if p.EndOffset() > offset {
+		if p.HighWatermark() > offset {
 			return nil
 		}
-		if p.isClosed() {
+		if p.closed.Load() {
 			return ErrClosed
 		}
 		select {
@@ -317,47 +394,60 @@ func (p *Partition) Wait(ctx context.Context, offset int64) error {
 	}
 }
 
-func (p *Partition) isClosed() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.mu.closed
+// Read returns committed batches (below the high watermark) starting with
+// the one holding offset, up to maxBytes (the first batch is always whole,
+// the last may be cut short), as a file region for sendfile when the store
+// is on disk. Call Release on the chunk. Reading at or past the high
+// watermark, up to the log end, returns an empty chunk; beyond the log end,
+// or below StartOffset, ErrOffsetOutOfRange.
+func (p *Partition) Read(offset int64, maxBytes int) (Chunk, error) {
+	return p.read(offset, maxBytes, p.HighWatermark(), false)
 }
 
-// Read returns batches starting with the one holding offset, up to maxBytes
-// (the first batch is always whole, the last may be cut short), as a file
-// region for sendfile when the store is on disk. Call Release on the chunk.
-// Reading at EndOffset returns an empty chunk; beyond it, or below
-// StartOffset, ErrOffsetOutOfRange.
-func (p *Partition) Read(offset int64, maxBytes int) (Chunk, error) {
-	if p.closed.Load() {
-		return Chunk{}, ErrClosed
-	}
-	if offset == p.log.NextOffset() {
-		return Chunk{FirstOffset: offset}, nil
-	}
-	return p.log.Read(offset, maxBytes)
+// ReadReplica is Read for a follower replica: it is bounded by the log end
+// offset instead of the high watermark.
+func (p *Partition) ReadReplica(offset int64, maxBytes int) (Chunk, error) {
+	return p.read(offset, maxBytes, p.EndOffset(), false)
 }
 
 // ReadBatches is like Read but returns whole batches as bytes: for the disk
 // store a read-only view of the memory-mapped segment (no copy), valid until
 // Release.
 func (p *Partition) ReadBatches(offset int64, maxBytes int) (Chunk, error) {
+	return p.read(offset, maxBytes, p.HighWatermark(), true)
+}
+
+// read serves the reads: the bound end is loaded before anything else, so
+// appends that land meanwhile are not returned.
+func (p *Partition) read(offset int64, maxBytes int, end int64, view bool) (Chunk, error) {
 	if p.closed.Load() {
 		return Chunk{}, ErrClosed
 	}
-	if offset == p.log.NextOffset() {
+	if start, leo := p.log.StartOffset(), p.log.NextOffset(); offset < start || offset > leo {
+		return Chunk{}, fmt.Errorf("%w: %d not in [%d, %d] of %s/%d", ErrOffsetOutOfRange, offset, start, leo, p.topic, p.id)
+	}
+	if offset >= end {
 		return Chunk{FirstOffset: offset}, nil
 	}
-	return p.log.View(offset, maxBytes)
+	if view {
+		return p.log.View(offset, maxBytes, end)
+	}
+	return p.log.Read(offset, maxBytes, end)
 }
 
 // OffsetForTimestamp returns the offset of the first batch with a record at
-// or after ts (ms), or EndOffset if none, as Kafka's ListOffsets does.
+// or after ts (ms), or the high watermark if no committed batch has one, as
+// Kafka's ListOffsets does for consumers.
 func (p *Partition) OffsetForTimestamp(ts int64) (int64, error) {
 	if p.closed.Load() {
 		return 0, ErrClosed
 	}
-	return p.log.OffsetForTimestamp(ts)
+	hw := p.HighWatermark()
+	off, err := p.log.OffsetForTimestamp(ts)
+	if err != nil {
+		return 0, err
+	}
+	return min(max(off, p.log.StartOffset()), hw), nil
 }
 
 func (p *Partition) close() error {

@@ -212,31 +212,14 @@ func (p *Partition) loadProducers() error {
 			p.snap.end = end
 		}
 	}
-	for from < next {
-		c, err := p.ReadBatches(from, 16<<20)
-		if err != nil {
-			return fmt.Errorf("engine: rebuild producer state of %s/%d: %w", p.topic, p.id, err)
+	err = p.eachBatch(from, next, func(h record.Header) error {
+		if h.ProducerID >= 0 {
+			p.mu.producers.update(h)
 		}
-		rest, was := c.Bytes, from
-		for len(rest) > 0 {
-			batch, r, err := record.Split(rest)
-			if err != nil {
-				break
-			}
-			rest = r
-			h, err := record.ParseHeader(batch)
-			if err != nil {
-				break
-			}
-			if h.ProducerID >= 0 && h.LastOffset() >= from {
-				p.mu.producers.update(h)
-			}
-			from = h.LastOffset() + 1
-		}
-		c.Release()
-		if from <= was {
-			return fmt.Errorf("engine: rebuild producer state of %s/%d: %w: no batch at offset %d", p.topic, p.id, record.ErrCorrupt, was)
-		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("engine: rebuild producer state of %s/%d: %w", p.topic, p.id, err)
 	}
 	if !usable && next > start {
 		// Replace a stale or missing snapshot at once (durably when a stale

@@ -39,18 +39,24 @@ type Log interface {
 	Append(batch []byte, h record.Header) (rolled bool, err error)
 	// Read returns batches starting with the one that holds offset (or, if
 	// offset falls in a hole in the offsets, the first batch after it), at
-	// most maxBytes unless the first batch is bigger (always whole). An
-	// offset outside [StartOffset, NextOffset) is an error wrapping
-	// ErrOffsetOutOfRange.
-	Read(offset int64, maxBytes int) (Chunk, error)
+	// most maxBytes unless the first batch is bigger (always whole), and
+	// never a batch holding offset end or beyond (end <= NextOffset(), taken
+	// by the caller as a high watermark or log end). An offset outside
+	// [StartOffset, end) is an error wrapping ErrOffsetOutOfRange.
+	Read(offset int64, maxBytes int, end int64) (Chunk, error)
 	// View is like Read but always returns whole batches in Chunk.Bytes
 	// (for the disk store, a read-only view of the memory-mapped segment).
-	View(offset int64, maxBytes int) (Chunk, error)
+	View(offset int64, maxBytes int, end int64) (Chunk, error)
 	// OffsetForTimestamp returns the first offset of the first batch whose
 	// maxTimestamp >= ts, or NextOffset() if there is none.
 	OffsetForTimestamp(ts int64) (int64, error)
-	// StartOffset is the first offset still stored (log start offset).
+	// StartOffset is the log start offset: the first offset readers may
+	// ask for. It is at or above the first segment's base offset.
 	StartOffset() int64
+	// AdvanceStart moves the log start offset forward to off (never back,
+	// never past NextOffset) and makes it durable before returning. Whole
+	// segments below it are left to DeleteOldest.
+	AdvanceStart(off int64) error
 	// NextOffset is the offset the next batch gets (log end offset).
 	NextOffset() int64
 	// Sync makes everything appended so far durable.

@@ -222,6 +222,24 @@ func checkLength(n int32) error {
 // or at whether the codec is registered; an Iterator does. It does not
 // allocate except to wrap an ErrCorrupt or ErrInvalid error.
 func Validate(b []byte) (Header, error) {
+	h, err := ValidateStored(b)
+	if err != nil {
+		return h, err
+	}
+	if h.RecordCount <= 0 {
+		return h, fmt.Errorf("%w: recordCount %d", ErrInvalid, h.RecordCount)
+	}
+	if int64(h.LastOffsetDelta)+1 != int64(h.RecordCount) {
+		return h, fmt.Errorf("%w: lastOffsetDelta %d with recordCount %d", ErrInvalid, h.LastOffsetDelta, h.RecordCount)
+	}
+	return h, nil
+}
+
+// ValidateStored checks a batch as a log stores it, which is what a follower
+// replica receives: a good header, the exact size and a matching CRC, and a
+// non-negative lastOffsetDelta. Unlike Validate it accepts batches that
+// compaction thinned (fewer records than offsets) and empty ones.
+func ValidateStored(b []byte) (Header, error) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		return h, err
@@ -235,11 +253,8 @@ func Validate(b []byte) (Header, error) {
 	if crc := crc32.Checksum(b[PosAttributes:], castagnoli); crc != h.CRC {
 		return h, fmt.Errorf("%w: crc %#08x, computed %#08x", ErrCorrupt, h.CRC, crc)
 	}
-	if h.RecordCount <= 0 {
-		return h, fmt.Errorf("%w: recordCount %d", ErrInvalid, h.RecordCount)
-	}
-	if int64(h.LastOffsetDelta)+1 != int64(h.RecordCount) {
-		return h, fmt.Errorf("%w: lastOffsetDelta %d with recordCount %d", ErrInvalid, h.LastOffsetDelta, h.RecordCount)
+	if h.LastOffsetDelta < 0 || h.RecordCount < 0 {
+		return h, fmt.Errorf("%w: lastOffsetDelta %d, recordCount %d", ErrInvalid, h.LastOffsetDelta, h.RecordCount)
 	}
 	return h, nil
 }

@@ -1,0 +1,366 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/easel-io/easel/record"
+)
+
+// This file is the part of Partition that replication drives: the high
+// watermark when it is managed, leader epochs, the follower's append path
+// and truncation. On a single node none of it needs calling: the high
+// watermark follows the log end and every batch carries epoch 0.
+
+// SetHighWatermark moves a managed high watermark (Options.ManagedHighWatermarks)
+// to off, clamped to the log end. It never moves it back (TruncateTo does
+// that) and wakes long polls when it moves. It returns the high watermark
+// now. On a partition whose high watermark is not managed it changes nothing.
+func (p *Partition) SetHighWatermark(off int64) int64 {
+	if !p.hwManaged.Load() {
+		return p.hw.Load()
+	}
+	if p.advanceHW(min(off, p.log.NextOffset())) {
+		p.notify()
+	}
+	return p.hw.Load()
+}
+
+// advanceHW moves hw forward to off; it reports whether it moved.
+func (p *Partition) advanceHW(off int64) bool {
+	for {
+		cur := p.hw.Load()
+		if off <= cur {
+			return false
+		}
+		if p.hw.CompareAndSwap(cur, off) {
+			return true
+		}
+	}
+}
+
+// autoAdvanceHW moves an unmanaged high watermark after an append (to the
+// new log end) or after an fsync (to what it covered). Under flush.messages=1
+// only fsyncs move it, so consumers never see a record that a machine crash
+// could take back.
+func (p *Partition) autoAdvanceHW(off int64, synced bool) bool {
+	if p.hwManaged.Load() || (!synced && p.cfg.FlushMessages == 1) {
+		return false
+	}
+	return p.advanceHW(off)
+}
+
+// LeaderEpoch is the partition's current leader epoch: stamped on every batch
+// appended with Append, and what Fetch and ListOffsets compare a client's
+// current_leader_epoch with.
+func (p *Partition) LeaderEpoch() int32 { return p.leaderEpoch.Load() }
+
+// IsFollower reports that the partition follows another replica (see
+// BecomeFollower).
+func (p *Partition) IsFollower() bool { return p.follower.Load() }
+
+// BecomeLeader makes the partition a leader in epoch: Append stamps epoch on
+// every batch, and the epoch cache records that epoch starts at the log end
+// (durably, before BecomeLeader returns), as Kafka's makeLeader does. epoch
+// must not be older than the current one (ErrFencedLeaderEpoch).
+func (p *Partition) BecomeLeader(epoch int32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return ErrClosed
+	}
+	if cur := p.leaderEpoch.Load(); epoch < cur {
+		return fmt.Errorf("%w: %d < current %d on %s/%d", ErrFencedLeaderEpoch, epoch, cur, p.topic, p.id)
+	}
+	if err := p.assignEpochLocked(epoch, p.log.NextOffset()); err != nil {
+		return err
+	}
+	p.leaderEpoch.Store(epoch)
+	p.follower.Store(false)
+	return nil
+}
+
+// BecomeFollower makes the partition a follower in epoch: Append is refused
+// (ErrNotLeader) and AppendReplica accepted. epoch must not be older than
+// the current one (ErrFencedLeaderEpoch).
+func (p *Partition) BecomeFollower(epoch int32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return ErrClosed
+	}
+	if cur := p.leaderEpoch.Load(); epoch < cur {
+		return fmt.Errorf("%w: %d < current %d on %s/%d", ErrFencedLeaderEpoch, epoch, cur, p.topic, p.id)
+	}
+	p.leaderEpoch.Store(epoch)
+	p.follower.Store(true)
+	return nil
+}
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch (KIP-101, KIP-279) from the
+// epoch cache: the largest epoch <= epoch that the log holds and the offset
+// where the next epoch begins, or the log end for the latest epoch. An epoch
+// newer than any in the log, or an empty log, gives (UndefinedEpoch,
+// UndefinedOffset); an epoch older than the first gives (epoch, first
+// epoch's start offset).
+func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	p.epochs.Lock()
+	defer p.epochs.Unlock()
+	return p.epochs.cache.endOffsetFor(epoch, p.log.NextOffset())
+}
+
+// assignEpochLocked records that epoch starts at off, writing the checkpoint
+// durably when the cache changes. The caller holds mu.
+func (p *Partition) assignEpochLocked(epoch int32, off int64) error {
+	p.epochs.Lock()
+	defer p.epochs.Unlock()
+	if l, ok := p.epochs.cache.latest(); ok && l.epoch == epoch {
+		return nil // the common case: no copy, no write
+	}
+	was := append([]epochEntry(nil), p.epochs.cache.entries...)
+	changed, err := p.epochs.cache.assign(epoch, off)
+	if err != nil {
+		return fmt.Errorf("%w: %s/%d: %w", ErrFencedLeaderEpoch, p.topic, p.id, err)
+	}
+	if !changed {
+		return nil
+	}
+	if err := p.log.SaveState(epochCheckpointName, p.epochs.cache.marshal(), true); err != nil {
+		p.epochs.cache.entries = was
+		return fmt.Errorf("engine: leader epoch checkpoint of %s/%d: %w", p.topic, p.id, err)
+	}
+	return nil
+}
+
+// saveEpochsLocked writes the epoch cache durably. The caller holds
+// p.epochs.
+func (p *Partition) saveEpochsLocked() error {
+	if err := p.log.SaveState(epochCheckpointName, p.epochs.cache.marshal(), true); err != nil {
+		return fmt.Errorf("engine: leader epoch checkpoint of %s/%d: %w", p.topic, p.id, err)
+	}
+	return nil
+}
+
+// loadEpochs restores the epoch cache at open: the checkpoint, cut to the
+// log as recovered; without a usable checkpoint it is rebuilt from the batch
+// headers (logs written before epochs were kept).
+func (p *Partition) loadEpochs() error {
+	p.epochs.Lock()
+	defer p.epochs.Unlock()
+	start, end := p.log.StartOffset(), p.log.NextOffset()
+	b, err := p.log.LoadState(epochCheckpointName)
+	if err != nil {
+		return err
+	}
+	c := &p.epochs.cache
+	changed := false
+	if b != nil {
+		if err := c.unmarshal(b); err != nil {
+			p.e.log.Warn("rebuilding leader epoch cache", "topic", p.topic, "partition", p.id, "err", err)
+			b = nil
+		}
+	}
+	if b == nil && end > start {
+		*c = epochCache{}
+		err := p.eachBatch(start, end, func(h record.Header) error {
+			if l, ok := c.latest(); !ok || h.PartitionLeaderEpoch > l.epoch {
+				c.entries = append(c.entries, epochEntry{epoch: h.PartitionLeaderEpoch, start: h.BaseOffset})
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("engine: rebuild leader epochs of %s/%d: %w", p.topic, p.id, err)
+		}
+		changed = true
+	}
+	if c.truncateFromEnd(end) {
+		changed = true
+	}
+	if c.truncateFromStart(start) {
+		changed = true
+	}
+	if changed {
+		return p.saveEpochsLocked()
+	}
+	return nil
+}
+
+// eachBatch calls f with the header of every batch holding offsets in
+// [from, to), in order, reading the log (not bounded by the high watermark).
+func (p *Partition) eachBatch(from, to int64, f func(record.Header) error) error {
+	for from < to {
+		c, err := p.log.View(from, 16<<20, to)
+		if err != nil {
+			return err
+		}
+		rest, was := c.Bytes, from
+		for len(rest) > 0 {
+			batch, r, err := record.Split(rest)
+			if err != nil {
+				break
+			}
+			rest = r
+			h, err := record.ParseHeader(batch)
+			if err != nil {
+				break
+			}
+			if h.LastOffset() >= from {
+				if err := f(h); err != nil {
+					c.Release()
+					return err
+				}
+			}
+			from = h.LastOffset() + 1
+		}
+		c.Release()
+		if from <= was {
+			return fmt.Errorf("%w: no batch at offset %d", record.ErrCorrupt, was)
+		}
+	}
+	return nil
+}
+
+// ReplicaAppendResult says what AppendReplica stored.
+type ReplicaAppendResult struct {
+	// FirstOffset and LastOffset are the first and last offsets appended;
+	// both -1 when nothing was.
+	FirstOffset, LastOffset int64
+	// Batches counts the batches appended; Bytes their size.
+	Batches, Bytes int
+}
+
+// AppendReplica is a follower's append: batches fetched from the leader,
+// stored exactly as they are (offsets, epochs and timestamps kept). records
+// holds whole batches, possibly followed by a partial one (a fetch response
+// may cut the last batch short), which is ignored. Every batch must pass its
+// CRC check (record.ErrCorrupt), the first must start at the log end and each
+// next one right after the one before, and leader epochs may not go back
+// (ErrNotContiguous); nothing is appended unless all pass. A batch of a new
+// epoch records that epoch in the epoch cache first. Producer state is
+// updated without deduplication: the leader already did that. It works on
+// leaders too (a partition that is not a follower), for tools that copy logs.
+func (p *Partition) AppendReplica(records []byte) (ReplicaAppendResult, error) {
+	res := ReplicaAppendResult{FirstOffset: -1, LastOffset: -1}
+	p.mu.Lock()
+	if err := p.writableLocked(); err != nil {
+		p.mu.Unlock()
+		return res, err
+	}
+	type item struct {
+		b []byte
+		h record.Header
+	}
+	var items []item
+	next := p.log.NextOffset()
+	epoch := UndefinedEpoch
+	p.epochs.Lock()
+	if l, ok := p.epochs.cache.latest(); ok {
+		epoch = l.epoch
+	}
+	p.epochs.Unlock()
+	for rest := records; len(rest) > 0; {
+		batch, r, err := record.Split(rest)
+		if errors.Is(err, record.ErrShort) {
+			break // a partial last batch
+		}
+		if err == nil {
+			var h record.Header
+			h, err = record.ValidateStored(batch)
+			if err == nil && h.BaseOffset != next {
+				err = fmt.Errorf("%w: batch at %d, log end %d", ErrNotContiguous, h.BaseOffset, next)
+			}
+			if err == nil && h.PartitionLeaderEpoch < epoch {
+				err = fmt.Errorf("%w: epoch %d after %d at offset %d", ErrNotContiguous, h.PartitionLeaderEpoch, epoch, h.BaseOffset)
+			}
+			if err == nil {
+				items = append(items, item{batch, h})
+				next, epoch = h.LastOffset()+1, h.PartitionLeaderEpoch
+			}
+		}
+		if err != nil {
+			p.mu.Unlock()
+			return res, fmt.Errorf("engine: replica append to %s/%d: %w", p.topic, p.id, err)
+		}
+		rest = r
+	}
+	var flushTo int64
+	var err error
+	for _, it := range items {
+		if err = p.assignEpochLocked(it.h.PartitionLeaderEpoch, it.h.BaseOffset); err != nil {
+			break
+		}
+		var f int64
+		if f, err = p.storeLocked(it.b, it.h); err != nil {
+			break
+		}
+		flushTo = max(flushTo, f)
+		if res.Batches == 0 {
+			res.FirstOffset = it.h.BaseOffset
+		}
+		res.LastOffset = it.h.LastOffset()
+		res.Batches++
+		res.Bytes += len(it.b)
+	}
+	p.mu.Unlock()
+	if res.Batches > 0 {
+		p.notify()
+	}
+	if err != nil {
+		return res, err
+	}
+	if flushTo > 0 {
+		if err := p.syncTo(flushTo); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// DeleteRecords moves the log start offset forward to before, as Kafka's
+// DeleteRecords does: reads below it fail with ErrOffsetOutOfRange and whole
+// segments below it are removed now. before = -1 means the high watermark.
+// An offset above the high watermark is ErrOffsetOutOfRange; one at or below
+// the current start changes nothing. It returns the new log start offset
+// (Kafka's low watermark); the start is durable when it returns.
+func (p *Partition) DeleteRecords(before int64) (int64, error) {
+	p.cleanMu.Lock()
+	defer p.cleanMu.Unlock()
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	hw := p.HighWatermark()
+	if before == -1 {
+		before = hw
+	}
+	if before < 0 || before > hw {
+		return 0, fmt.Errorf("%w: delete records before %d, high watermark %d on %s/%d", ErrOffsetOutOfRange, before, hw, p.topic, p.id)
+	}
+	if err := p.log.AdvanceStart(before); err != nil {
+		return 0, fmt.Errorf("engine: delete records of %s/%d: %w", p.topic, p.id, err)
+	}
+	if err := p.dropBelowStartLocked(); err != nil {
+		return p.StartOffset(), err
+	}
+	return p.StartOffset(), nil
+}
+
+// dropBelowStartLocked removes the segments that hold nothing at or above the
+// log start offset and trims the epoch cache. The caller holds cleanMu.
+func (p *Partition) dropBelowStartLocked() error {
+	start := p.log.StartOffset()
+	p.epochs.Lock()
+	var err error
+	if p.epochs.cache.truncateFromStart(start) {
+		err = p.saveEpochsLocked()
+	}
+	p.epochs.Unlock()
+	segs := p.log.Segments()
+	n := 0
+	for n+1 < len(segs) && segs[n+1].BaseOffset <= start {
+		n++
+	}
+	if n > 0 {
+		err = errors.Join(err, p.log.DeleteOldest(n))
+	}
+	return err
+}
