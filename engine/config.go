@@ -13,9 +13,11 @@ import (
 // compaction registers itself as another (see RegisterCleanupPolicy).
 const CleanupDelete = "delete"
 
-// TopicConfig holds a topic's settings. Each field carries its Kafka name;
-// zero values are replaced by the engine's defaults (Options.Defaults, then
-// DefaultTopicConfig) when a topic is created.
+// TopicConfig holds a topic's settings. Each field carries its Kafka name.
+// When a topic is created, a zero field takes the engine's default
+// (Options.Defaults, then DefaultTopicConfig) unless it was given by Kafka
+// name with Set: Set("retention.bytes", "0") or Set("flush.ms", "0") keeps
+// the zero, and IsSet tells which settings were given that way.
 type TopicConfig struct {
 	// Partitions is the number of partitions (num.partitions). Default 1.
 	Partitions int32
@@ -46,6 +48,32 @@ type TopicConfig struct {
 	// LogAppendTime is message.timestamp.type=LogAppendTime: the broker
 	// stamps each batch with its append time. Default false (CreateTime).
 	LogAppendTime bool
+
+	// explicit holds the Kafka names given with Set.
+	explicit map[string]bool
+}
+
+// IsSet reports whether the setting of this Kafka name was given with Set
+// (a topic override, as opposed to a default).
+func (c TopicConfig) IsSet(name string) bool { return c.explicit[name] }
+
+// Explicit lists the Kafka names given with Set, sorted.
+func (c TopicConfig) Explicit() []string {
+	out := make([]string, 0, len(c.explicit))
+	for k := range c.explicit {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *TopicConfig) markSet(name string) {
+	m := make(map[string]bool, len(c.explicit)+1)
+	for k := range c.explicit {
+		m[k] = true
+	}
+	m[name] = true
+	c.explicit = m // copied: TopicConfig values share nothing
 }
 
 // DefaultTopicConfig returns Kafka's defaults.
@@ -63,36 +91,37 @@ func DefaultTopicConfig() TopicConfig {
 	}
 }
 
-// withDefaults fills zero fields from d.
+// withDefaults fills the zero fields not given with Set from d.
 func (c TopicConfig) withDefaults(d TopicConfig) TopicConfig {
+	fill := func(name string, zero bool) bool { return zero && !c.explicit[name] }
 	if c.Partitions == 0 {
 		c.Partitions = d.Partitions
 	}
-	if c.SegmentBytes == 0 {
+	if fill("segment.bytes", c.SegmentBytes == 0) {
 		c.SegmentBytes = d.SegmentBytes
 	}
-	if c.SegmentMs == 0 {
+	if fill("segment.ms", c.SegmentMs == 0) {
 		c.SegmentMs = d.SegmentMs
 	}
-	if c.RetentionMs == 0 {
+	if fill("retention.ms", c.RetentionMs == 0) {
 		c.RetentionMs = d.RetentionMs
 	}
-	if c.RetentionBytes == 0 {
+	if fill("retention.bytes", c.RetentionBytes == 0) {
 		c.RetentionBytes = d.RetentionBytes
 	}
-	if c.FlushMessages == 0 {
+	if fill("flush.messages", c.FlushMessages == 0) {
 		c.FlushMessages = d.FlushMessages
 	}
-	if c.FlushMs == 0 {
+	if fill("flush.ms", c.FlushMs == 0) {
 		c.FlushMs = d.FlushMs
 	}
-	if c.CleanupPolicy == "" {
+	if fill("cleanup.policy", c.CleanupPolicy == "") {
 		c.CleanupPolicy = d.CleanupPolicy
 	}
-	if c.MaxMessageBytes == 0 {
+	if fill("max.message.bytes", c.MaxMessageBytes == 0) {
 		c.MaxMessageBytes = d.MaxMessageBytes
 	}
-	if !c.LogAppendTime {
+	if fill("message.timestamp.type", !c.LogAppendTime) {
 		c.LogAppendTime = d.LogAppendTime
 	}
 	return c
@@ -174,6 +203,9 @@ func (c *TopicConfig) Set(name, value string) error {
 		}
 	default:
 		err = fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, name)
+	}
+	if err == nil {
+		c.markSet(name)
 	}
 	return err
 }

@@ -87,12 +87,16 @@ func (l *diskLog) load(clean bool) error {
 	return nil
 }
 
-// dropBelowLogStart removes the files of segments below the persisted log
-// start offset: retention decided to delete them and a crash interrupted it.
+// dropBelowLogStart removes the files of segments wholly below the persisted
+// log start offset: retention or DeleteRecords decided to delete them and a
+// crash interrupted it.
 func (l *diskLog) dropBelowLogStart(bases []int64) ([]int64, error) {
 	start := l.readOffsetFile(logStartFile)
+	// A segment goes when the one after it starts at or below the log start:
+	// it holds nothing at or above it. (DeleteRecords moves the start into
+	// the middle of a segment, which stays.)
 	n := 0
-	for n < len(bases) && bases[n] < start {
+	for n+1 < len(bases) && bases[n+1] <= start {
 		n++
 	}
 	for _, base := range bases[:n] {

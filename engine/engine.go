@@ -252,6 +252,8 @@ func (e *Engine) goFunc(f func()) {
 type topicMeta struct {
 	Name   string      `json:"name"`
 	Config TopicConfig `json:"config"`
+	// Explicit lists the settings given by name (TopicConfig.IsSet).
+	Explicit []string `json:"explicit,omitempty"`
 }
 
 func (e *Engine) metaPath(name string) string {
@@ -275,6 +277,9 @@ func (e *Engine) loadTopics() error {
 		var m topicMeta
 		if err := json.Unmarshal(b, &m); err != nil || m.Name != name {
 			return fmt.Errorf("engine: open: topic metadata %s is corrupt: %v", ent.Name(), err)
+		}
+		for _, k := range m.Explicit {
+			m.Config.markSet(k)
 		}
 		t, err := e.openTopic(name, m.Config)
 		if err != nil {
@@ -397,7 +402,7 @@ func (e *Engine) CreateTopic(name string, cfg TopicConfig) error {
 	if err != nil {
 		return err
 	}
-	b, _ := json.Marshal(topicMeta{Name: name, Config: cfg})
+	b, _ := json.Marshal(topicMeta{Name: name, Config: cfg, Explicit: cfg.Explicit()})
 	if err := writeFileAtomic(e.metaPath(name), b, true); err != nil {
 		e.dropTopicLocked(t)
 		return err

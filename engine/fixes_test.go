@@ -656,10 +656,10 @@ type blockingPolicy struct {
 
 func (blockingPolicy) Name() string { return "test-blocking" }
 
-func (b blockingPolicy) Clean(l Log, cfg TopicConfig, now time.Time) (int, error) {
+func (b blockingPolicy) Clean(l Log, cfg TopicConfig, now time.Time, hw int64) (int, error) {
 	b.entered <- struct{}{}
 	<-b.release
-	return deletePolicy{}.Clean(l, cfg, now)
+	return deletePolicy{}.Clean(l, cfg, now, hw)
 }
 
 // A retention pass does not hold the partition's writer lock: deleting

@@ -338,15 +338,14 @@ func (p *Partition) DeleteRecords(before int64) (int64, error) {
 	if err := p.log.AdvanceStart(before); err != nil {
 		return 0, fmt.Errorf("engine: delete records of %s/%d: %w", p.topic, p.id, err)
 	}
-	if err := p.dropBelowStartLocked(); err != nil {
-		return p.StartOffset(), err
-	}
-	return p.StartOffset(), nil
+	_, err := p.dropBelowStartLocked()
+	return p.StartOffset(), err
 }
 
 // dropBelowStartLocked removes the segments that hold nothing at or above the
-// log start offset and trims the epoch cache. The caller holds cleanMu.
-func (p *Partition) dropBelowStartLocked() error {
+// log start offset and trims the epoch cache. It returns how many segments
+// went. The caller holds cleanMu.
+func (p *Partition) dropBelowStartLocked() (int, error) {
 	start := p.log.StartOffset()
 	p.epochs.Lock()
 	var err error
@@ -362,5 +361,5 @@ func (p *Partition) dropBelowStartLocked() error {
 	if n > 0 {
 		err = errors.Join(err, p.log.DeleteOldest(n))
 	}
-	return err
+	return n, err
 }

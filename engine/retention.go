@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,9 +13,11 @@ type CleanupPolicy interface {
 	// Name is the cleanup.policy value ("delete").
 	Name() string
 	// Clean removes what cfg says is expired from l and returns how many
-	// segments went. It never removes the active segment. It runs
-	// concurrently with appends to l (never with another Clean of l).
-	Clean(l Log, cfg TopicConfig, now time.Time) (int, error)
+	// segments went. It never removes the active segment, nor a segment
+	// holding an offset at or above hw (the high watermark: records not yet
+	// committed by every replica). It runs concurrently with appends to l
+	// (never with another Clean of l).
+	Clean(l Log, cfg TopicConfig, now time.Time, hw int64) (int, error)
 }
 
 var policies struct {
@@ -51,14 +54,15 @@ type deletePolicy struct{}
 
 func (deletePolicy) Name() string { return CleanupDelete }
 
-func (deletePolicy) Clean(l Log, cfg TopicConfig, now time.Time) (int, error) {
+func (deletePolicy) Clean(l Log, cfg TopicConfig, now time.Time, hw int64) (int, error) {
 	segs := l.Segments()
 	var total int64
 	for _, s := range segs {
 		total += s.Size
 	}
 	n := 0
-	for n < len(segs)-1 { // never the active segment
+	// Never the active segment, nor one that ends above the high watermark.
+	for n < len(segs)-1 && segs[n+1].BaseOffset <= hw {
 		s := segs[n]
 		byTime := cfg.RetentionMs >= 0 && s.LargestTimestamp >= 0 && now.UnixMilli()-s.LargestTimestamp > cfg.RetentionMs
 		bySize := cfg.RetentionBytes >= 0 && total-s.Size >= cfg.RetentionBytes
@@ -90,8 +94,9 @@ func (e *Engine) retentionLoop() {
 }
 
 // EnforceRetention runs every partition's cleanup policy now and returns the
-// number of segments removed. The engine also runs it every
-// RetentionCheckInterval.
+// number of segments removed. A partition that fails does not stop the
+// others; the errors of all are returned, joined. The engine also runs it
+// every RetentionCheckInterval.
 func (e *Engine) EnforceRetention() (int, error) {
 	e.mu.RLock()
 	if e.mu.closed {
@@ -109,17 +114,20 @@ func (e *Engine) EnforceRetention() (int, error) {
 	e.mu.RUnlock()
 	now := e.opts.Now()
 	total := 0
+	var errs []error
 	for i, p := range parts {
 		n, err := p.clean(pols[i], now)
 		total += n
 		if err != nil {
-			return total, fmt.Errorf("engine: retention of %s/%d: %w", p.topic, p.id, err)
+			// Go on with the other partitions: one failing disk or
+			// directory must not stop retention everywhere.
+			errs = append(errs, fmt.Errorf("engine: retention of %s/%d: %w", p.topic, p.id, err))
 		}
 		if n > 0 {
 			e.log.Info("retention deleted segments", "topic", p.topic, "partition", p.id, "segments", n, "start_offset", p.StartOffset())
 		}
 	}
-	return total, nil
+	return total, errors.Join(errs...)
 }
 
 // clean runs a policy. It does not take the partition's writer lock:
@@ -132,5 +140,17 @@ func (p *Partition) clean(pol CleanupPolicy, now time.Time) (int, error) {
 	if p.closed.Load() {
 		return 0, nil
 	}
-	return pol.Clean(p.log, p.cfg, now)
+	n, err := p.dropBelowStartLocked()
+	if err != nil {
+		return n, err
+	}
+	m, err := pol.Clean(p.log, p.cfg, now, p.HighWatermark())
+	if err != nil {
+		return n + m, err
+	}
+	if m > 0 {
+		// Retention moved the log start: trim the epoch cache too.
+		_, err = p.dropBelowStartLocked()
+	}
+	return n + m, err
 }
