@@ -306,11 +306,12 @@ type tailState struct {
 // checking the indexes' last entries against what it finds.
 func (s *Segment) scanTail(size int64, lastOff index.OffsetEntry, haveOff bool, lastTime index.TimeEntry, haveTime bool) (tailState, error) {
 	start := int64(0)
-	if size > 0 {
-		// The first batch is always indexed, so a non-empty log has entries.
-		if !haveOff || int64(lastOff.Position) >= size {
-			return tailState{}, errStaleIndex
-		}
+	// The first batch is always indexed, so a non-empty log has entries, and
+	// every entry points into the log (an empty log has none).
+	if haveOff != (size > 0) || (haveOff && int64(lastOff.Position) >= size) {
+		return tailState{}, errStaleIndex
+	}
+	if haveOff {
 		start = int64(lastOff.Position)
 	}
 	next, maxTS := s.base, int64(-1)
