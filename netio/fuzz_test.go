@@ -13,13 +13,16 @@ import (
 
 // FuzzServeConn feeds arbitrary bytes to one connection (a net.Pipe, or
 // loopback TCP to reach the sendfile path) and then checks that the server
-// still answers a fresh connection. The handler's ops make the input choose
-// responses too: echoes, parts, file regions, closes, panics.
+// still answers a fresh connection, and that every Done ran exactly once and
+// every deferred response was completed. The handler's ops make the input
+// choose responses too: echoes, parts, file regions, closes, panics, and
+// deferred responses completed inline, later, with Close, or wrongly.
 func FuzzServeConn(f *testing.F) {
 	h := newTestHandler()
 	h.apiMax = map[int16]int16{3: 12, 18: 3}
 	h.file, _ = testFile(f, 64<<10)
 	h.big = make([]byte, 256<<10)
+	h.maxWait = 300 * time.Millisecond // see testHandler.maxWait
 	log := slog.New(slog.DiscardHandler)
 	s, err := Listen(Config{Addr: "127.0.0.1:0", Logger: log, MaxRequestSize: 1 << 16,
 		IdleTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxInFlight: 4}, h)
@@ -51,6 +54,13 @@ func FuzzServeConn(f *testing.F) {
 	seed(binary.BigEndian.AppendUint32(nil, 1<<16+1))
 	seed(testReq(1, opEcho, nil)[:9])
 	seed([]byte{0, 0, 0, 10, 0x7f, 0x7f, 0, 0, 0, 0, 0, 0, 0xff, 0xff})
+	ms := int64(time.Millisecond)
+	seed(testReq(1, opDefer, int64Arg(5*ms)), testReq(2, opEcho, []byte("behind")), testReq(3, opDeferNow, []byte("now")),
+		testReq(4, opHold, int64Arg(ms)), testReqFlex(5, opDefer, int64Arg(0)), testReq(6, opNone, nil))
+	seed(testReq(1, opDefer, int64Arg(2*ms)), testReq(2, opDeferClose, int64Arg(ms)), testReq(3, opEcho, nil))
+	seed(testReq(1, opDefer, int64Arg(ms)), testReq(2, opDeferBad, nil), testReq(3, opEcho, nil))
+	seed(testReq(1, opDeferNow, nil), testReq(2, opDeferPanic, int64Arg(ms)), testReq(3, opDefer, nil))
+	seed(testReq(1, opDefer, int64Arg(int64(time.Hour))), testReq(2, opFile, int64Arg(0, 60000)))
 
 	// A trailing close request ends a well-formed input at once; zeros after
 	// it complete any frame the input left open (MaxRequestSize is 64 KiB)
@@ -96,5 +106,6 @@ func FuzzServeConn(f *testing.F) {
 		if n := h.overlaps.Load(); n != 0 {
 			t.Fatalf("%d overlapping Handle calls", n)
 		}
+		h.waitDone(t)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -256,7 +257,22 @@ const (
 	opFile      = 'f' // arg: (offset int64, length int64)* → Bytes + File parts
 	opBadPart   = 'x' // a File part with negative length
 	opBig       = 'g' // a large shared Bytes part (arg: int64 size)
+
+	// Deferred responses.
+	opDefer      = 'd' // defer; a goroutine echoes after a delay (arg: int64 ns) or once ctx is done
+	opDeferNow   = 'i' // defer and Complete (echo) before Handle returns
+	opDeferClose = 'D' // defer; a goroutine echoes with Close
+	opHold       = 'H' // defer and hand the request to the test on held (or to opDefer's goroutine)
+	opDeferBad   = 'm' // defer but return a plain echo (a handler bug); a goroutine completes later
+	opDeferPanic = 'P' // defer, let a goroutine complete later, then panic
 )
+
+// heldReq is a deferred request handed to the test by opHold.
+type heldReq struct {
+	corr int32
+	arg  []byte // aliases the request body, valid until Complete
+	d    Deferred
+}
 
 type rawMsg []byte
 
@@ -277,6 +293,26 @@ type testHandler struct {
 	overlaps   atomic.Int64
 	lastCorr   sync.Map // *ConnInfo → int32, to check arrival order
 	disorder   atomic.Int64
+	held       chan heldReq // receives opHold requests; nil: they complete like opDefer
+	seen       chan int32   // if non-nil, receives the correlation id of every request handled
+	promised   atomic.Int64 // deferred requests not yet completed
+	// maxWait, if set, bounds every wait of opSleep, opWaitCtx and the
+	// deferring ops. A reader parked at MaxInFlight does not notice that
+	// its client left, so a wait that ends only with ctx could last forever.
+	maxWait time.Duration
+}
+
+// wait waits for d (bounded by maxWait) or until ctx is done.
+func (h *testHandler) wait(ctx context.Context, d time.Duration) {
+	if h.maxWait > 0 {
+		d = min(d, h.maxWait)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func newTestHandler() *testHandler {
@@ -302,13 +338,15 @@ func (h *testHandler) withDone(r Response) Response {
 	return r
 }
 
-// waitDone waits until every Done created was called.
+// waitDone waits until every deferred request was completed and every Done
+// created was called.
 func (h *testHandler) waitDone(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for h.done.Load() != h.created.Load() {
+	for h.promised.Load() != 0 || h.done.Load() != h.created.Load() {
 		if time.Now().After(deadline) {
-			t.Fatalf("Done called %d times for %d responses", h.done.Load(), h.created.Load())
+			t.Fatalf("Done called %d times for %d responses; %d deferred requests not completed",
+				h.done.Load(), h.created.Load(), h.promised.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -328,6 +366,9 @@ func (h *testHandler) Handle(ctx context.Context, req *Request) Response {
 		h.disorder.Add(1)
 	}
 	h.lastCorr.Store(req.Conn, req.CorrelationID)
+	if h.seen != nil {
+		h.seen <- req.CorrelationID
+	}
 
 	if req.APIKey != 0 {
 		return h.kmsgResponse(req)
@@ -360,15 +401,11 @@ func (h *testHandler) Handle(ctx context.Context, req *Request) Response {
 			break
 		}
 		h.signalStart(req.CorrelationID)
-		d := time.Duration(binary.BigEndian.Uint64(arg))
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-		}
+		h.wait(ctx, time.Duration(binary.BigEndian.Uint64(arg)))
 		return h.withDone(Response{Msg: rawMsg(arg)})
 	case opWaitCtx:
 		h.signalStart(req.CorrelationID)
-		<-ctx.Done()
+		h.wait(ctx, math.MaxInt64)
 		return h.withDone(Response{Msg: rawMsg(arg)})
 	case opHeader:
 		var b []byte
@@ -405,8 +442,55 @@ func (h *testHandler) Handle(ctx context.Context, req *Request) Response {
 		}
 		n := min(binary.BigEndian.Uint64(arg), uint64(len(h.big)))
 		return h.withDone(Response{Parts: []Part{{Bytes: h.big[:n]}}})
+	case opDefer, opDeferClose:
+		d := req.Defer()
+		h.completeLater(ctx, d, arg, op == opDeferClose)
+		return Response{Deferred: d}
+	case opDeferNow:
+		d := req.Defer()
+		d.Complete(h.withDone(Response{Msg: rawMsg(arg)}))
+		return Response{Deferred: d}
+	case opHold:
+		d := req.Defer()
+		h.promised.Add(1)
+		select {
+		case h.held <- heldReq{req.CorrelationID, arg, d}:
+		default:
+			h.promised.Add(-1)
+			h.completeLater(ctx, d, arg, false)
+		}
+		return Response{Deferred: d}
+	case opDeferBad:
+		h.completeLater(ctx, req.Defer(), arg, false)
+		return h.withDone(Response{Msg: rawMsg(arg)})
+	case opDeferPanic:
+		h.completeLater(ctx, req.Defer(), arg, false)
+		panic("test panic after Defer")
 	}
 	return h.withDone(Response{Msg: rawMsg("unknown op")})
+}
+
+// completeLater completes d with an echo of arg from a new goroutine, after
+// the delay in arg's first 8 bytes (none if shorter) or once ctx is done.
+func (h *testHandler) completeLater(ctx context.Context, d Deferred, arg []byte, closeConn bool) {
+	var delay time.Duration
+	if len(arg) >= 8 {
+		delay = time.Duration(binary.BigEndian.Uint64(arg) % uint64(time.Second))
+	}
+	h.promised.Add(1)
+	go func() {
+		if delay > 0 {
+			h.wait(ctx, delay)
+		}
+		h.complete(d, Response{Msg: rawMsg(arg), Close: closeConn})
+	}()
+}
+
+// complete completes d with r, counting r's Done, for a request deferred
+// with completeLater or opHold.
+func (h *testHandler) complete(d Deferred, r Response) {
+	d.Complete(h.withDone(r))
+	h.promised.Add(-1)
 }
 
 // kmsgResponse answers ApiVersions and Metadata the way a broker would.

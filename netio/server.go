@@ -63,7 +63,10 @@ type Config struct {
 	// long poll or acks=all Produce holds one until it completes; Kafka
 	// clients keep about 5 in flight); a high value lets one connection hold
 	// more responses in memory at once (their frames stay bounded by
-	// MaxRequestSize). Default 16.
+	// MaxRequestSize). While at the bound the reader does not read, so a
+	// client that disconnects is noticed only once a response is written
+	// (or fails to be): bound every wait in Handle and before Complete, as
+	// Kafka's request timeouts do. Default 16.
 	MaxInFlight int
 
 	// Logger receives connection events at Debug and errors at Warn (panics
