@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		os.Exit(crashChild(dir))
 	}
+	if dir := os.Getenv(replicaCrashChildEnv); dir != "" {
+		os.Exit(replicaCrashChild(dir))
+	}
 	os.Exit(m.Run())
 }
 

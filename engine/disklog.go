@@ -476,3 +476,77 @@ func (l *diskLog) abandon() {
 		s.Close()
 	}
 }
+
+// TruncateTo cuts the log; see Log. Segments wholly at or past offset are
+// deleted newest first (a crash then leaves a prefix of the log), then the
+// segment holding offset is cut (segment.Segment.TruncateTo: in place when no
+// reader holds it, else by copy and rename, so readers keep their bytes).
+func (l *diskLog) TruncateTo(offset int64) (int64, error) {
+	if offset >= l.next.Load() {
+		return l.next.Load(), nil
+	}
+	// Background fsyncs of rolled segments move the recovery point: let
+	// them finish before the segments change under them.
+	l.syncWG.Wait()
+	l.lastRoll = nil
+	segs := l.segments()
+	keep := len(segs)
+	for keep > 1 && segs[keep-1].BaseOffset() >= offset {
+		keep--
+	}
+	cut := segs[keep-1]
+	// New reads stop at the cut at once.
+	cutBase := cut.NextOffset()
+	if _, h, err := cut.Locate(offset); err == nil {
+		cutBase = h.BaseOffset
+	}
+	l.next.Store(min(l.next.Load(), max(cutBase, cut.BaseOffset())))
+	l.listMu.Lock()
+	kept := append([]*segment.Segment(nil), segs[:keep]...)
+	l.segs.Store(&kept)
+	l.listMu.Unlock()
+	var err error
+	for i := len(segs) - 1; i >= keep; i-- {
+		err = errors.Join(err, segs[i].Delete())
+	}
+	if err != nil {
+		return l.next.Load(), fmt.Errorf("engine: truncate %s: %w", filepath.Base(l.dir), err)
+	}
+	cutEnd := cut.NextOffset()
+	repl, err := cut.TruncateTo(offset)
+	if errors.Is(err, segment.ErrRetired) {
+		// The files were cut but the segment could not be reopened: do it
+		// here from what is on disk.
+		cut.Close()
+		repl, err = segment.Open(l.dir, cut.BaseOffset(), l.seg, true)
+	}
+	if err != nil {
+		return l.next.Load(), fmt.Errorf("engine: truncate %s: %w", filepath.Base(l.dir), err)
+	}
+	active := repl
+	if repl == cut && repl.NextOffset() == cutEnd && keep < len(segs) {
+		// Nothing was cut from a sealed segment (offset was exactly where
+		// the deleted ones began): start a new active segment after it.
+		if active, err = segment.Create(l.dir, cut.NextOffset(), l.seg); err != nil {
+			return l.next.Load(), fmt.Errorf("engine: truncate %s: %w", filepath.Base(l.dir), err)
+		}
+		l.dirDirty.Store(true)
+		kept = append(kept, active)
+	} else {
+		kept[len(kept)-1] = repl
+	}
+	l.listMu.Lock()
+	l.segs.Store(&kept)
+	l.listMu.Unlock()
+	if repl != cut {
+		cut.Close() // retired: readers keep it until they release it
+	}
+	l.next.Store(active.NextOffset())
+	// Everything from the cut segment on may hold bytes not yet fsynced.
+	l.recoveryMu.Lock()
+	if rp := repl.BaseOffset(); rp < l.recovery.Load() {
+		err = l.writeRecoveryPointLocked(rp)
+	}
+	l.recoveryMu.Unlock()
+	return l.next.Load(), errors.Join(err, l.syncDirs())
+}

@@ -25,6 +25,12 @@ const recoveryFile = "recovery-point"
 const logStartFile = "log-start-offset"
 
 func (l *diskLog) load(clean bool) error {
+	// Files of segments that a crash caught half-deleted or half-truncated.
+	if n, err := segment.RemoveLeftovers(l.dir); err != nil {
+		return err
+	} else if n > 0 {
+		l.log.Info("removed leftover segment files", "dir", l.dir, "files", n)
+	}
 	bases, err := segment.List(l.dir)
 	if err != nil {
 		return err

@@ -210,3 +210,32 @@ func (l *memLog) Stats() LogStats {
 }
 
 func (l *memLog) Close() error { return nil }
+
+func (l *memLog) TruncateTo(offset int64) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if offset >= l.next {
+		return l.next, nil
+	}
+	for len(l.segs) > 1 && l.segs[len(l.segs)-1].base >= offset {
+		l.segs = l.segs[:len(l.segs)-1]
+	}
+	a := &l.segs[len(l.segs)-1]
+	n := sort.Search(len(a.offs), func(i int) bool {
+		h, _ := record.ParseHeader(a.batches[i])
+		return h.LastOffset() >= offset
+	})
+	a.batches, a.offs = a.batches[:n:n], a.offs[:n:n]
+	a.size, a.maxTS = 0, -1
+	for _, b := range a.batches {
+		h, _ := record.ParseHeader(b)
+		a.size += int64(len(b))
+		a.maxTS = max(a.maxTS, h.MaxTimestamp)
+	}
+	l.next = a.base
+	if n > 0 {
+		h, _ := record.ParseHeader(a.batches[n-1])
+		l.next = h.LastOffset() + 1
+	}
+	return l.next, nil
+}

@@ -363,3 +363,72 @@ func (p *Partition) dropBelowStartLocked() (int, error) {
 	}
 	return n, err
 }
+
+// TruncateTo cuts the log back so that it ends before offset, for a follower
+// whose log diverged from its new leader's (KIP-101/279): every batch
+// holding an offset >= offset goes, a batch that holds offset whole, so the
+// new log end may be below offset. Indexes, the producer state, the
+// leader-epoch cache, the high watermark, the flushed offset and the
+// recovery point follow. Readers holding chunks of the cut bytes keep them
+// intact; long polls are woken. Cutting below the high watermark loses
+// committed records and is refused (ErrBelowHighWatermark) unless unclean
+// is set (unclean leader election). Offsets below the log start are
+// ErrOffsetOutOfRange. It returns the new log end offset.
+func (p *Partition) TruncateTo(offset int64, unclean bool) (int64, error) {
+	p.cleanMu.Lock() // retention and DeleteRecords change the segment list too
+	defer p.cleanMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.writableLocked(); err != nil {
+		return 0, err
+	}
+	leo := p.log.NextOffset()
+	if offset >= leo {
+		return leo, nil
+	}
+	if start := p.log.StartOffset(); offset < start {
+		return 0, fmt.Errorf("%w: truncate %s/%d to %d below the log start %d", ErrOffsetOutOfRange, p.topic, p.id, offset, start)
+	}
+	if hw := p.hw.Load(); offset < hw && !unclean {
+		return 0, fmt.Errorf("%w: truncate %s/%d to %d, high watermark %d", ErrBelowHighWatermark, p.topic, p.id, offset, hw)
+	}
+	// A producer snapshot written in the background may describe batches
+	// that are about to go: let it land, then replace it below.
+	p.snapWG.Wait()
+	end, err := p.log.TruncateTo(offset)
+	if err != nil {
+		// The log may be cut part of the way; nothing is sure any more.
+		p.failed.Store(true)
+		p.e.log.Error("truncation failed; partition stops accepting appends", "topic", p.topic, "partition", p.id, "err", err)
+		return end, fmt.Errorf("%w: %w", ErrLogFailed, err)
+	}
+	if p.hw.Load() > end {
+		p.hw.Store(end)
+	}
+	if p.flushed.Load() > end {
+		p.flushed.Store(end)
+	}
+	p.epochs.Lock()
+	if p.epochs.cache.truncateFromEnd(end) {
+		err = p.saveEpochsLocked()
+	}
+	p.epochs.Unlock()
+	if err == nil {
+		p.mu.producers = producerState{}
+		p.snap.Lock()
+		p.snap.end = -1
+		p.snap.Unlock()
+		err = p.loadProducers()
+	}
+	if err == nil {
+		// Replace the snapshot even when the log is now empty (loadProducers
+		// leaves it then): a stale one would be taken as valid once appends
+		// carry the log past its end again.
+		err = p.saveSnapshot(p.mu.producers.marshal(end), end, true)
+	}
+	p.notify()
+	if err != nil {
+		return end, fmt.Errorf("engine: truncate %s/%d: %w", p.topic, p.id, err)
+	}
+	return end, nil
+}

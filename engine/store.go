@@ -28,7 +28,8 @@ type LogConfig struct {
 }
 
 // Log is one partition's sequence of record batches. The engine serialises
-// Append and Close (one writer), and DeleteOldest with itself and Close;
+// Append, TruncateTo and Close (one writer), and DeleteOldest with itself,
+// TruncateTo and Close;
 // DeleteOldest runs concurrently with Append. Read, View,
 // OffsetForTimestamp, Segments and the offset getters may run concurrently
 // with everything and with each other.
@@ -59,6 +60,13 @@ type Log interface {
 	AdvanceStart(off int64) error
 	// NextOffset is the offset the next batch gets (log end offset).
 	NextOffset() int64
+	// TruncateTo removes every batch holding an offset >= offset (a batch
+	// that holds offset goes whole) and returns the new NextOffset. It is
+	// durable when it returns. Readers holding chunks of the removed bytes
+	// keep reading them unchanged; reads that start afterwards do not see
+	// them. A crash in the middle leaves a valid log between the new and the
+	// old end. The engine serialises it with Append and DeleteOldest.
+	TruncateTo(offset int64) (int64, error)
 	// Sync makes everything appended so far durable.
 	Sync() error
 	// Segments describes the log's segments, oldest first, for retention.
