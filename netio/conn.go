@@ -475,12 +475,13 @@ func (c *conn) writeLoop() {
 	pprof.SetGoroutineLabels(writeLabels)
 	defer close(c.writerDone)
 	for sl := range c.out {
-		if sl.deferred && !c.awaitDeferred(sl) {
-			if sl.panicked {
+		// Once given up, sl belongs to Complete: read nothing of it after.
+		if panicked := sl.panicked; sl.deferred && !c.awaitDeferred(sl) {
+			if panicked {
 				c.endBatch()
 				c.kill(errPanic)
 			}
-			continue // Complete finishes it
+			continue
 		}
 		if c.ctx.Err() == nil && !sl.panicked && !sl.resp.None {
 			if err := c.writeResponse(sl); err != nil {

@@ -117,7 +117,8 @@ func (d Deferred) Complete(resp Response) {
 // awaitDeferred waits until the deferred response of sl, the writer's next
 // item, is complete; it then reports true with the response in sl.resp. It
 // reports false when it gave the response up instead, because the
-// connection is dead or Handle panicked: Complete then finishes the slot.
+// connection is dead or Handle panicked: Complete then finishes the slot,
+// perhaps at once, so the caller must not touch sl after false.
 // Before blocking it writes out the responses batched so far.
 func (c *conn) awaitDeferred(sl *slot) bool {
 	for {
