@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/easel-io/easel/record"
 	"github.com/easel-io/easel/segment"
@@ -98,7 +97,7 @@ func (l *diskLog) closeSegments(segs []*segment.Segment) {
 func (l *diskLog) Append(batch []byte, h record.Header) (bool, error) {
 	a := l.active()
 	rolled := false
-	if a.Size() > 0 && time.Since(a.Created()) >= l.cfg.SegmentAge {
+	if a.Size() > 0 && l.seg.Now().Sub(a.Created()) >= l.cfg.SegmentAge {
 		var err error
 		if a, err = l.roll(); err != nil {
 			return false, err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/easel-io/easel/segment"
 )
@@ -69,6 +70,9 @@ func (d *DiskStore) OpenLog(name string, cfg LogConfig, clean bool) (Log, error)
 	}
 	l := &diskLog{dir: dir, cfg: cfg, seg: d.seg, log: lg}
 	l.seg.MaxBytes = cfg.SegmentBytes
+	if l.seg.Now == nil {
+		l.seg.Now = time.Now
+	}
 	if statErr != nil {
 		// A new directory: its entry in the parent must be durable before
 		// anything in it is called durable.

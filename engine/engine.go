@@ -132,7 +132,9 @@ type Options struct {
 	ManagedHighWatermarks bool
 	// Logger receives the engine's log lines. Default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock, for tests. Default time.Now.
+	// Now is the clock (timestamps, segment.ms, flush.ms bookkeeping), for
+	// tests. Default time.Now. Timers and tickers (flush.ms, retention,
+	// checkpoints) run on real time.
 	Now func() time.Time
 }
 
@@ -207,6 +209,9 @@ func Open(dir string, opts Options) (*Engine, error) {
 	}
 	e := &Engine{dir: dir, opts: opts, store: opts.Store, log: opts.Logger, stop: make(chan struct{})}
 	if e.store == nil {
+		if opts.Segment.Now == nil {
+			opts.Segment.Now = opts.Now // segment.ms measures with the engine's clock
+		}
 		ds := NewDiskStore(dir, opts.Segment)
 		ds.log = opts.Logger
 		e.store = ds

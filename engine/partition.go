@@ -44,6 +44,8 @@ type Partition struct {
 		end int64 // end offset of the snapshot on disk, -1 if none
 	}
 	snapWG sync.WaitGroup
+	// flushWG counts flush.ms fsyncs in progress (timedFlush).
+	flushWG sync.WaitGroup
 
 	// flushed is the offset below which everything is durable.
 	// Invariant: flushed <= log.NextOffset().
@@ -303,6 +305,10 @@ func (p *Partition) timedFlush() {
 	p.mu.unflushed = 0
 	p.mu.dirtyAt = time.Time{}
 	target := p.log.NextOffset()
+	// Joined by close: it sets closed under mu before waiting, so no
+	// flush starts after close began waiting.
+	p.flushWG.Add(1)
+	defer p.flushWG.Done()
 	p.mu.Unlock()
 	if err := p.syncTo(target); err != nil {
 		p.e.log.Error("flush.ms fsync failed", "topic", p.topic, "partition", p.id, "err", err)
@@ -465,6 +471,7 @@ func (p *Partition) close() error {
 	data := p.mu.producers.marshal(end)
 	p.mu.Unlock()
 	p.notify()
+	p.flushWG.Wait()
 	p.snapWG.Wait()
 	snapErr := p.saveSnapshot(data, end, false)
 	p.cleanMu.Lock() // wait for a retention pass in progress
@@ -488,6 +495,7 @@ func (p *Partition) abandon() {
 	}
 	p.mu.Unlock()
 	p.notify()
+	p.flushWG.Wait()
 	p.snapWG.Wait()
 	p.cleanMu.Lock()
 	defer p.cleanMu.Unlock()

@@ -47,7 +47,10 @@ func (p *Partition) AppendRecords(codecID int8, recs ...record.Record) (AppendRe
 
 // Produce appends records to a topic, choosing each record's partition by the
 // xxhash of its key (records without a key go round-robin), one batch per
-// partition. It returns each record's offset, in the order given.
+// partition. It returns each record's offset, in the order given. When an
+// append fails the others are still made: the error names the partitions
+// that failed, and their records have offset -1 in the result, so the
+// caller knows exactly what was stored.
 func (e *Engine) Produce(topic string, codecID int8, recs ...record.Record) ([]int64, error) {
 	info, err := e.Topic(topic)
 	if err != nil {
@@ -66,24 +69,33 @@ func (e *Engine) Produce(topic string, codecID int8, recs ...record.Record) ([]i
 	}
 	offsets := make([]int64, len(recs))
 	batch := make([]record.Record, 0, len(recs))
+	var errs []error
 	for part, idx := range byPart {
-		p, err := e.Partition(topic, part)
-		if err != nil {
-			return nil, err
-		}
-		batch = batch[:0]
-		for _, i := range idx {
-			batch = append(batch, recs[i])
-		}
-		res, err := p.AppendRecords(codecID, batch...)
-		if err != nil {
-			return nil, err
-		}
+		res, err := e.appendTo(topic, part, codecID, idx, recs, batch[:0])
 		for j, i := range idx {
-			offsets[i] = res.BaseOffset + int64(j)
+			offsets[i] = -1
+			if err == nil {
+				offsets[i] = res.BaseOffset + int64(j)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("engine: produce to %s/%d: %w", topic, part, err))
 		}
 	}
-	return offsets, nil
+	return offsets, errors.Join(errs...)
+}
+
+// appendTo appends recs[idx...] to one partition as one batch, building it
+// in buf.
+func (e *Engine) appendTo(topic string, part int32, codecID int8, idx []int, recs, buf []record.Record) (AppendResult, error) {
+	p, err := e.Partition(topic, part)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	for _, i := range idx {
+		buf = append(buf, recs[i])
+	}
+	return p.AppendRecords(codecID, buf...)
 }
 
 // rr spreads keyless records over partitions.
