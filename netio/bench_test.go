@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"net"
 	"os"
 	"testing"
 )
@@ -70,7 +71,25 @@ func BenchmarkResponse1MiB(b *testing.B) {
 // and writing. Allocations reported include the server's.
 func BenchmarkSmallRequests(b *testing.B) {
 	s, _ := startServer(b, Config{}, echoNoAlloc())
-	c := dial(b, s)
+	benchPipelined(b, dial(b, s))
+}
+
+// BenchmarkPipelinedDeferred is BenchmarkSmallRequests with the echo
+// answered immediately, deferred and completed inside Handle, or deferred
+// and completed by another goroutine (as a purgatory would), to show what
+// deferring costs per request.
+func BenchmarkPipelinedDeferred(b *testing.B) {
+	for _, m := range []echoMode{echoImmediate, echoDeferInline, echoDeferAsync} {
+		b.Run(m.String(), func(b *testing.B) {
+			s, _ := startServer(b, Config{}, echoNoAllocMode(m))
+			benchPipelined(b, dial(b, s))
+		})
+	}
+}
+
+// benchPipelined writes b.N echo requests in batches of 64 on c while
+// reading the responses.
+func benchPipelined(b *testing.B, c net.Conn) {
 	frame := testReq(1, opEcho, make([]byte, 100))
 	var batch []byte
 	for range 64 {
@@ -97,25 +116,43 @@ func BenchmarkSmallRequests(b *testing.B) {
 
 // TestNoAllocsPerRequest fails if the steady-state request path allocates:
 // after warm-up, a pipelined echo round trip must average well under one
-// allocation, counting the server's goroutines.
+// allocation, counting the server's goroutines, whether the response is
+// immediate or deferred.
 func TestNoAllocsPerRequest(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("measures allocations")
 	}
-	s, _ := startServer(t, Config{}, echoNoAlloc())
-	c := dial(t, s)
-	frame := testReq(1, opEcho, make([]byte, 100))
-	buf := make([]byte, 4+4+101)
-	rt := func() {
-		c.Write(frame)
-		io.ReadFull(c, buf)
+	for _, m := range []echoMode{echoImmediate, echoDeferInline, echoDeferAsync} {
+		t.Run(m.String(), func(t *testing.T) {
+			s, _ := startServer(t, Config{}, echoNoAllocMode(m))
+			c := dial(t, s)
+			frame := testReq(1, opEcho, make([]byte, 100))
+			buf := make([]byte, 4+4+101)
+			rt := func() {
+				c.Write(frame)
+				io.ReadFull(c, buf)
+			}
+			for range 1000 {
+				rt()
+			}
+			if avg := testing.AllocsPerRun(2000, rt); avg > 0.5 {
+				t.Fatalf("%.2f allocations per request", avg)
+			}
+		})
 	}
-	for range 1000 {
-		rt()
-	}
-	if avg := testing.AllocsPerRun(2000, rt); avg > 0.5 {
-		t.Fatalf("%.2f allocations per request", avg)
-	}
+}
+
+// echoMode says how echoNoAllocMode answers.
+type echoMode int
+
+const (
+	echoImmediate   echoMode = iota // return the response from Handle
+	echoDeferInline                 // Defer, Complete, then return
+	echoDeferAsync                  // Defer; a per-connection goroutine completes
+)
+
+func (m echoMode) String() string {
+	return [...]string{"immediate", "deferred-inline", "deferred-async"}[m]
 }
 
 // echoMsg is a reusable Msg, so that the echo handler itself allocates
@@ -128,17 +165,35 @@ func (m *echoMsg) AppendTo(b []byte) []byte { return append(b, m.body...) }
 // (ConnInfo.State). The writer encodes a response after Handle returns, so a
 // Msg is reused only after more responses than a connection can have in
 // flight (the server must use the default MaxInFlight).
-func echoNoAlloc() Handler {
-	return handlerFunc(func(_ context.Context, r *Request) Response {
+func echoNoAlloc() Handler { return echoNoAllocMode(echoImmediate) }
+
+// echoNoAllocMode is echoNoAlloc answering as m says. In echoDeferAsync the
+// connection's completer goroutine ends with the connection's context.
+func echoNoAllocMode(m echoMode) Handler {
+	return handlerFunc(func(ctx context.Context, r *Request) Response {
 		ring, _ := r.Conn.State.(*echoRing)
 		if ring == nil {
 			ring = new(echoRing)
 			r.Conn.State = ring
+			if m == echoDeferAsync {
+				ring.jobs = make(chan echoJob, DefaultMaxInFlight)
+				go ring.complete(ctx)
+			}
 		}
-		m := &ring.msgs[ring.next%len(ring.msgs)]
+		msg := &ring.msgs[ring.next%len(ring.msgs)]
 		ring.next++
-		m.body = r.Body
-		return Response{Msg: m}
+		msg.body = r.Body
+		switch m {
+		case echoDeferInline:
+			d := r.Defer()
+			d.Complete(Response{Msg: msg})
+			return Response{Deferred: d}
+		case echoDeferAsync:
+			d := r.Defer()
+			ring.jobs <- echoJob{d, msg} // never blocks: at most MaxInFlight are deferred
+			return Response{Deferred: d}
+		}
+		return Response{Msg: msg}
 	})
 }
 
@@ -146,4 +201,30 @@ func echoNoAlloc() Handler {
 type echoRing struct {
 	msgs [DefaultMaxInFlight + 1]echoMsg
 	next int
+	jobs chan echoJob // echoDeferAsync: deferred echoes to complete
+}
+
+type echoJob struct {
+	d   Deferred
+	msg *echoMsg
+}
+
+// complete completes the deferred echoes in order until ctx is done, then
+// drops those left.
+func (r *echoRing) complete(ctx context.Context) {
+	for {
+		select {
+		case j := <-r.jobs:
+			j.d.Complete(Response{Msg: j.msg})
+		case <-ctx.Done():
+			for {
+				select {
+				case j := <-r.jobs:
+					j.d.Complete(Response{Msg: j.msg})
+				default:
+					return
+				}
+			}
+		}
+	}
 }
