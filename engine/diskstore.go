@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -46,12 +48,78 @@ func (d *DiskStore) Logs() ([]string, error) {
 	return names, nil
 }
 
-// RemoveLog deletes a partition directory.
+// Suffixes of partition directories that are not logs any more, as Kafka
+// names them: being deleted, and set aside.
+const (
+	deleteSuffix = "-delete"
+	straySuffix  = "-stray"
+)
+
+// RemoveLog deletes a partition directory: it is first renamed to
+// "<name>.<nanos>-delete" (durably), so that a crash in the middle of the
+// removal cannot leave a half-deleted log under the log's name, and a new
+// log of the same name can start at once; RemoveLeftovers finishes what a
+// crash interrupted.
 func (d *DiskStore) RemoveLog(name string) error {
-	if err := os.RemoveAll(filepath.Join(d.dir, name)); err != nil {
+	tmp, err := d.moveAside(name, strconv.FormatInt(time.Now().UnixNano(), 10)+deleteSuffix)
+	if err == nil && tmp != "" {
+		err = os.RemoveAll(tmp)
+	}
+	if err != nil {
 		return fmt.Errorf("engine: remove log %s: %w", name, err)
 	}
 	return nil
+}
+
+// SetAsideLog renames a partition directory to "<name>.<tag>-stray" (with a
+// number added if that exists), as Kafka does with stray logs (KIP-858).
+func (d *DiskStore) SetAsideLog(name, tag string) error {
+	if tag == "" {
+		tag = "unknown"
+	}
+	if _, err := d.moveAside(name, tag+straySuffix); err != nil {
+		return fmt.Errorf("engine: set aside log %s: %w", name, err)
+	}
+	return nil
+}
+
+// moveAside renames dir/name to dir/name.suffix (or name.suffix.N if taken)
+// and fsyncs dir. It returns the new path, or "" if there was no log.
+func (d *DiskStore) moveAside(name, suffix string) (string, error) {
+	from := filepath.Join(d.dir, name)
+	if _, err := os.Stat(from); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	to := from + "." + suffix
+	for i := 1; ; i++ {
+		if _, err := os.Stat(to); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		to = from + "." + suffix + "." + strconv.Itoa(i)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return "", err
+	}
+	return to, syncDir(d.dir)
+}
+
+// RemoveLeftovers removes the partition directories a crash left half
+// deleted ("...-delete"). It returns how many it removed.
+func (d *DiskStore) RemoveLeftovers() (int, error) {
+	ents, err := os.ReadDir(d.dir)
+	if err != nil {
+		return 0, fmt.Errorf("engine: %w", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if e.IsDir() && strings.HasSuffix(e.Name(), deleteSuffix) {
+			if err := os.RemoveAll(filepath.Join(d.dir, e.Name())); err != nil {
+				return n, fmt.Errorf("engine: %w", err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // OpenLog opens or creates a partition directory and its segments. After an

@@ -39,14 +39,11 @@
 package engine
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +77,12 @@ var (
 	// ErrNotContiguous is returned by AppendReplica for batches that do not
 	// start at the log end or whose offsets or epochs go back.
 	ErrNotContiguous = errors.New("engine: replica batches do not follow the log")
+	// ErrTopicBusy is returned for a topic that is being created or deleted
+	// by another call right now.
+	ErrTopicBusy = errors.New("engine: topic is being created or deleted")
+	// ErrExternalMetadata is returned by CreateTopic and DeleteTopic of an
+	// engine whose topic metadata the caller owns (Options.ExternalMetadata).
+	ErrExternalMetadata = errors.New("engine: topic metadata is owned by the caller")
 	// ErrLogFailed is returned by Append and Flush after an fsync of the
 	// partition failed: what was acknowledged may not be on disk, so the
 	// partition takes no more appends until the engine is reopened (Kafka:
@@ -130,6 +133,13 @@ type Options struct {
 	// partition is its own only replica and its high watermark follows the
 	// log end.
 	ManagedHighWatermarks bool
+	// ExternalMetadata says the caller owns topic metadata (in a cluster,
+	// the controller's metadata log): the engine keeps no .meta files,
+	// opens no partition at Open, hosts those it is given with
+	// HostPartition, and sets aside unclaimed logs only when told
+	// (SetAsideUnhosted). Default false: the engine owns its topics
+	// (CreateTopic, DeleteTopic) and hosts all their partitions.
+	ExternalMetadata bool
 	// Logger receives the engine's log lines. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock (timestamps, segment.ms, flush.ms bookkeeping), for
@@ -146,9 +156,14 @@ type Engine struct {
 	clean bool // the previous shutdown was clean
 	log   *slog.Logger
 
+	// mu guards the registry of hosted partitions. It is held only to look
+	// up or swap entries, never during I/O.
 	mu struct {
 		sync.RWMutex
 		topics map[string]*topic
+		// busy names topics being created or deleted (the I/O runs
+		// without mu); they are neither usable nor creatable meanwhile.
+		busy   map[string]bool
 		closed bool
 	}
 	stop chan struct{}
@@ -164,10 +179,12 @@ type Engine struct {
 	hwAtOpen map[TopicPartition]int64
 }
 
+// topic is one topic's hosted partitions.
 type topic struct {
 	name   string
+	id     TopicID
 	cfg    TopicConfig
-	parts  []*Partition
+	parts  []*Partition // index = partition number; nil where not hosted here
 	policy CleanupPolicy
 }
 
@@ -181,7 +198,8 @@ type TopicPartition struct {
 type TopicInfo struct {
 	Name     string
 	Config   TopicConfig // Config.Partitions is the partition count
-	Internal bool        // an engine-managed topic such as __consumer_offsets
+	Internal bool        // an internal topic such as __consumer_offsets
+	ID       TopicID     // the topic's unique id (KIP-516)
 }
 
 // Open opens the data directory dir, creating it if needed, and loads every
@@ -215,8 +233,14 @@ func Open(dir string, opts Options) (*Engine, error) {
 		ds := NewDiskStore(dir, opts.Segment)
 		ds.log = opts.Logger
 		e.store = ds
+		if n, err := ds.RemoveLeftovers(); err != nil {
+			return nil, err
+		} else if n > 0 {
+			e.log.Info("removed partition logs a crash left half deleted", "logs", n)
+		}
 	}
 	e.mu.topics = make(map[string]*topic)
+	e.mu.busy = make(map[string]bool)
 	marker := filepath.Join(dir, cleanMarker)
 	if _, err := os.Stat(marker); err == nil {
 		e.clean = true
@@ -252,85 +276,6 @@ func (e *Engine) goFunc(f func()) {
 		defer e.wg.Done()
 		f()
 	}()
-}
-
-type topicMeta struct {
-	Name   string      `json:"name"`
-	Config TopicConfig `json:"config"`
-	// Explicit lists the settings given by name (TopicConfig.IsSet).
-	Explicit []string `json:"explicit,omitempty"`
-}
-
-func (e *Engine) metaPath(name string) string {
-	return filepath.Join(e.dir, metaDir, name+".json")
-}
-
-func (e *Engine) loadTopics() error {
-	ents, err := os.ReadDir(filepath.Join(e.dir, metaDir))
-	if err != nil {
-		return fmt.Errorf("engine: open: %w", err)
-	}
-	for _, ent := range ents {
-		name, ok := strings.CutSuffix(ent.Name(), ".json")
-		if !ok || ent.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(e.dir, metaDir, ent.Name()))
-		if err != nil {
-			return fmt.Errorf("engine: open: %w", err)
-		}
-		var m topicMeta
-		if err := json.Unmarshal(b, &m); err != nil || m.Name != name {
-			return fmt.Errorf("engine: open: topic metadata %s is corrupt: %v", ent.Name(), err)
-		}
-		for _, k := range m.Explicit {
-			m.Config.markSet(k)
-		}
-		t, err := e.openTopic(name, m.Config)
-		if err != nil {
-			return err
-		}
-		e.mu.topics[name] = t
-	}
-	// Partition logs without topic metadata are left over from a create or
-	// delete that crashed half-way: remove them.
-	logs, err := e.store.Logs()
-	if err != nil {
-		return err
-	}
-	for _, l := range logs {
-		name, p, _ := splitLogName(l)
-		if t, ok := e.mu.topics[name]; ok && p < int32(len(t.parts)) {
-			continue
-		}
-		e.log.Warn("removing orphaned partition log", "log", l)
-		if err := e.store.RemoveLog(l); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (e *Engine) openTopic(name string, cfg TopicConfig) (*topic, error) {
-	policy, err := cleanupPolicy(cfg.CleanupPolicy)
-	if err != nil {
-		return nil, err
-	}
-	t := &topic{name: name, cfg: cfg, policy: policy, parts: make([]*Partition, cfg.Partitions)}
-	err = parallel(int(cfg.Partitions), func(i int) error {
-		p, err := openPartition(e, name, int32(i), cfg)
-		t.parts[i] = p
-		return err
-	})
-	if err != nil {
-		for _, q := range t.parts {
-			if q != nil {
-				q.close()
-			}
-		}
-		return nil, err
-	}
-	return t, nil
 }
 
 // ioWorkers bounds the goroutines that open or close partitions at once.
@@ -371,126 +316,6 @@ func parallel(n int, f func(i int) error) error {
 	return errors.Join(errs...)
 }
 
-// ValidateTopicName checks a name as Kafka does: 1–249 characters of
-// [a-zA-Z0-9._-], and not "." or "..".
-func ValidateTopicName(name string) error {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q has character %q", ErrInvalidTopic, name, c)
-		}
-	}
-	return nil
-}
-
-// CreateTopic creates a topic; cfg's zero fields take the engine defaults.
-func (e *Engine) CreateTopic(name string, cfg TopicConfig) error {
-	if err := ValidateTopicName(name); err != nil {
-		return err
-	}
-	cfg = cfg.withDefaults(e.opts.Defaults)
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.mu.closed {
-		return ErrClosed
-	}
-	if _, ok := e.mu.topics[name]; ok {
-		return fmt.Errorf("%w: %q", ErrTopicExists, name)
-	}
-	t, err := e.openTopic(name, cfg)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(topicMeta{Name: name, Config: cfg, Explicit: cfg.Explicit()})
-	if err := writeFileAtomic(e.metaPath(name), b, true); err != nil {
-		e.dropTopicLocked(t)
-		return err
-	}
-	e.mu.topics[name] = t
-	return nil
-}
-
-// DeleteTopic deletes a topic and its data. Internal topics can be deleted
-// too: refusing clients is the broker's business.
-func (e *Engine) DeleteTopic(name string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.mu.closed {
-		return ErrClosed
-	}
-	t, ok := e.mu.topics[name]
-	if !ok {
-		return fmt.Errorf("%w: %q", ErrUnknownTopic, name)
-	}
-	delete(e.mu.topics, name)
-	// Metadata goes first: a crash after this leaves orphaned logs, which
-	// the next Open removes.
-	if err := os.Remove(e.metaPath(name)); err != nil {
-		return fmt.Errorf("engine: delete topic: %w", err)
-	}
-	if err := syncDir(filepath.Join(e.dir, metaDir)); err != nil {
-		return fmt.Errorf("engine: delete topic: %w", err)
-	}
-	return e.dropTopicLocked(t)
-}
-
-func (e *Engine) dropTopicLocked(t *topic) error {
-	var err error
-	for _, p := range t.parts {
-		err = errors.Join(err, p.close(), e.store.RemoveLog(logName(t.name, p.id)))
-	}
-	return err
-}
-
-// Topics lists the topics, sorted by name.
-func (e *Engine) Topics() []TopicInfo {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	out := make([]TopicInfo, 0, len(e.mu.topics))
-	for _, t := range e.mu.topics {
-		out = append(out, TopicInfo{Name: t.name, Config: t.cfg, Internal: isInternalTopic(t.name)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// Topic describes one topic.
-func (e *Engine) Topic(name string) (TopicInfo, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.mu.closed {
-		return TopicInfo{}, ErrClosed
-	}
-	t, ok := e.mu.topics[name]
-	if !ok {
-		return TopicInfo{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
-	}
-	return TopicInfo{Name: t.name, Config: t.cfg, Internal: isInternalTopic(t.name)}, nil
-}
-
-// Partition returns one partition of a topic.
-func (e *Engine) Partition(topic string, partition int32) (*Partition, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.mu.closed {
-		return nil, ErrClosed
-	}
-	t, ok := e.mu.topics[topic]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, topic)
-	}
-	if partition < 0 || int(partition) >= len(t.parts) {
-		return nil, fmt.Errorf("%w: %s/%d", ErrUnknownPartition, topic, partition)
-	}
-	return t.parts[partition], nil
-}
-
 // Stats counts what an open engine holds, summed over all partitions.
 type Stats struct {
 	Topics, Partitions int
@@ -505,6 +330,9 @@ func (e *Engine) Stats() Stats {
 	for _, t := range e.mu.topics {
 		s.Topics++
 		for _, p := range t.parts {
+			if p == nil {
+				continue
+			}
 			s.Partitions++
 			ls := p.log.Stats()
 			s.Segments += ls.Segments
@@ -552,7 +380,11 @@ func (e *Engine) allPartitions() []*Partition {
 	defer e.mu.RUnlock()
 	var parts []*Partition
 	for _, t := range e.mu.topics {
-		parts = append(parts, t.parts...)
+		for _, p := range t.parts {
+			if p != nil {
+				parts = append(parts, p)
+			}
+		}
 	}
 	return parts
 }

@@ -107,6 +107,9 @@ func (e *Engine) EnforceRetention() (int, error) {
 	var pols []CleanupPolicy
 	for _, t := range e.mu.topics {
 		for _, p := range t.parts {
+			if p == nil {
+				continue
+			}
 			parts = append(parts, p)
 			pols = append(pols, t.policy)
 		}

@@ -17,6 +17,10 @@ type Store interface {
 	OpenLog(name string, cfg LogConfig, clean bool) (Log, error)
 	// RemoveLog deletes a partition's log, which must be closed.
 	RemoveLog(name string) error
+	// SetAsideLog moves a closed log out of the way, keeping its data for
+	// an operator to look at: afterwards Logs does not list it and OpenLog
+	// of name starts a new one. tag says why (a topic id, "unclaimed").
+	SetAsideLog(name, tag string) error
 	// Logs lists the names of the logs the store holds.
 	Logs() ([]string, error)
 }
