@@ -49,31 +49,42 @@ type TopicConfig struct {
 	// stamps each batch with its append time. Default false (CreateTime).
 	LogAppendTime bool
 
-	// explicit holds the Kafka names given with Set.
-	explicit map[string]bool
+	// explicit has bit i set when configKeys[i] was given with Set. A bit
+	// set rather than a map keeps TopicConfig comparable.
+	explicit uint32
 }
 
 // IsSet reports whether the setting of this Kafka name was given with Set
 // (a topic override, as opposed to a default).
-func (c TopicConfig) IsSet(name string) bool { return c.explicit[name] }
+func (c TopicConfig) IsSet(name string) bool {
+	i := configKeyIndex(name)
+	return i >= 0 && c.explicit&(1<<i) != 0
+}
 
 // Explicit lists the Kafka names given with Set, sorted.
 func (c TopicConfig) Explicit() []string {
-	out := make([]string, 0, len(c.explicit))
-	for k := range c.explicit {
-		out = append(out, k)
+	var out []string
+	for i, k := range configKeys {
+		if c.explicit&(1<<i) != 0 {
+			out = append(out, k)
+		}
 	}
-	sort.Strings(out)
 	return out
 }
 
 func (c *TopicConfig) markSet(name string) {
-	m := make(map[string]bool, len(c.explicit)+1)
-	for k := range c.explicit {
-		m[k] = true
+	if i := configKeyIndex(name); i >= 0 {
+		c.explicit |= 1 << i
 	}
-	m[name] = true
-	c.explicit = m // copied: TopicConfig values share nothing
+}
+
+func configKeyIndex(name string) int {
+	for i, k := range configKeys {
+		if k == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // DefaultTopicConfig returns Kafka's defaults.
@@ -93,7 +104,7 @@ func DefaultTopicConfig() TopicConfig {
 
 // withDefaults fills the zero fields not given with Set from d.
 func (c TopicConfig) withDefaults(d TopicConfig) TopicConfig {
-	fill := func(name string, zero bool) bool { return zero && !c.explicit[name] }
+	fill := func(name string, zero bool) bool { return zero && !c.IsSet(name) }
 	if c.Partitions == 0 {
 		c.Partitions = d.Partitions
 	}
@@ -153,7 +164,8 @@ func (c TopicConfig) Validate() error {
 	return nil
 }
 
-// configKeys lists the Kafka names Set and Entries understand.
+// configKeys lists the Kafka names Set and Entries understand, sorted (at
+// most 32: TopicConfig.explicit is a bit set over it).
 var configKeys = []string{
 	"cleanup.policy", "flush.messages", "flush.ms", "max.message.bytes",
 	"message.timestamp.type", "retention.bytes", "retention.ms", "segment.bytes", "segment.ms",
