@@ -1,0 +1,95 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/easel-io/easel/codec"
+	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/record"
+)
+
+// Errors the broker itself detects. The table in errorCode maps them, with
+// the engine's, record's and codec's sentinels, to Kafka error codes.
+var (
+	errUnknownAPI       = errors.New("broker: unsupported api key")
+	errBadVersion       = errors.New("broker: unsupported api version")
+	errBodyTooBig       = errors.New("broker: request body too large for its api")
+	errDecode           = errors.New("broker: malformed request body")
+	errOldProduce       = errors.New("broker: produce v0-2 (message sets) is not supported; use v3+")
+	errTransactions     = errors.New("broker: transactions are not supported")
+	errNoBatch          = fmt.Errorf("broker: produce: no record batch: %w", record.ErrInvalid)
+	errTwoBatches       = fmt.Errorf("broker: produce: more than one record batch per partition: %w", record.ErrInvalid)
+	errTrailingBytes    = fmt.Errorf("broker: produce: bytes after the record batch: %w", record.ErrCorrupt)
+	errInternalTopic    = errors.New("broker: cannot produce to an internal topic")
+	errInvalidAcks      = errors.New("broker: acks must be -1, 0 or 1")
+	errPartitions       = errors.New("broker: invalid number of partitions")
+	errReplication      = errors.New("broker: invalid replication factor (one broker)")
+	errAssignment       = errors.New("broker: invalid replica assignment")
+	errInvalidRequest   = errors.New("broker: invalid request")
+	errLeaderEpoch      = errors.New("broker: leader epoch newer than the broker's")
+	errFetchSession     = errors.New("broker: fetch sessions are not supported")
+	errProducerIDSource = errors.New("broker: cannot reserve producer ids")
+)
+
+// errorCodes maps Go errors to Kafka error codes, checked in order with
+// errors.Is. This is the only place where that mapping lives.
+var errorCodes = [...]struct {
+	err  error
+	code *kerr.Error
+}{
+	{engine.ErrMessageTooLarge, kerr.MessageTooLarge},
+	{engine.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
+	{engine.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{engine.ErrUnknownTopic, kerr.UnknownTopicOrPartition},
+	{engine.ErrUnknownPartition, kerr.UnknownTopicOrPartition},
+	{engine.ErrInvalidTopic, kerr.InvalidTopicException},
+	{engine.ErrTopicExists, kerr.TopicAlreadyExists},
+	{engine.ErrInvalidConfig, kerr.InvalidConfig},
+	{engine.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
+	{engine.ErrClosed, kerr.NotLeaderForPartition}, // shutting down: retriable
+	{codec.ErrUnknownCodec, kerr.UnsupportedCompressionType},
+	{record.ErrInvalid, kerr.InvalidRecord},
+	{record.ErrCorrupt, kerr.CorruptMessage},
+	{record.ErrShort, kerr.CorruptMessage},
+	{codec.ErrCorrupt, kerr.CorruptMessage},
+	{codec.ErrTooLarge, kerr.CorruptMessage},
+	{errOldProduce, kerr.UnsupportedVersion},
+	{errBadVersion, kerr.UnsupportedVersion},
+	{errTransactions, kerr.TransactionalIDAuthorizationFailed},
+	{errInternalTopic, kerr.InvalidTopicException},
+	{errInvalidAcks, kerr.InvalidRequiredAcks},
+	{errPartitions, kerr.InvalidPartitions},
+	{errReplication, kerr.InvalidReplicationFactor},
+	{errAssignment, kerr.InvalidReplicaAssignment},
+	{errInvalidRequest, kerr.InvalidRequest},
+	{errLeaderEpoch, kerr.UnknownLeaderEpoch},
+	{errFetchSession, kerr.FetchSessionIDNotFound},
+	{errProducerIDSource, kerr.KafkaStorageError},
+}
+
+// errorCode returns the Kafka error code for err: 0 for nil,
+// UNKNOWN_SERVER_ERROR (-1) for an error the table does not know.
+func errorCode(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			return e.code.Code
+		}
+	}
+	return kerr.UnknownServerError.Code
+}
+
+// errorMessage returns err's text for the error_message fields of responses,
+// or nil for no error.
+func errorMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}
