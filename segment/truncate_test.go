@@ -1101,3 +1101,133 @@ func total(specs []spec) int64 {
 	}
 	return n
 }
+
+// TestTruncateConcurrentReaders runs readers against a writer that appends,
+// truncates at random offsets (in place when no reader happens to hold the
+// segment, by copy otherwise) and appends different bytes at the cut
+// offsets, over and over. Each reader checks that what it was given does
+// not change while it holds its reference, and that every batch it reads is
+// one the writer appended at that offset in some generation.
+func TestTruncateConcurrentReaders(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{IndexInterval: 200, MaxIndexBytes: 1 << 16, MaxBytes: 4 << 20}
+	s, err := Create(dir, 0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	current := s
+	written := map[uint32]bool{} // crc of every batch appended
+	var gen uint64
+	appendSome := func(n int) {
+		gen++
+		var specs []spec
+		for i := range n {
+			specs = append(specs, spec{1 + i%3, 20 + int(gen*7+uint64(i)*13)%300, int64(gen*10 + uint64(i)), int8(i % 2)})
+		}
+		for _, sp := range specs {
+			b := makeBatch(t, current.NextOffset(), sp, gen)
+			h, err := record.Validate(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock() // recorded before any reader can see it
+			written[crc32.ChecksumIEEE(b)] = true
+			mu.Unlock()
+			if err := current.Append(b, h); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendSome(30) // the writer's: current changes only in this goroutine
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var inPlace, copied int
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				seg := current
+				mu.Unlock()
+				if !seg.Acquire() {
+					continue
+				}
+				off := rng.Int64N(max(seg.NextOffset(), 1))
+				v, verr := seg.View(off, 2048)
+				r, rerr := seg.Read(off, 2048)
+				vc := bytes.Clone(v)
+				var rc []byte
+				if rerr == nil {
+					rc = make([]byte, r.Len)
+					r.File.ReadAt(rc, r.Pos)
+				}
+				for range rng.IntN(3) {
+					time.Sleep(50 * time.Microsecond) // hold across the writer's work
+				}
+				if verr == nil {
+					if !bytes.Equal(v, vc) {
+						t.Errorf("view at %d changed under a reference", off)
+					}
+					for b := vc; len(b) > 0; {
+						one, rest, err := record.Split(b)
+						mu.Lock()
+						ok := err == nil && written[crc32.ChecksumIEEE(one)]
+						mu.Unlock()
+						if !ok {
+							t.Errorf("view at %d holds a batch never written: %v", off, err)
+							break
+						}
+						b = rest
+					}
+				}
+				if rerr == nil {
+					again := make([]byte, r.Len)
+					r.File.ReadAt(again, r.Pos)
+					if !bytes.Equal(again, rc) {
+						t.Errorf("region at %d changed under a reference", off)
+					}
+				}
+				seg.Release()
+			}
+		}()
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for range 150 {
+		mu.Lock()
+		cur := current
+		mu.Unlock()
+		cut := rng.Int64N(cur.NextOffset() + 1)
+		r, err := cur.TruncateTo(cut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r != cur {
+			copied++
+			mu.Lock()
+			current = r
+			mu.Unlock()
+			cur.Close()
+		} else {
+			inPlace++
+		}
+		if r.NextOffset() > cut {
+			t.Fatalf("next %d after TruncateTo(%d)", r.NextOffset(), cut)
+		}
+		appendSome(1 + rng.IntN(8))
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d in place, %d by copy", inPlace, copied)
+	mu.Lock()
+	current.Close()
+	mu.Unlock()
+	noLeftovers(t, dir)
+}
