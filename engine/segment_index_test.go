@@ -1,16 +1,10 @@
 package engine
 
-// Tests of package segment's behaviour that the engine depends on, written
-// for bugs found from the engine. Fixed in segment (commit c893318), kept
-// as regression tests: a stale offset or time index whose last entry points
-// past the log was trusted on a clean open (TestSegmentOpenIndexPastEnd,
-// TestSegmentTimeIndexPastEnd). Also fixed there, and not shown by a test
-// here because it is a race two atomic stores wide: Segment.Append
-// published next before size, so a reader that saw NextOffset() == n could
-// fail to read n-1; the engine publishes its own end offset after Append
-// anyway (TestEndOffsetIsReadable).
-//
-// Still failing: TestSegmentLargestTimestampShortTimeIndex.
+// Tests of package segment's index handling that the engine depends on: a
+// stale offset or time index whose last entry points past the log must not
+// be trusted on a clean open, and the largest timestamp must survive a time
+// index shorter than the log. (Reads of the published end offset are
+// covered by TestEndOffsetIsReadable.)
 
 import (
 	"encoding/binary"
