@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,7 +229,13 @@ func TestCloseRacesAppends(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(30 * time.Millisecond)
+	// Close while appends are going on: wait until some were acknowledged.
+	for deadline := time.Now().Add(10 * time.Second); acked[0].Load()+acked[1].Load() < 100; {
+		if time.Now().After(deadline) {
+			t.Fatal("no appends acknowledged")
+		}
+		runtime.Gosched()
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}

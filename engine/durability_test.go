@@ -53,13 +53,16 @@ func TestRecoveryPointWaitsForEarlierRolls(t *testing.T) {
 	unblock := func() { once.Do(func() { close(block) }) }
 	var mu sync.Mutex
 	var seg0 *segment.Segment // partition t-0's first segment
+	laterSynced := make(chan struct{}, 8)
 	withSyncHook(t, func(s *segment.Segment) error {
 		mu.Lock()
 		slow := s == seg0
 		mu.Unlock()
 		if slow {
 			<-block // the first rolled segment's fsync is slow
+			return s.Sync()
 		}
+		defer func() { laterSynced <- struct{}{} }()
 		return s.Sync()
 	})
 	e := mustOpen(t, dir, quietOpts())
@@ -79,7 +82,17 @@ func TestRecoveryPointWaitsForEarlierRolls(t *testing.T) {
 		}
 	}
 	pdir := partDir(dir, "t", 0)
-	time.Sleep(50 * time.Millisecond) // the later fsyncs finish
+	// The fsyncs of rolled segments 1 and 2 finish while 0's waits. (The
+	// short sleep after them gives a broken implementation the moment it
+	// would need to move the point; the check below holds without it.)
+	for range 2 {
+		select {
+		case <-laterSynced:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the fsyncs of later segments did not run")
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
 	if rp := readRecoveryPoint(t, pdir); rp != 0 || l.recovery.Load() != 0 {
 		t.Fatalf("recovery point %d (file %d) moved past segment 0, whose fsync has not finished", l.recovery.Load(), rp)
 	}
