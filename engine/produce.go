@@ -106,7 +106,7 @@ var rr atomic.Uint64
 type RecordIterator struct {
 	p      *Partition
 	next   int64 // next offset wanted
-	end    int64 // stop before this offset (the end offset when created)
+	end    int64 // stop before this offset (the high watermark when created)
 	chunk  Chunk
 	rest   []byte
 	it     *record.Iterator // created on first use, then Reset per batch
@@ -114,10 +114,10 @@ type RecordIterator struct {
 	err    error
 }
 
-// Records returns an iterator over the records from offset up to the
-// partition's end offset at the time of the call.
+// Records returns an iterator over the committed records from offset up to
+// the partition's high watermark at the time of the call.
 func (p *Partition) Records(offset int64) *RecordIterator {
-	return &RecordIterator{p: p, next: offset, end: p.EndOffset()}
+	return &RecordIterator{p: p, next: offset, end: p.HighWatermark()}
 }
 
 // Next advances to the next record; false at the end or on error (see Err).
