@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/easel-io/easel/internal/fsutil"
 )
 
 // Files the broker keeps in Config.DataDir. Their names and formats are
@@ -48,7 +50,7 @@ func loadClusterID(dir string, log *slog.Logger) string {
 	var raw [16]byte
 	rand.Read(raw[:])
 	id := base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := writeFileAtomic(path, []byte(id+"\n")); err != nil {
+	if err := fsutil.WriteFileAtomic(path, []byte(id+"\n"), true); err != nil {
 		log.Warn("broker: cannot persist cluster id; it will change on restart", "path", path, "err", err)
 	}
 	return id
@@ -116,7 +118,7 @@ func (a *pidAllocator) alloc() (int64, error) {
 			return 0, fmt.Errorf("%w: producer ids exhausted", errProducerIDSource)
 		}
 		limit := a.mu.next + pidBlock
-		if err := writeFileAtomic(a.path, []byte(strconv.FormatInt(limit, 10)+"\n")); err != nil {
+		if err := fsutil.WriteFileAtomic(a.path, []byte(strconv.FormatInt(limit, 10)+"\n"), true); err != nil {
 			return 0, fmt.Errorf("%w: %v", errProducerIDSource, err)
 		}
 		a.mu.limit = limit
@@ -124,37 +126,4 @@ func (a *pidAllocator) alloc() (int64, error) {
 	id := a.mu.next
 	a.mu.next++
 	return id, nil
-}
-
-// writeFileAtomic replaces path with data durably: write a temporary file,
-// fsync it, rename it over path and fsync the directory.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
