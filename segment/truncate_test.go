@@ -1038,8 +1038,9 @@ func FuzzTruncate(f *testing.F) {
 }
 
 // BenchmarkTruncateTo cuts a 64 MiB segment of 16 KiB batches in the
-// middle, in place (no reader) and by copy (a reader holds a reference).
-// SetBytes is the kept half: what the copy copies and fsyncs.
+// middle, in place (no reader) and by copy (a reader holds a reference),
+// starting from files already on disk. SetBytes is the kept half: what the
+// copy copies and fsyncs.
 func BenchmarkTruncateTo(b *testing.B) {
 	const size, batchBytes = 64 << 20, 16 << 10
 	tmpl := b.TempDir()
@@ -1064,7 +1065,14 @@ func BenchmarkTruncateTo(b *testing.B) {
 				b.StopTimer()
 				dir := b.TempDir()
 				for i, suf := range suffixes {
-					os.WriteFile(filepath.Join(dir, FileName(0)+suf), files[i], 0o644)
+					p := filepath.Join(dir, FileName(0)+suf)
+					os.WriteFile(p, files[i], 0o644)
+					// Durable before the clock starts, as a log that was
+					// flushed: the timed fsyncs then write only what
+					// TruncateTo itself wrote.
+					if err := syncPath(p); err != nil {
+						b.Fatal(err)
+					}
 				}
 				s, err := Open(dir, 0, Config{}, true)
 				if err != nil {
