@@ -23,23 +23,41 @@ var (
 	errNoBatch          = fmt.Errorf("broker: produce: no record batch: %w", record.ErrInvalid)
 	errTwoBatches       = fmt.Errorf("broker: produce: more than one record batch per partition: %w", record.ErrInvalid)
 	errTrailingBytes    = fmt.Errorf("broker: produce: bytes after the record batch: %w", record.ErrCorrupt)
-	errInternalTopic    = errors.New("broker: cannot produce to an internal topic")
+	errInternalTopic    = errors.New("broker: internal topic: clients may not produce to it or delete its records")
 	errInvalidAcks      = errors.New("broker: acks must be -1, 0 or 1")
 	errPartitions       = errors.New("broker: invalid number of partitions")
 	errReplication      = errors.New("broker: invalid replication factor (one broker)")
 	errAssignment       = errors.New("broker: invalid replica assignment")
 	errInvalidRequest   = errors.New("broker: invalid request")
 	errLeaderEpoch      = errors.New("broker: leader epoch newer than the broker's")
+	errFencedEpoch      = fmt.Errorf("broker: leader epoch older than the broker's: %w", engine.ErrFencedLeaderEpoch)
+	errTimedOut         = errors.New("broker: request timed out")
+	errPolicy           = errors.New("broker: not allowed by the topic's cleanup.policy")
 	errFetchSession     = errors.New("broker: fetch sessions are not supported")
 	errProducerIDSource = errors.New("broker: cannot reserve producer ids")
 )
 
 // errorCodes maps Go errors to Kafka error codes, checked in order with
-// errors.Is. This is the only place where that mapping lives.
+// errors.Is (an error that wraps two sentinels gets the first one's code).
+// This is the only place where that mapping lives.
 var errorCodes = [...]struct {
 	err  error
 	code *kerr.Error
 }{
+	// An fsync failed: what was acknowledged may not be on disk. Retriable:
+	// with replicas the client goes on with another leader.
+	{engine.ErrLogFailed, kerr.KafkaStorageError},
+	{engine.ErrNotLeader, kerr.NotLeaderForPartition}, // NOT_LEADER_OR_FOLLOWER
+	{engine.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
+	// A create or delete of the same topic is in progress. Kafka answers a
+	// CreateTopics or DeleteTopics whose topic is still being created or
+	// deleted when its timeout ends with REQUEST_TIMED_OUT
+	// (DelayedCreateTopics, DelayedDeleteTopics): retriable.
+	{engine.ErrTopicBusy, kerr.RequestTimedOut},
+	// The engine's topics belong to the cluster's metadata: creating and
+	// deleting them is the controller's job, as a Kafka broker that is not
+	// the controller answers. Retriable: clients look the controller up.
+	{engine.ErrExternalMetadata, kerr.NotController},
 	{engine.ErrMessageTooLarge, kerr.MessageTooLarge},
 	{engine.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{engine.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
@@ -66,6 +84,8 @@ var errorCodes = [...]struct {
 	{errAssignment, kerr.InvalidReplicaAssignment},
 	{errInvalidRequest, kerr.InvalidRequest},
 	{errLeaderEpoch, kerr.UnknownLeaderEpoch},
+	{errTimedOut, kerr.RequestTimedOut},
+	{errPolicy, kerr.PolicyViolation},
 	{errFetchSession, kerr.FetchSessionIDNotFound},
 	{errProducerIDSource, kerr.KafkaStorageError},
 }
