@@ -13,6 +13,8 @@ import (
 	"github.com/easel-io/easel/record"
 )
 
+func init() { regKey(0, 0, 9, (*Broker).handleProduce, 0) } // v0–2 answered UNSUPPORTED_VERSION
+
 // handleProduce serves Produce v3–9 and answers v0–2 (message sets) with
 // UNSUPPORTED_VERSION in every partition. acks 1 and -1 are the same on one
 // node: the batch is appended, and fsynced first when the topic's flush

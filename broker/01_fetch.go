@@ -13,6 +13,8 @@ import (
 	"github.com/easel-io/easel/netio"
 )
 
+func init() { regKey(1, 4, 12, (*Broker).handleFetch, fetchBody) }
+
 // handleFetch serves Fetch v4–12. The response is written by hand (see the
 // package doc for its layout) so that record bytes go from the segment files
 // to the socket with sendfile: the response is a list of netio.Parts, byte

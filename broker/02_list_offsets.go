@@ -11,6 +11,8 @@ import (
 	"github.com/easel-io/easel/record"
 )
 
+func init() { regKey(2, 1, 6, (*Broker).handleListOffsets, smallBody) }
+
 // Special ListOffsets timestamps.
 const (
 	latestTimestamp   = -1 // the log end offset (high watermark)

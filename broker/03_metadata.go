@@ -11,6 +11,8 @@ import (
 	"github.com/easel-io/easel/netio"
 )
 
+func init() { regKey(3, 0, 9, (*Broker).handleMetadata, smallBody) }
+
 // handleMetadata serves Metadata v0–9. This node is the only broker, the
 // controller, and the leader and only replica of every partition (leader
 // epoch 0). Unknown topics are created when Config.AutoCreateTopics is set

@@ -9,11 +9,14 @@ import (
 	"github.com/easel-io/easel/netio"
 )
 
-// apiVersionsResponse lists every key of the version table.
+func init() { regKey(apiVersionsKey, 0, 3, (*Broker).handleAPIVersions, smallBody) }
+
+// apiVersionsResponse lists every registered key (see regKey).
 func apiVersionsResponse(version int16, code int16) *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(version)
 	resp.ErrorCode = code
+	apis := apiList()
 	resp.ApiKeys = make([]kmsg.ApiVersionsResponseApiKey, len(apis))
 	for i, a := range apis {
 		resp.ApiKeys[i] = kmsg.ApiVersionsResponseApiKey{ApiKey: a.key, MinVersion: a.min, MaxVersion: a.max}

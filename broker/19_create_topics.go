@@ -12,6 +12,8 @@ import (
 	"github.com/easel-io/easel/netio"
 )
 
+func init() { regKey(19, 0, 5, (*Broker).handleCreateTopics, smallBody) }
+
 // maxPartitions is the most partitions a topic may have (the engine's limit).
 const maxPartitions = 100000
 

@@ -8,6 +8,8 @@ import (
 	"github.com/easel-io/easel/netio"
 )
 
+func init() { regKey(22, 0, 4, (*Broker).handleInitProducerID, smallBody) }
+
 // handleInitProducerID serves InitProducerId v0–4 for idempotent producers:
 // every request gets a producer id never handed out before (see Config.DataDir)
 // and epoch 0, as Kafka does for a null transactional id, so a producer that

@@ -11,6 +11,8 @@ import (
 	"github.com/easel-io/easel/netio"
 )
 
+func init() { regKey(32, 0, 4, (*Broker).handleDescribeConfigs, smallBody) }
+
 // configEntry is one setting as DescribeConfigs shows it.
 type configEntry struct {
 	name, value string

@@ -3,10 +3,14 @@ package broker
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 
-	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
 )
+
+// handler serves one request whose version is in its API's range.
+type handler func(b *Broker, ctx context.Context, req *netio.Request) netio.Response
 
 // api is one served API key: the versions advertised in ApiVersions and the
 // function that handles a request whose version is in range.
@@ -16,7 +20,7 @@ type api struct {
 	// allocates arrays by their declared counts, so this bounds what a
 	// hostile body can make the decoder allocate.
 	maxBody int
-	handle  func(b *Broker, ctx context.Context, req *netio.Request) netio.Response
+	handle  handler
 }
 
 const (
@@ -24,46 +28,56 @@ const (
 	fetchBody = 4 << 20 // fetch requests for ~100k partitions fit
 )
 
-// apis is the version table: what ApiVersions advertises and what Handle
-// dispatches, sorted by key. Keep it and the package doc's table in step.
-var apis = [...]api{
-	{key: 0, min: 0, max: 9, handle: (*Broker).handleProduce}, // v0–2 answered UNSUPPORTED_VERSION
-	{key: 1, min: 4, max: 12, maxBody: fetchBody, handle: (*Broker).handleFetch},
-	{key: 2, min: 1, max: 6, maxBody: smallBody, handle: (*Broker).handleListOffsets},
-	{key: 3, min: 0, max: 9, maxBody: smallBody, handle: (*Broker).handleMetadata},
-	// Group APIs: package group serves them (versions: group.Versions).
-	{key: 8, min: 2, max: 8, maxBody: smallBody, handle: groupAPI((*group.Coordinator).OffsetCommit)},
-	{key: 9, min: 1, max: 7, maxBody: smallBody, handle: groupAPI((*group.Coordinator).OffsetFetch)},
-	{key: 10, min: 0, max: 3, maxBody: smallBody, handle: groupAPI((*group.Coordinator).FindCoordinator)},
-	{key: 11, min: 0, max: 7, maxBody: groupBody, handle: groupAPI((*group.Coordinator).JoinGroup)},
-	{key: 12, min: 0, max: 4, maxBody: smallBody, handle: groupAPI((*group.Coordinator).Heartbeat)},
-	{key: 13, min: 0, max: 4, maxBody: smallBody, handle: groupAPI((*group.Coordinator).LeaveGroup)},
-	{key: 14, min: 0, max: 5, maxBody: groupBody, handle: groupAPI((*group.Coordinator).SyncGroup)},
-	{key: 15, min: 0, max: 5, maxBody: smallBody, handle: groupAPI((*group.Coordinator).DescribeGroups)},
-	{key: 16, min: 0, max: 4, maxBody: smallBody, handle: groupAPI((*group.Coordinator).ListGroups)},
-	{key: 18, min: 0, max: 3, maxBody: smallBody}, // handled in Handle: it lists this table
-	{key: 19, min: 0, max: 5, maxBody: smallBody, handle: (*Broker).handleCreateTopics},
-	{key: 20, min: 0, max: 4, maxBody: smallBody, handle: (*Broker).handleDeleteTopics},
-	{key: 22, min: 0, max: 4, maxBody: smallBody, handle: (*Broker).handleInitProducerID},
-	{key: 32, min: 0, max: 4, maxBody: smallBody, handle: (*Broker).handleDescribeConfigs},
-	{key: 42, min: 0, max: 2, maxBody: smallBody, handle: groupAPI((*group.Coordinator).DeleteGroups)},
+// maxAPIKey bounds the keys the registry can hold (Kafka's run below 100).
+const maxAPIKey = 127
+
+// registry holds the served APIs by key, nil where a key is not served.
+// Each API file declares its own key in its init with regKey (as franz-go's
+// kfake does), so the versions a handler serves, its doc comment and
+// ApiVersions sit side by side; the group APIs take their versions from
+// group.Versions (apis_group.go). Written only by init functions, read-only
+// afterwards. TestSupportedAPIsTables checks README.md and the package doc
+// against it.
+var registry [maxAPIKey + 1]*api
+
+// regKey registers the handler of one API key for versions lo..hi. maxBody
+// bounds the request body (0: only netio's frame limit). It panics on a
+// duplicate key or an empty range: a programming error found at start.
+func regKey(key, lo, hi int16, h handler, maxBody int) {
+	if key < 0 || key > maxAPIKey || registry[key] != nil || lo < 0 || lo > hi || h == nil {
+		panic(fmt.Sprintf("broker: bad registration of api key %d (%d..%d)", key, lo, hi))
+	}
+	registry[key] = &api{key: key, min: lo, max: hi, maxBody: maxBody, handle: h}
 }
+
+// apiList returns the registered APIs sorted by key. Built once, on first
+// use (after every init ran); do not modify it.
+var apiList = sync.OnceValue(func() []*api {
+	var out []*api
+	for _, a := range registry {
+		if a != nil {
+			out = append(out, a)
+		}
+	}
+	return slices.Clip(out)
+})
 
 const apiVersionsKey = 18
 
 func lookupAPI(key int16) *api {
-	for i := range apis {
-		if apis[i].key == key {
-			return &apis[i]
-		}
+	if key < 0 || key > maxAPIKey {
+		return nil
 	}
-	return nil
+	return registry[key]
 }
 
 // Handle serves one request. Requests for unknown keys, unsupported
 // versions and undecodable bodies close the connection (with a log line);
 // ApiVersions with a too-new version gets a v0 body holding
-// UNSUPPORTED_VERSION and the full key list, as Kafka does.
+// UNSUPPORTED_VERSION and the full key list, as Kafka does. Requests that
+// must wait (Fetch long polls, Produce with acks=all until the high
+// watermark passes the batch) are deferred (see purgatory.go), so the
+// connection's later requests are handled meanwhile.
 func (b *Broker) Handle(ctx context.Context, req *netio.Request) netio.Response {
 	a := lookupAPI(req.APIKey)
 	switch {
@@ -75,8 +89,10 @@ func (b *Broker) Handle(ctx context.Context, req *netio.Request) netio.Response 
 		return b.closeConn(req, fmt.Errorf("%w: %d not in %d..%d", errBadVersion, req.APIVersion, a.min, a.max))
 	case a.maxBody > 0 && len(req.Body) > a.maxBody:
 		return b.closeConn(req, fmt.Errorf("%w: %d bytes > %d", errBodyTooBig, len(req.Body), a.maxBody))
-	case a.handle == nil:
-		return b.handleAPIVersions(ctx, req)
 	}
 	return a.handle(b, ctx, req)
 }
+
+// DeleteTopics is registered here until 20_delete_topics.go, which the
+// group work is changing now, takes this line into its own init.
+func init() { regKey(20, 0, 4, (*Broker).handleDeleteTopics, smallBody) }

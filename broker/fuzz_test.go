@@ -15,7 +15,7 @@ import (
 func fuzzSeeds(t testing.TB) [][3]any {
 	var seeds [][3]any
 	batch := makeBatch(t, batchOpts{nrecords: 2})
-	for i, a := range apis {
+	for i, a := range apiList() {
 		for v := a.min; v <= a.max; v++ {
 			req := kmsg.RequestForKey(a.key)
 			switch r := req.(type) {
@@ -69,8 +69,8 @@ func FuzzHandle(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, k uint8, version int16, body []byte) {
 		key := int16(k)
-		if int(k) < len(apis) {
-			key = apis[k].key
+		if int(k) < len(apiList()) {
+			key = apiList()[k].key
 		}
 		req := &netio.Request{APIKey: key, APIVersion: version, Flexible: isFlexible(key, version), Body: body, Conn: conn}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
