@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -123,6 +124,34 @@ func (l *diskLog) Append(batch []byte, h record.Header) (bool, error) {
 
 func (l *diskLog) SaveState(name string, data []byte, sync bool) error {
 	return writeFileAtomic(filepath.Join(l.dir, name), data, sync)
+}
+
+func (l *diskLog) States(suffix string) ([]string, error) {
+	ents, err := os.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), suffix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func (l *diskLog) RemoveState(name string) error {
+	err := os.Remove(filepath.Join(l.dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		err = syncDir(l.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	return nil
 }
 
 func (l *diskLog) LoadState(name string) ([]byte, error) {

@@ -217,9 +217,15 @@ func TestIdempotentProducer(t *testing.T) {
 		t.Fatalf("retry after restart: %+v, %v", dup, err)
 	}
 	e.Close()
-	// ... and a restart without the snapshot (rebuilt from batch headers).
-	if err := p.log.(*diskLog).SaveState(producerSnapshotName, []byte("garbage"), true); err != nil {
-		t.Fatal(err)
+	// ... and a restart without a usable snapshot (rebuilt from batch headers).
+	names, _ := p.log.States(snapshotSuffix)
+	if len(names) == 0 {
+		t.Fatal("no producer snapshot written")
+	}
+	for _, n := range names {
+		if err := p.log.(*diskLog).SaveState(n, []byte("garbage"), true); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e = mustOpen(t, dir, quietOpts())
 	defer e.Close()

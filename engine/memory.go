@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/easel-io/easel/record"
@@ -198,6 +199,25 @@ func (l *memLog) SaveState(name string, data []byte, _ bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.state[name] = append([]byte(nil), data...)
+	return nil
+}
+
+func (l *memLog) States(suffix string) ([]string, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var out []string
+	for n := range l.state {
+		if strings.HasSuffix(n, suffix) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func (l *memLog) RemoveState(name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.state, name)
 	return nil
 }
 

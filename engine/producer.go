@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -16,16 +19,44 @@ import (
 // deduplication; Kafka clients keep at most 5 requests in flight.
 const producerWindow = 5
 
-// producerSnapshotName is the state file holding a partition's idempotent
-// producer state. Layout (big-endian), frozen:
+// Producer snapshots are state files holding a partition's idempotent
+// producer state as of an offset, named by it: "<20-digit endOffset>.snapshot"
+// (as Kafka names them), one per segment roll and one at close, the newest
+// keepSnapshots kept. Layout (big-endian), frozen:
 //
 //	"EPS1" | endOffset int64 | count uint32 |
 //	count × [producerID int64 | epoch int16 | n uint8 | n × [firstSeq int32 | lastSeq int32 | baseOffset int64]] |
 //	xxhash64 of all preceding bytes, uint64
 //
 // endOffset is the log end offset the state reflects; batches from there on
-// are replayed from the log when the partition opens.
-const producerSnapshotName = "producers.snapshot"
+// are replayed from the log when the partition opens, and after a
+// truncation from the newest snapshot at or below the new end.
+const (
+	snapshotSuffix = ".snapshot"
+	keepSnapshots  = 20
+	// legacySnapshotName is the single snapshot file of earlier versions,
+	// read once and replaced.
+	legacySnapshotName = "producers.snapshot"
+)
+
+func snapshotName(end int64) string { return fmt.Sprintf("%020d", end) + snapshotSuffix }
+
+// snapshotEnds lists the offsets of the snapshots on disk, ascending.
+func (p *Partition) snapshotEnds() ([]int64, error) {
+	names, err := p.log.States(snapshotSuffix)
+	if err != nil {
+		return nil, err
+	}
+	var ends []int64
+	for _, n := range names {
+		stem := strings.TrimSuffix(n, snapshotSuffix)
+		if v, err := strconv.ParseInt(stem, 10, 64); err == nil && len(stem) == 20 && v >= 0 {
+			ends = append(ends, v)
+		}
+	}
+	slices.Sort(ends)
+	return ends, nil
+}
 
 var snapshotMagic = [4]byte{'E', 'P', 'S', '1'}
 
@@ -167,49 +198,87 @@ func (s *producerState) unmarshal(b []byte) (int64, error) {
 }
 
 // saveSnapshot writes data, the producer state as of end, unless a
-// snapshot as new is already on disk. Without sync, the write is not
-// fsynced: a snapshot lost in a machine crash only means a longer replay,
-// and one that is torn fails its checksum.
+// snapshot as new is already on disk, and prunes the oldest beyond
+// keepSnapshots. Without sync, the write is not fsynced: a snapshot lost in
+// a machine crash only means a longer replay, and one that is torn fails
+// its checksum.
 func (p *Partition) saveSnapshot(data []byte, end int64, sync bool) error {
 	p.snap.Lock()
 	defer p.snap.Unlock()
 	if p.snap.end >= end {
 		return nil
 	}
-	if err := p.log.SaveState(producerSnapshotName, data, sync); err != nil {
+	if err := p.log.SaveState(snapshotName(end), data, sync); err != nil {
 		return err
 	}
 	p.snap.end = end
-	return nil
+	ends, err := p.snapshotEnds()
+	for i := 0; err == nil && i+keepSnapshots < len(ends); i++ {
+		err = p.log.RemoveState(snapshotName(ends[i]))
+	}
+	return err
 }
 
-// loadProducers restores producer state: the snapshot, then every batch
-// header after it (all of the log when there is no usable snapshot).
-func (p *Partition) loadProducers() error {
-	start, next := p.log.StartOffset(), p.log.NextOffset()
-	from := start
-	b, err := p.log.LoadState(producerSnapshotName)
+// dropSnapshotsAfter removes the snapshots past end (the log was cut
+// there), durably: one left behind would be taken as valid once appends
+// carry the log past its end again.
+func (p *Partition) dropSnapshotsAfter(end int64) error {
+	p.snap.Lock()
+	defer p.snap.Unlock()
+	ends, err := p.snapshotEnds()
 	if err != nil {
 		return err
 	}
-	usable := false
-	if b != nil {
+	p.snap.end = -1
+	for _, e := range ends {
+		if e > end {
+			if err := p.log.RemoveState(snapshotName(e)); err != nil {
+				return err
+			}
+		} else {
+			p.snap.end = e
+		}
+	}
+	return nil
+}
+
+// loadProducers restores producer state: the newest usable snapshot at or
+// below the log end, then every batch header after it (from the log start
+// when there is none). Snapshots past the log end (the log lost its tail)
+// are removed.
+func (p *Partition) loadProducers() error {
+	start, next := p.log.StartOffset(), p.log.NextOffset()
+	if err := p.dropSnapshotsAfter(next); err != nil {
+		return err
+	}
+	ends, err := p.snapshotEnds()
+	if err != nil {
+		return err
+	}
+	from, usable := start, false
+	for i := len(ends) - 1; i >= 0 && !usable; i-- {
+		b, err := p.log.LoadState(snapshotName(ends[i]))
+		if err != nil {
+			return err
+		}
 		var st producerState
 		end, uerr := st.unmarshal(b)
-		switch {
-		case uerr != nil:
-			p.e.log.Warn("ignoring producer snapshot", "topic", p.topic, "partition", p.id, "err", uerr)
-		case end > next:
-			// The log lost its tail in a crash after the snapshot was
-			// taken. The snapshot must go: once appends carry the log past
-			// end again, it would describe batches that are not there.
-			p.e.log.Warn("ignoring producer snapshot past the log end", "topic", p.topic, "partition", p.id, "snapshot_end", end, "log_end", next)
-		case end < start:
-			// Retention removed batches the snapshot already covers, and
-			// the ones it does not cover: rebuild from what is left.
-		default:
-			p.mu.producers, from, usable = st, end, true
-			p.snap.end = end
+		if uerr != nil || end != ends[i] {
+			p.e.log.Warn("ignoring producer snapshot", "topic", p.topic, "partition", p.id, "end", ends[i], "err", uerr)
+			continue
+		}
+		// A snapshot below the log start still holds producers whose
+		// batches retention removed; replay goes on from the start.
+		p.mu.producers, from, usable = st, max(end, start), true
+	}
+	legacy, err := p.log.LoadState(legacySnapshotName)
+	if err != nil {
+		return err
+	}
+	if legacy != nil && !usable {
+		var st producerState
+		if end, uerr := st.unmarshal(legacy); uerr == nil && end <= next {
+			p.mu.producers, from, usable = st, max(end, start), true
 		}
 	}
 	err = p.eachBatch(from, next, func(h record.Header) error {
@@ -221,14 +290,16 @@ func (p *Partition) loadProducers() error {
 	if err != nil {
 		return fmt.Errorf("engine: rebuild producer state of %s/%d: %w", p.topic, p.id, err)
 	}
-	if !usable && next > start {
-		// Replace a stale or missing snapshot at once (durably when a stale
-		// one is on disk), so that neither a later open nor a later crash
-		// finds it.
-		if err := p.log.SaveState(producerSnapshotName, p.mu.producers.marshal(next), b != nil); err != nil {
+	if from < next || legacy != nil {
+		// Save what the replay found, so the next open does not replay it.
+		if err := p.saveSnapshot(p.mu.producers.marshal(next), next, legacy != nil); err != nil {
 			return fmt.Errorf("engine: producer snapshot of %s/%d: %w", p.topic, p.id, err)
 		}
-		p.snap.end = next
+	}
+	if legacy != nil {
+		if err := p.log.RemoveState(legacySnapshotName); err != nil {
+			return fmt.Errorf("engine: producer snapshot of %s/%d: %w", p.topic, p.id, err)
+		}
 	}
 	return nil
 }

@@ -414,17 +414,10 @@ func (p *Partition) TruncateTo(offset int64, unclean bool) (int64, error) {
 	}
 	p.epochs.Unlock()
 	if err == nil {
+		// From the newest snapshot at or below the new end (loadProducers
+		// removes the ones past it).
 		p.mu.producers = producerState{}
-		p.snap.Lock()
-		p.snap.end = -1
-		p.snap.Unlock()
 		err = p.loadProducers()
-	}
-	if err == nil {
-		// Replace the snapshot even when the log is now empty (loadProducers
-		// leaves it then): a stale one would be taken as valid once appends
-		// carry the log past its end again.
-		err = p.saveSnapshot(p.mu.producers.marshal(end), end, true)
 	}
 	p.notify()
 	if err != nil {

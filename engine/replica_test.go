@@ -426,3 +426,69 @@ func TestExplicitZeroSettings(t *testing.T) {
 	defer e.Close()
 	check()
 }
+
+// Truncation restores producer state from the newest snapshot at or below
+// the cut, and a snapshot from before the single-file layout is read once.
+func TestProducerSnapshotsAcrossTruncation(t *testing.T) {
+	dir := t.TempDir()
+	e := mustOpen(t, dir, quietOpts())
+	e.CreateTopic("t", TopicConfig{SegmentBytes: 300})
+	p, _ := e.Partition("t", 0)
+	for i := range 12 { // rolls every few batches: one snapshot per roll
+		if _, err := p.Append(buildIdem(t, 5, 0, int32(i*2), 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.snapWG.Wait() // roll snapshots are written in the background
+	ends, _ := p.snapshotEnds()
+	if len(ends) < 3 {
+		t.Fatalf("snapshots %v", ends)
+	}
+	if _, err := p.TruncateTo(9, true); err != nil { // keeps batches 0..3 (offsets 0..7)
+		t.Fatal(err)
+	}
+	ends, _ = p.snapshotEnds()
+	if ends[len(ends)-1] > 8 {
+		t.Fatalf("snapshot past the new end survived: %v", ends)
+	}
+	// Sequence 8 comes next; a retry of the last kept batch is a duplicate.
+	if res, err := p.Append(buildIdem(t, 5, 0, 6, 2)); err != nil || !res.Duplicate || res.BaseOffset != 6 {
+		t.Fatalf("retry after truncation: %+v %v", res, err)
+	}
+	if _, err := p.Append(buildIdem(t, 5, 0, 12, 2)); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("sequence of a cut batch: %v", err)
+	}
+	if _, err := p.Append(buildIdem(t, 5, 0, 8, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// The old single-file layout: replaced at open.
+	p.log.SaveState(legacySnapshotName, p.mu.producers.marshal(p.EndOffset()), true)
+	e.Close()
+	for _, n := range mustStates(t, partDir(dir, "t", 0)) {
+		os.Remove(filepath.Join(partDir(dir, "t", 0), n))
+	}
+	e = mustOpen(t, dir, quietOpts())
+	defer e.Close()
+	p, _ = e.Partition("t", 0)
+	if res, err := p.Append(buildIdem(t, 5, 0, 8, 2)); err != nil || !res.Duplicate {
+		t.Fatalf("retry after reading the legacy snapshot: %+v %v", res, err)
+	}
+	if b, _ := p.log.LoadState(legacySnapshotName); b != nil {
+		t.Fatal("legacy snapshot not replaced")
+	}
+}
+
+func mustStates(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if filepath.Ext(e.Name()) == snapshotSuffix {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}

@@ -85,6 +85,10 @@ type Log interface {
 	SaveState(name string, data []byte, sync bool) error
 	// LoadState returns what SaveState stored, or nil if nothing was.
 	LoadState(name string) ([]byte, error)
+	// States lists the names of the state files ending in suffix.
+	States(suffix string) ([]string, error)
+	// RemoveState removes a state file, durably; a missing one is no error.
+	RemoveState(name string) error
 	// Stats reports resource use, for accounting.
 	Stats() LogStats
 	// Close flushes and releases the log's resources.
