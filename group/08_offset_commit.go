@@ -2,22 +2,28 @@ package group
 
 import (
 	"context"
-	"errors"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/record"
 )
+
+func init() { regKey(8, 2, 8) } // OffsetCommit
 
 // OffsetCommit answers OffsetCommit (v2–8). Commits come from a member of
 // the group's current generation, or, with generation -1 and no member id,
 // for a group without members ("simple" consumers that assign partitions
 // themselves). Each partition is checked on its own: unknown ones get
 // UNKNOWN_TOPIC_OR_PARTITION and metadata over MaxOffsetMetadataBytes
-// OFFSET_METADATA_TOO_LARGE; the rest are stored durably in one engine
-// write before the response. The v2–4 retention time is ignored.
+// OFFSET_METADATA_TOO_LARGE; the rest are appended to the group's
+// __consumer_offsets partition as one batch (shared with concurrent commits
+// of other groups of that partition) before the response, and fail together:
+// KAFKA_STORAGE_ERROR if the log failed, INVALID_COMMIT_OFFSET_SIZE if they
+// exceed max.message.bytes. The v2–4 retention time is ignored.
 func (c *Coordinator) OffsetCommit(_ context.Context, req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitResponse {
 	resp := kmsg.NewPtrOffsetCommitResponse()
 	resp.Version = req.Version
@@ -79,12 +85,18 @@ func (c *Coordinator) commit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCom
 		return code
 	}
 
-	now := c.cfg.Now()
-	offsets := make(map[engine.TopicPartition]engine.CommittedOffset, n)
+	// commitMu is held from here to the end: the group's offsets are
+	// written and applied in order, and no deletion comes in between.
+	nowMs := c.cfg.Now().UnixMilli()
+	var (
+		tps  []engine.TopicPartition
+		vals []committed
+		size int
+	)
 	for i := range req.Topics {
 		t := &req.Topics[i]
 		rt := &resp.Topics[i]
-		topic := "" // the engine keeps it: copy it out of the request buffer
+		topic := "" // kept in the group's map: copied out of the request buffer
 		for j := range t.Partitions {
 			p := &t.Partitions[j]
 			rp := &rt.Partitions[j]
@@ -107,20 +119,33 @@ func (c *Coordinator) commit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCom
 			if topic == "" {
 				topic = strings.Clone(t.Topic)
 			}
-			offsets[engine.TopicPartition{Topic: topic, Partition: p.Partition}] = engine.CommittedOffset{
-				Offset:      p.Offset,
-				LeaderEpoch: epoch,
-				Metadata:    strings.Clone(md),
-				CommitTime:  now,
-			}
+			tps = append(tps, engine.TopicPartition{Topic: topic, Partition: p.Partition})
+			vals = append(vals, committed{offset: p.Offset, epoch: epoch, metadata: strings.Clone(md), commitMs: nowMs})
+			size += offsetKeySize(g.id, topic) + offsetValueSize(md)
 		}
 	}
-	if len(offsets) == 0 {
+	if len(tps) == 0 {
 		return 0
 	}
-	if err := c.eng.CommitOffsets(g.id, offsets); err != nil {
+	// One buffer for every key and value, sized exactly so that slices cut
+	// from it stay valid as it fills.
+	buf := make([]byte, 0, size)
+	recs := make([]record.Record, len(tps))
+	for i, tp := range tps {
+		start := len(buf)
+		buf = appendOffsetKey(buf, g.id, tp.Topic, tp.Partition)
+		mid := len(buf)
+		buf = appendOffsetValue(buf, vals[i])
+		recs[i] = record.Record{Key: buf[start:mid:mid], Value: buf[mid:len(buf):len(buf)]}
+	}
+	ch := make(chan error, 1)
+	err := g.w.submit(newWrite(recs, func(err error) { ch <- err }))
+	if err == nil {
+		err = <-ch // the append cannot be cancelled: wait for it even if ctx ends
+	}
+	if err != nil {
 		c.log.Warn("group: cannot store offsets", "group", g.id, "err", err)
-		code := storeErrorCode(err)
+		code := storeErrorCode(err, kerr.InvalidCommitOffsetSize.Code)
 		for i := range resp.Topics {
 			for j := range resp.Topics[i].Partitions {
 				if rp := &resp.Topics[i].Partitions[j]; rp.ErrorCode == 0 {
@@ -131,8 +156,10 @@ func (c *Coordinator) commit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCom
 		return 0
 	}
 	g.mu.Lock()
-	g.hasOffsets = true
-	g.lastCommit = now
+	for i, tp := range tps {
+		g.offsets[tp] = vals[i]
+	}
+	g.lastCommit = time.UnixMilli(nowMs)
 	g.mu.Unlock()
 	return 0
 }
@@ -152,18 +179,4 @@ func (g *group) validateCommitLocked(gen int32, memberID string, instance *strin
 		return kerr.UnknownMemberID.Code // only members commit for a group with members
 	}
 	return 0
-}
-
-// storeErrorCode maps an engine error writing offsets to the code Kafka
-// gives for a failed write to __consumer_offsets.
-func storeErrorCode(err error) int16 {
-	switch {
-	case errors.Is(err, engine.ErrMessageTooLarge):
-		return kerr.InvalidCommitOffsetSize.Code
-	case errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrUnknownTopic), errors.Is(err, engine.ErrUnknownPartition):
-		return kerr.CoordinatorNotAvailable.Code
-	case errors.Is(err, engine.ErrLogFailed):
-		return kerr.NotCoordinator.Code
-	}
-	return kerr.UnknownServerError.Code
 }

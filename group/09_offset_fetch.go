@@ -1,42 +1,48 @@
 package group
 
 import (
-	"cmp"
 	"context"
-	"errors"
-	"slices"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/easel-io/easel/engine"
 )
 
+func init() { regKey(9, 1, 7) } // OffsetFetch
+
 // OffsetFetch answers OffsetFetch (v1–7) with the group's committed
 // offsets: offset -1 (and leader epoch -1, empty metadata) for partitions
 // without a commit; from v2, null topics ask for every committed offset of
-// the group. RequireStable (v7) needs nothing: there are no transactions.
+// the group. A group whose partition is loading gets
+// COORDINATOR_LOAD_IN_PROGRESS, one not loaded here NOT_COORDINATOR.
+// RequireStable (v7) needs nothing: there are no transactions.
 func (c *Coordinator) OffsetFetch(_ context.Context, req *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
 	resp := kmsg.NewPtrOffsetFetchResponse()
 	resp.Version = req.Version
-	if c.isClosed() {
-		resp.ErrorCode = kerr.NotCoordinator.Code
+	g, code := c.lockGroup(req.Group, false, false)
+	if code != 0 {
+		resp.ErrorCode = code
 		if req.Version < 2 {
-			c.fetchRequested(req, resp, kerr.NotCoordinator.Code)
+			fetchRequested(nil, req, resp, code)
 		}
 		return resp
 	}
+	if g != nil {
+		defer g.mu.Unlock()
+	}
 	if req.Topics == nil && req.Version >= 2 {
-		c.fetchAll(req.Group, resp)
+		if g != nil {
+			g.fetchAllLocked(resp)
+		}
 		return resp
 	}
-	c.fetchRequested(req, resp, 0)
+	fetchRequested(g, req, resp, 0)
 	return resp
 }
 
-// fetchRequested answers the partitions the request names, all with code if
-// it is not 0.
-func (c *Coordinator) fetchRequested(req *kmsg.OffsetFetchRequest, resp *kmsg.OffsetFetchResponse, code int16) {
+// fetchRequested answers the partitions the request names from g's offsets
+// (g may be nil: no offsets), all with code if it is not 0. g.mu is held.
+func fetchRequested(g *group, req *kmsg.OffsetFetchRequest, resp *kmsg.OffsetFetchResponse, code int16) {
 	resp.Topics = make([]kmsg.OffsetFetchResponseTopic, len(req.Topics))
 	for i := range req.Topics {
 		t := &req.Topics[i]
@@ -53,47 +59,31 @@ func (c *Coordinator) fetchRequested(req *kmsg.OffsetFetchRequest, resp *kmsg.Of
 				rp.ErrorCode = code
 				continue
 			}
-			o, err := c.eng.FetchOffset(req.Group, t.Topic, p)
-			switch {
-			case err == nil:
-				rp.Offset, rp.LeaderEpoch = o.Offset, o.LeaderEpoch
-				md := o.Metadata
-				rp.Metadata = &md
-			case errors.Is(err, engine.ErrUnknownGroupOffset):
-				empty := ""
-				rp.Metadata = &empty
-			default:
-				rp.ErrorCode = storeErrorCode(err)
-				if req.Version >= 2 {
-					resp.ErrorCode = rp.ErrorCode
+			md := ""
+			if g != nil {
+				if o, ok := g.offsets[engine.TopicPartition{Topic: t.Topic, Partition: p}]; ok {
+					rp.Offset, rp.LeaderEpoch, md = o.offset, o.epoch, o.metadata
 				}
 			}
+			rp.Metadata = &md
 		}
 	}
 }
 
-// fetchAll answers every committed offset of a group, sorted by topic and
-// partition.
-func (c *Coordinator) fetchAll(groupID string, resp *kmsg.OffsetFetchResponse) {
-	all := c.eng.GroupOffsets(groupID)
-	tps := make([]engine.TopicPartition, 0, len(all))
-	for tp := range all {
-		tps = append(tps, tp)
-	}
-	slices.SortFunc(tps, func(a, b engine.TopicPartition) int {
-		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
-	})
-	for _, tp := range tps {
+// fetchAllLocked answers every committed offset of the group, sorted by
+// topic and partition.
+func (g *group) fetchAllLocked(resp *kmsg.OffsetFetchResponse) {
+	for _, tp := range g.sortedOffsetsLocked() {
 		if n := len(resp.Topics); n == 0 || resp.Topics[n-1].Topic != tp.Topic {
 			resp.Topics = append(resp.Topics, kmsg.OffsetFetchResponseTopic{Topic: tp.Topic})
 		}
 		rt := &resp.Topics[len(resp.Topics)-1]
-		o := all[tp]
-		md := o.Metadata
+		o := g.offsets[tp]
+		md := o.metadata
 		rt.Partitions = append(rt.Partitions, kmsg.OffsetFetchResponseTopicPartition{
 			Partition:   tp.Partition,
-			Offset:      o.Offset,
-			LeaderEpoch: o.LeaderEpoch,
+			Offset:      o.offset,
+			LeaderEpoch: o.epoch,
 			Metadata:    &md,
 		})
 	}

@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { regKey(10, 0, 3) } // FindCoordinator
+
 // FindCoordinator answers FindCoordinator (v0–3): this broker coordinates
 // every group. Transaction coordinators are refused with
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED (no transactions), other key types

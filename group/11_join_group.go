@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { regKey(11, 0, 7) } // JoinGroup
+
 // JoinGroup answers JoinGroup (v0–7). It blocks until the group's join
 // phase completes (every known member rejoined, or the rebalance timeout
 // passed), the member is removed, or ctx ends. The leader's response lists

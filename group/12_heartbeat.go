@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { regKey(12, 0, 4) } // Heartbeat
+
 // Heartbeat answers Heartbeat (v0–4): it restarts the member's session
 // timer. A group preparing a rebalance answers REBALANCE_IN_PROGRESS so the
 // member rejoins.

@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { regKey(13, 0, 4) } // LeaveGroup
+
 // LeaveGroup answers LeaveGroup (v0–4): each member named leaves the group
 // at once, which rebalances it. From v3 a request names a batch of members,
 // each by member id or, with an empty member id, by group.instance.id (an

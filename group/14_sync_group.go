@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { regKey(14, 0, 5) } // SyncGroup
+
 // SyncGroup answers SyncGroup (v0–5). The leader's request carries every
 // member's assignment; a follower's blocks until the leader's arrives (or
 // the group rebalances again, or ctx ends). In a stable group it returns

@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { regKey(15, 0, 5) } // DescribeGroups
+
 // DescribeGroups answers DescribeGroups (v0–5): each group's state,
 // protocol type, and members; a stable group also shows the selected
 // protocol and each member's metadata for it and assignment. Unknown groups

@@ -5,19 +5,21 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// ListGroups answers ListGroups (v0–4): every group, sorted by id, with its
-// protocol type and (v4+) state; v4's states filter matches state names
-// case-insensitively.
+func init() { regKey(16, 0, 4) } // ListGroups
+
+// ListGroups answers ListGroups (v0–4): every group of the partitions loaded
+// here, sorted by id, with its protocol type and (v4+) state; v4's states
+// filter matches state names case-insensitively. While a partition loads the
+// answer is COORDINATOR_LOAD_IN_PROGRESS, as in Kafka.
 func (c *Coordinator) ListGroups(_ context.Context, req *kmsg.ListGroupsRequest) *kmsg.ListGroupsResponse {
 	resp := kmsg.NewPtrListGroupsResponse()
 	resp.Version = req.Version
-	groups, ok := c.snapshot()
-	if !ok {
-		resp.ErrorCode = kerr.NotCoordinator.Code
+	groups, code := c.snapshot()
+	if code != 0 {
+		resp.ErrorCode = code
 		return resp
 	}
 	var filter []string

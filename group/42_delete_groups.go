@@ -7,8 +7,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { regKey(42, 0, 2) } // DeleteGroups
+
 // DeleteGroups answers DeleteGroups (v0–2): a group without members is
-// deleted with its committed offsets; one with members gets
+// deleted with its committed offsets, writing tombstones for them and its
+// metadata, and answered once they are appended; one with members gets
 // NON_EMPTY_GROUP, an unknown one GROUP_ID_NOT_FOUND.
 func (c *Coordinator) DeleteGroups(_ context.Context, req *kmsg.DeleteGroupsRequest) *kmsg.DeleteGroupsResponse {
 	resp := kmsg.NewPtrDeleteGroupsResponse()
@@ -33,17 +36,17 @@ func (c *Coordinator) deleteGroup(id string) int16 {
 	case g == nil:
 		return kerr.GroupIDNotFound.Code
 	}
-	defer g.commitMu.Unlock()
-	defer g.mu.Unlock()
 	if g.state != stateEmpty {
+		g.mu.Unlock()
+		g.commitMu.Unlock()
 		return kerr.NonEmptyGroup.Code
 	}
-	if g.hasOffsets {
-		if err := c.eng.DeleteGroupOffsets(g.id); err != nil {
-			c.log.Warn("group: cannot delete offsets", "group", g.id, "err", err)
-			return storeErrorCode(err)
-		}
+	ch := make(chan int16, 1)
+	code = g.deleteLocked(func(code int16) { ch <- code })
+	g.mu.Unlock()
+	g.commitMu.Unlock()
+	if code != 0 {
+		return code
 	}
-	c.removeGroupLocked(g)
-	return 0
+	return <-ch
 }

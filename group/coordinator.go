@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,42 +16,27 @@ import (
 	"github.com/easel-io/easel/engine"
 )
 
-// Versions lists the group APIs the Coordinator serves, by API key, with
-// the lowest and highest version of each, for the broker's ApiVersions and
-// dispatch.
-var Versions = map[int16][2]int16{
-	8:  {2, 8}, // OffsetCommit
-	9:  {1, 7}, // OffsetFetch
-	10: {0, 3}, // FindCoordinator
-	11: {0, 7}, // JoinGroup
-	12: {0, 4}, // Heartbeat
-	13: {0, 4}, // LeaveGroup
-	14: {0, 5}, // SyncGroup
-	15: {0, 5}, // DescribeGroups
-	16: {0, 4}, // ListGroups
-	42: {0, 2}, // DeleteGroups
-}
-
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultInitialRebalanceDelay  = 3 * time.Second    // group.initial.rebalance.delay.ms
-	DefaultMinSessionTimeout      = 6 * time.Second    // group.min.session.timeout.ms
-	DefaultMaxSessionTimeout      = 30 * time.Minute   // group.max.session.timeout.ms
-	DefaultOffsetsRetention       = 7 * 24 * time.Hour // offsets.retention.minutes
-	DefaultRetentionCheckInterval = 10 * time.Minute   // offsets.retention.check.interval.ms
-	DefaultMaxMetadataBytes       = 1 << 20            // protocol metadata or assignment of one member
-	DefaultMaxOffsetMetadataBytes = 4096               // offset.metadata.max.bytes
-	newMemberJoinTimeout          = 5 * time.Minute    // Kafka's GroupCoordinator.NewMemberJoinTimeoutMs
-	maxLockRetries                = 4                  // lookups of a group that keeps dying under us
-	minRejoinWait                 = time.Second        // shortest wait for absent static members to rejoin
-	authorizedGroupOperations     = 1<<3 | 1<<6 | 1<<8 // READ, DELETE, DESCRIBE (no ACLs: everything is allowed)
+	DefaultInitialRebalanceDelay     = 3 * time.Second    // group.initial.rebalance.delay.ms
+	DefaultMinSessionTimeout         = 6 * time.Second    // group.min.session.timeout.ms
+	DefaultMaxSessionTimeout         = 30 * time.Minute   // group.max.session.timeout.ms
+	DefaultOffsetsRetention          = 7 * 24 * time.Hour // offsets.retention.minutes
+	DefaultRetentionCheckInterval    = 10 * time.Minute   // offsets.retention.check.interval.ms
+	DefaultMaxMetadataBytes          = 1 << 20            // protocol metadata or assignment of one member
+	DefaultMaxOffsetMetadataBytes    = 4096               // offset.metadata.max.bytes
+	DefaultOffsetsTopicNumPartitions = 50                 // offsets.topic.num.partitions
+	newMemberJoinTimeout             = 5 * time.Minute    // Kafka's GroupCoordinator.NewMemberJoinTimeoutMs
+	maxLockRetries                   = 4                  // lookups of a group that keeps dying under us
+	minRejoinWait                    = time.Second        // shortest wait for absent static members to rejoin
+	authorizedGroupOperations        = 1<<3 | 1<<6 | 1<<8 // READ, DELETE, DESCRIBE (no ACLs: everything is allowed)
 )
 
 // Config configures a Coordinator. Each field's zero value selects its
 // default; the Kafka name of the matching setting is given where one exists.
 type Config struct {
-	// NodeID, Host and Port are this broker, the coordinator of every group
-	// (Easel is a single node). An empty Host or a zero Port is taken from
+	// NodeID, Host and Port are this broker, which FindCoordinator names
+	// as the coordinator of every group (Easel is a single node). An empty Host or a zero Port is taken from
 	// the request's Conn (see WithConn), then "localhost" and 9092.
 	NodeID int32
 	Host   string
@@ -69,7 +56,8 @@ type Config struct {
 
 	// OffsetsRetention is offsets.retention.minutes: a group with no members
 	// whose last commit and last member are both older than this is deleted
-	// with its committed offsets. Default 7 days.
+	// with its committed offsets (tombstones are written for them). Default
+	// 7 days.
 	OffsetsRetention time.Duration
 
 	// RetentionCheckInterval is offsets.retention.check.interval.ms: how
@@ -90,6 +78,17 @@ type Config struct {
 	// MaxGroupSize is group.max.size: members beyond it get
 	// GROUP_MAX_SIZE_REACHED. Default 0, no limit (Kafka's default).
 	MaxGroupSize int
+
+	// OffsetsTopicNumPartitions is offsets.topic.num.partitions: the
+	// partition count New gives __consumer_offsets when it creates it.
+	// Default 50. An existing topic keeps its count (groups are placed by
+	// it), so changing this later has no effect.
+	OffsetsTopicNumPartitions int32
+
+	// DeferLoad leaves every __consumer_offsets partition unloaded at New,
+	// for a cluster that loads a partition (LoadPartition) when this broker
+	// becomes its leader. Default false: a single node loads them all.
+	DeferLoad bool
 
 	// Logger receives group events: rebalances at Info, members removed on
 	// session or rebalance timeout at Info, rejected input at Debug.
@@ -128,36 +127,88 @@ func connFrom(ctx context.Context) Conn {
 	return c
 }
 
-// Coordinator is the group coordinator of a single-node broker: it runs
-// the classic consumer-group protocol for every group and stores committed
-// offsets in the engine. All methods are safe for concurrent use; each group
-// has its own lock, so a slow group does not stall the others.
+// Coordinator is the group coordinator of a broker: it runs the classic
+// consumer-group protocol for the groups of the __consumer_offsets partitions
+// it has loaded and keeps their committed offsets and membership in that
+// topic (see the package doc). All methods are safe for concurrent use; each
+// group has its own lock, so a slow group does not stall the others.
 type Coordinator struct {
-	eng   *engine.Engine
-	cfg   Config
-	log   *slog.Logger
-	clk   clock
-	done  chan struct{} // closed by Close: waiting requests return
-	start time.Time
+	eng  *engine.Engine
+	cfg  Config
+	log  *slog.Logger
+	clk  clock
+	done chan struct{} // closed by Close: waiting requests return
+
+	// n is the partition count of __consumer_offsets: the topic's own when
+	// it exists, else Config.OffsetsTopicNumPartitions. Fixed by New.
+	n int32
+	// openErr is why __consumer_offsets cannot be used (creating, checking
+	// or migrating it failed), or nil; startErr adds the partitions New
+	// could not load. Both are set by New and never change.
+	openErr, startErr error
+	// shards has one entry per partition; the slice is fixed by New, the
+	// entries' fields are guarded as documented on shard.
+	shards []*shard
+	hooks  testHooks
 
 	mu struct {
 		sync.RWMutex
 		closed bool
-		groups map[string]*group // Invariant: no group in it is dead
 		expiry stopper
 	}
-	wg sync.WaitGroup // timer callbacks in flight
+	wg sync.WaitGroup // timer callbacks and writer goroutines in flight
 }
 
-// New returns a Coordinator for the groups of eng. Groups that have
-// committed offsets in eng are loaded as empty groups; their retention
-// clock starts now.
+// shardState is a __consumer_offsets partition's state on this broker.
+type shardState int8
+
+const (
+	shardUnloaded shardState = iota // not coordinated here: NOT_COORDINATOR
+	shardLoading                    // being replayed: COORDINATOR_LOAD_IN_PROGRESS
+	shardLoaded                     // its groups are served
+	shardFailed                     // its load failed: COORDINATOR_NOT_AVAILABLE
+)
+
+// shard is one __consumer_offsets partition and the groups it holds.
+type shard struct {
+	id int32
+	// loadMu serialises LoadPartition and UnloadPartition of the partition.
+	// Taken before Coordinator.mu; never held by request paths.
+	loadMu sync.Mutex
+
+	// Guarded by Coordinator.mu:
+	state  shardState
+	groups map[string]*group // Invariant: non-nil iff state == shardLoaded; no dead group in it
+	w      *writer           // Invariant: non-nil iff state == shardLoaded
+}
+
+// testHooks let tests stop the coordinator at chosen points.
+type testHooks struct {
+	// migrate is called before each step of a migration; an error stops
+	// the migration there, as a crash would.
+	migrate func(step string) error
+	// loading is called once a partition is marked loading, before it is
+	// read.
+	loading func(p int32)
+}
+
+// New returns a Coordinator for the groups of eng. It creates
+// __consumer_offsets if it does not exist (Config.OffsetsTopicNumPartitions
+// partitions), migrates one written by an earlier Easel version (see the
+// package doc), and, unless Config.DeferLoad is set, loads every partition:
+// groups come back with their committed offsets and, for groups that were
+// stable, their members and generation.
+//
+// New does not fail: if the topic cannot be used, or a partition cannot be
+// loaded, it logs the error, the groups concerned get COORDINATOR_NOT_AVAILABLE,
+// and Err reports it (the broker binary refuses to start then).
 func New(eng *engine.Engine, cfg Config) *Coordinator {
-	return newCoordinator(eng, cfg, nil)
+	return newCoordinator(eng, cfg, nil, testHooks{})
 }
 
-// newCoordinator is New with a clock for the timers (tests pass a fake one).
-func newCoordinator(eng *engine.Engine, cfg Config, clk clock) *Coordinator {
+// newCoordinator is New with a clock for the timers and hooks (tests pass
+// fake ones).
+func newCoordinator(eng *engine.Engine, cfg Config, clk clock, hooks testHooks) *Coordinator {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -187,31 +238,58 @@ func newCoordinator(eng *engine.Engine, cfg Config, clk clock) *Coordinator {
 	if cfg.MaxOffsetMetadataBytes <= 0 {
 		cfg.MaxOffsetMetadataBytes = DefaultMaxOffsetMetadataBytes
 	}
+	if cfg.OffsetsTopicNumPartitions <= 0 {
+		cfg.OffsetsTopicNumPartitions = DefaultOffsetsTopicNumPartitions
+	}
 	if clk == nil {
 		clk = realClock{}
 	}
 	c := &Coordinator{
-		eng:  eng,
-		cfg:  cfg,
-		log:  cfg.Logger,
-		clk:  clk,
-		done: make(chan struct{}),
+		eng:   eng,
+		cfg:   cfg,
+		log:   cfg.Logger,
+		clk:   clk,
+		done:  make(chan struct{}),
+		hooks: hooks,
 	}
-	c.start = cfg.Now()
-	c.mu.groups = make(map[string]*group)
-	for _, id := range eng.Groups() {
-		g := newGroup(c, id)
-		g.hasOffsets = true
-		c.mu.groups[id] = g
+	c.n, c.openErr = c.openTopic()
+	if c.openErr != nil {
+		c.n = cfg.OffsetsTopicNumPartitions
+		c.openErr = fmt.Errorf("group: cannot use %s: %w", engine.ConsumerOffsetsTopic, c.openErr)
+		c.log.Error("group: consumer groups unavailable", "err", c.openErr)
+	}
+	c.shards = make([]*shard, c.n)
+	for i := range c.shards {
+		c.shards[i] = &shard{id: int32(i)}
+		if c.openErr != nil {
+			c.shards[i].state = shardFailed
+		}
+	}
+	c.startErr = c.openErr
+	if c.openErr == nil && !cfg.DeferLoad {
+		var errs []error
+		for p := range c.n {
+			if err := c.LoadPartition(p); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		c.startErr = errors.Join(errs...)
 	}
 	c.mu.expiry = c.after(cfg.RetentionCheckInterval, c.expireGroups)
 	return c
 }
 
+// Err returns why New could not open __consumer_offsets or load some of its
+// partitions, or nil. While it is set, the groups concerned answer
+// COORDINATOR_NOT_AVAILABLE.
+func (c *Coordinator) Err() error { return c.startErr }
+
 // Close ends the coordinator: requests waiting in JoinGroup or SyncGroup
 // return NOT_COORDINATOR (clients look for the coordinator again), timers
-// stop, and later requests get NOT_COORDINATOR. Close waits for running
-// timer callbacks; it does not close the engine.
+// stop, and later requests get NOT_COORDINATOR. Close waits for the writes
+// already accepted to be appended and for running timer callbacks; it does
+// not close the engine. Nothing is written at Close: stable groups are
+// already stored as they are.
 func (c *Coordinator) Close() {
 	c.mu.Lock()
 	if c.mu.closed {
@@ -221,9 +299,15 @@ func (c *Coordinator) Close() {
 	c.mu.closed = true
 	close(c.done)
 	stop(c.mu.expiry)
-	groups := make([]*group, 0, len(c.mu.groups))
-	for _, g := range c.mu.groups {
-		groups = append(groups, g)
+	var groups []*group
+	var writers []*writer
+	for _, s := range c.shards {
+		for _, g := range s.groups {
+			groups = append(groups, g)
+		}
+		if s.w != nil {
+			writers = append(writers, s.w)
+		}
 	}
 	c.mu.Unlock()
 	for _, g := range groups {
@@ -231,21 +315,48 @@ func (c *Coordinator) Close() {
 		g.shutdownLocked()
 		g.mu.Unlock()
 	}
+	for _, w := range writers {
+		w.close()
+	}
 	c.wg.Wait()
+}
+
+// shardFor returns the shard holding group id.
+func (c *Coordinator) shardFor(id string) *shard { return c.shards[PartitionFor(id, c.n)] }
+
+// stateCode is the error code for requests about a group whose partition
+// is not loaded, or 0 if it is. c.mu is held.
+func (s *shard) stateCode() int16 {
+	switch s.state {
+	case shardLoaded:
+		return 0
+	case shardLoading:
+		return kerr.CoordinatorLoadInProgress.Code
+	case shardFailed:
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	return kerr.NotCoordinator.Code
 }
 
 // lockGroup finds the group id and locks it (first its commit lock, with
 // commit set). With create, a missing group is created empty. It returns nil
 // and 0 for a missing group, or nil and an error code when the coordinator is
-// closed or the group keeps being deleted under it.
+// closed, the group's partition is not loaded here, or the group keeps being
+// deleted under it.
 func (c *Coordinator) lockGroup(id string, create, commit bool) (*group, int16) {
+	s := c.shardFor(id)
 	for range maxLockRetries {
 		c.mu.RLock()
-		g, closed := c.mu.groups[id], c.mu.closed
-		c.mu.RUnlock()
-		if closed {
+		if c.mu.closed {
+			c.mu.RUnlock()
 			return nil, kerr.NotCoordinator.Code
 		}
+		if code := s.stateCode(); code != 0 {
+			c.mu.RUnlock()
+			return nil, code
+		}
+		g := s.groups[id]
+		c.mu.RUnlock()
 		if g == nil {
 			if !create {
 				return nil, 0
@@ -255,9 +366,13 @@ func (c *Coordinator) lockGroup(id string, create, commit bool) (*group, int16) 
 				c.mu.Unlock()
 				return nil, kerr.NotCoordinator.Code
 			}
-			if g = c.mu.groups[id]; g == nil {
-				g = newGroup(c, strings.Clone(id))
-				c.mu.groups[g.id] = g
+			if code := s.stateCode(); code != 0 {
+				c.mu.Unlock()
+				return nil, code
+			}
+			if g = s.groups[id]; g == nil {
+				g = newGroup(c, s, s.w, strings.Clone(id))
+				s.groups[g.id] = g
 			}
 			c.mu.Unlock()
 		}
@@ -276,30 +391,38 @@ func (c *Coordinator) lockGroup(id string, create, commit bool) (*group, int16) 
 	return nil, kerr.CoordinatorNotAvailable.Code
 }
 
-// removeGroupLocked marks g dead and drops it from the map. g.mu is held;
+// removeGroupLocked marks g dead and drops it from its shard. g.mu is held;
 // lock order is g.mu, then c.mu.
 func (c *Coordinator) removeGroupLocked(g *group) {
 	g.state = stateDead
 	g.shutdownLocked()
 	c.mu.Lock()
-	if c.mu.groups[g.id] == g {
-		delete(c.mu.groups, g.id)
+	if g.shard.groups[g.id] == g {
+		delete(g.shard.groups, g.id)
 	}
 	c.mu.Unlock()
 }
 
-// snapshot returns the current groups.
-func (c *Coordinator) snapshot() ([]*group, bool) {
+// snapshot returns the groups of the loaded partitions, and a code for the
+// whole coordinator: NOT_COORDINATOR once closed, COORDINATOR_LOAD_IN_PROGRESS
+// while a partition loads (as Kafka's ListGroups answers).
+func (c *Coordinator) snapshot() ([]*group, int16) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.mu.closed {
-		return nil, false
+		return nil, kerr.NotCoordinator.Code
 	}
-	out := make([]*group, 0, len(c.mu.groups))
-	for _, g := range c.mu.groups {
-		out = append(out, g)
+	var out []*group
+	code := int16(0)
+	for _, s := range c.shards {
+		if s.state == shardLoading {
+			code = kerr.CoordinatorLoadInProgress.Code
+		}
+		for _, g := range s.groups {
+			out = append(out, g)
+		}
 	}
-	return out, true
+	return out, code
 }
 
 // after runs f after d on the coordinator's clock, unless the coordinator
@@ -324,29 +447,25 @@ func (c *Coordinator) after(d time.Duration, f func()) stopper {
 	})
 }
 
-// expireGroups deletes the groups whose retention has passed and re-arms
-// itself.
+// expireGroups deletes the groups whose retention has passed, writing
+// tombstones for their offsets and metadata, and re-arms itself. As in
+// Kafka, a group expires only while it has no members: once both its last
+// member and its last commit are older than OffsetsRetention (a group without
+// offsets goes at the first check after it empties).
 func (c *Coordinator) expireGroups() {
 	now := c.cfg.Now()
-	groups, ok := c.snapshot()
-	if !ok {
-		return
-	}
+	groups, _ := c.snapshot()
 	for _, g := range groups {
 		g.commitMu.Lock()
 		g.mu.Lock()
 		if g.state == stateEmpty && len(g.pending) == 0 {
 			switch {
-			case !g.hasOffsets:
-				c.removeGroupLocked(g)
+			case len(g.offsets) == 0:
+				g.deleteLocked(nil)
 			case !now.Before(g.emptySince.Add(c.cfg.OffsetsRetention)) &&
 				!now.Before(g.lastCommit.Add(c.cfg.OffsetsRetention)):
-				if err := c.eng.DeleteGroupOffsets(g.id); err != nil {
-					c.log.Warn("group: cannot delete expired offsets", "group", g.id, "err", err)
-				} else {
-					c.log.Info("group: expired", "group", g.id)
-					c.removeGroupLocked(g)
-				}
+				c.log.Info("group: expired", "group", g.id, "offsets", len(g.offsets))
+				g.deleteLocked(nil)
 			}
 		}
 		g.mu.Unlock()

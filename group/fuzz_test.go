@@ -2,11 +2,14 @@ package group
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/easel-io/easel/engine"
@@ -18,11 +21,33 @@ import (
 // a cancelled context, so none blocks.
 type fuzzer struct {
 	t    *testing.T
+	eng  *engine.Engine
+	cfg  Config
 	c    *Coordinator
 	clk  *fakeClock
 	data []byte
 	ids  []string // member ids seen in responses
 	gens []int32
+}
+
+// fuzzConfig is the coordinator configuration of the fuzz tests: two
+// __consumer_offsets partitions, so that g0 and g1 live on different ones.
+func fuzzConfig(clk *fakeClock) Config {
+	return Config{Logger: quiet, Now: clk.Now, MaxMetadataBytes: 1000, OffsetsTopicNumPartitions: 2}
+}
+
+// newFuzzer starts a coordinator on eng with a fresh __consumer_offsets.
+func newFuzzer(t *testing.T, eng *engine.Engine, data []byte) *fuzzer {
+	if err := eng.DeleteTopic(engine.ConsumerOffsetsTopic); err != nil && !errors.Is(err, engine.ErrUnknownTopic) {
+		t.Fatal(err)
+	}
+	clk := newFakeClock()
+	f := &fuzzer{t: t, eng: eng, cfg: fuzzConfig(clk), clk: clk, data: data}
+	f.c = newCoordinator(eng, f.cfg, clk, testHooks{})
+	if err := f.c.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func (f *fuzzer) byte() byte {
@@ -41,9 +66,7 @@ func (f *fuzzer) group() string { return [...]string{"g0", "g0", "g0", "g1", "g1
 // current returns a live member id and the generation of group id, as a
 // client in the group would know them.
 func (f *fuzzer) current(id string) (string, int32) {
-	f.c.mu.RLock()
-	g := f.c.mu.groups[id]
-	f.c.mu.RUnlock()
+	g := lookupGroup(f.c, id)
 	if g == nil {
 		return "", -1
 	}
@@ -120,7 +143,16 @@ func (f *fuzzer) learn(id string, gen int32) {
 }
 
 func (f *fuzzer) step(ctx context.Context) {
-	switch f.pick(13) {
+	op := f.byte()
+	switch op {
+	case 250: // the broker restarts
+		f.restart()
+		return
+	case 251: // a partition moves away and back
+		f.reload(int32(f.pick(2)))
+		return
+	}
+	switch op % 13 {
 	case 10, 11, 12:
 		f.drive(ctx)
 	case 0, 1: // join
@@ -274,9 +306,7 @@ func (f *fuzzer) send(ctx context.Context, req kmsg.Request, body []byte) kmsg.R
 // sync (the leader with an assignment for everyone), or heartbeat.
 func (f *fuzzer) drive(ctx context.Context) {
 	id := f.group()
-	f.c.mu.RLock()
-	g := f.c.mu.groups[id]
-	f.c.mu.RUnlock()
+	g := lookupGroup(f.c, id)
 	if g == nil {
 		return
 	}
@@ -321,6 +351,7 @@ func (f *fuzzer) drive(ctx context.Context) {
 // generations the clients would have learned from responses the cancelled
 // contexts dropped.
 func (f *fuzzer) check() {
+	waitWrites(f.c)
 	groups, _ := f.c.snapshot()
 	for _, g := range groups {
 		g.mu.Lock()
@@ -336,52 +367,130 @@ func (f *fuzzer) check() {
 }
 
 func FuzzCoordinator(f *testing.F) {
-	eng, err := engine.Open(f.TempDir(), engine.Options{Store: engine.NewMemoryStore(), Logger: quiet, RetentionCheckInterval: -1})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer eng.Close()
-	for name, n := range map[string]int32{"t": 3, "u": 1} {
-		if err := eng.CreateTopic(name, engine.TopicConfig{Partitions: n}); err != nil {
-			f.Fatal(err)
-		}
-	}
+	eng := fuzzEngine(f)
 	f.Add([]byte{})
 	// Two members join g0 (v7, MEMBER_ID_REQUIRED then again), time
 	// passes, syncs, heartbeats, commits, a leave.
 	f.Add([]byte{0, 7, 0, 0, 3, 0, 0, 0, 1, 0, 1, 7, 0, 2, 3, 0, 0, 0, 1, 0, 7, 20, 2, 5, 0, 2, 3, 3, 1, 0, 3, 4, 0, 2, 3, 3, 5, 8, 0, 2, 3, 3, 0, 0, 4, 4, 0, 2, 0})
 	f.Add([]byte{0, 5, 0, 0, 0, 0, 0, 0, 1, 1, 0, 7, 12, 1, 5, 0, 0, 1, 0, 0, 0, 0, 2, 0, 8, 40, 3, 4, 0, 2, 0, 2})
 	f.Add([]byte{9, 3, 20, 0, 0, 0, 1, 'g', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1, 5, 1, 0, 1, 'x', 0, 0, 0, 0, 0, 0, 0, 0})
+	// A group forms and commits, the broker restarts, the group unloads
+	// and loads again.
+	f.Add([]byte{0, 7, 0, 0, 3, 0, 0, 0, 1, 0, 7, 20, 10, 10, 10, 5, 0, 2, 3, 3, 1, 0, 250, 3, 0, 0, 0, 251, 0, 10, 250})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		clk := newFakeClock()
-		c := newCoordinator(eng, Config{Logger: quiet, Now: clk.Now, MaxMetadataBytes: 1000}, clk)
-		defer c.Close()
+		fz := newFuzzer(t, eng, data)
+		defer func() { fz.c.Close() }()
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		fz := &fuzzer{t: t, c: c, clk: clk, data: data}
 		for steps := 0; len(fz.data) > 0 && steps < 200; steps++ {
 			fz.step(ctx)
 			fz.check()
 		}
-		clk.Advance(time.Hour)
+		fz.clk.Advance(time.Hour)
 		fz.check()
+		fz.restart()
 	})
+}
+
+// fuzzEngine opens an in-memory engine with topics "t" (3 partitions) and
+// "u" (1).
+func fuzzEngine(tb testing.TB) *engine.Engine {
+	eng, err := engine.Open(tb.TempDir(), engine.Options{Store: engine.NewMemoryStore(), Logger: quiet, RetentionCheckInterval: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { eng.Close() })
+	for name, n := range map[string]int32{"t": 3, "u": 1} {
+		if err := eng.CreateTopic(name, engine.TopicConfig{Partitions: n}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return eng
+}
+
+// durable describes what of c's groups (of one partition, or all with
+// partition -1) must survive a restart, by group id: every group's committed
+// offsets, and a stable group's generation, protocol, leader, member ids and
+// assignments. (A rebalancing group comes back as its last completed
+// rebalance left it: only its offsets are certain.)
+func durable(c *Coordinator, partition int32) (offsets, stable map[string]string) {
+	groups, _ := c.snapshot()
+	offsets, stable = make(map[string]string), make(map[string]string)
+	for _, g := range groups {
+		if partition >= 0 && g.shard.id != partition {
+			continue
+		}
+		g.mu.Lock()
+		var desc string
+		for _, tp := range g.sortedOffsetsLocked() {
+			o := g.offsets[tp]
+			desc += fmt.Sprintf("%s/%d=%d,%d,%q ", tp.Topic, tp.Partition, o.offset, o.epoch, o.metadata)
+		}
+		offsets[g.id] = desc
+		if g.state == stateStable {
+			desc = fmt.Sprintf("gen %d %s/%s leader %s:", g.generation, g.protocolType, g.protocol, g.leader)
+			for _, m := range g.members {
+				desc += fmt.Sprintf(" %s(%v)=%q", m.id, m.instance != nil, m.assignment)
+			}
+			stable[g.id] = desc
+		}
+		g.mu.Unlock()
+	}
+	return offsets, stable
+}
+
+// compareDurable checks that what was durable in c before is there now.
+func compareDurable(t testing.TB, what string, c *Coordinator, partition int32, offsets, stable map[string]string) {
+	t.Helper()
+	nowOffsets, nowStable := durable(c, partition)
+	for id, want := range offsets {
+		if want != "" && nowOffsets[id] != want {
+			t.Fatalf("%s: group %q has offsets\n\t%s\nhad\n\t%s", what, id, nowOffsets[id], want)
+		}
+	}
+	for id, want := range stable {
+		if nowStable[id] != want {
+			t.Fatalf("%s: group %q is\n\t%s\nwas stable as\n\t%s", what, id, nowStable[id], want)
+		}
+	}
+}
+
+// restart closes the coordinator and starts another on the same engine,
+// checking that it loads what the first had stored.
+func (f *fuzzer) restart() {
+	waitWrites(f.c)
+	offsets, stable := durable(f.c, -1)
+	f.c.Close()
+	f.c = newCoordinator(f.eng, f.cfg, f.clk, testHooks{})
+	if err := f.c.Err(); err != nil {
+		f.t.Fatal(err)
+	}
+	compareDurable(f.t, "after a restart", f.c, -1, offsets, stable)
+}
+
+// reload unloads partition p of __consumer_offsets, checks that its groups
+// are no longer served, and loads it again.
+func (f *fuzzer) reload(p int32) {
+	waitWrites(f.c)
+	offsets, stable := durable(f.c, p)
+	f.c.UnloadPartition(p)
+	for id := range offsets {
+		r := f.c.Heartbeat(context.Background(), &kmsg.HeartbeatRequest{Version: 4, Group: id})
+		if r.ErrorCode != kerr.NotCoordinator.Code {
+			f.t.Fatalf("heartbeat to group %q of an unloaded partition: %s", id, code(r.ErrorCode))
+		}
+	}
+	if err := f.c.LoadPartition(p); err != nil {
+		f.t.Fatal(err)
+	}
+	compareDurable(f.t, "after unload and load", f.c, p, offsets, stable)
 }
 
 // TestFuzzerReachesStable runs the fuzzer's step on random inputs and
 // checks that its space of requests reaches stable groups with several
 // members, so that fuzzing explores real rebalances.
 func TestFuzzerReachesStable(t *testing.T) {
-	eng, err := engine.Open(t.TempDir(), engine.Options{Store: engine.NewMemoryStore(), Logger: quiet, RetentionCheckInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	for name, n := range map[string]int32{"t": 3, "u": 1} {
-		if err := eng.CreateTopic(name, engine.TopicConfig{Partitions: n}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	eng := fuzzEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	r := rand.New(rand.NewPCG(1, 2))
@@ -391,13 +500,11 @@ func TestFuzzerReachesStable(t *testing.T) {
 		for i := range data {
 			data[i] = byte(r.Uint32())
 		}
-		clk := newFakeClock()
-		c := newCoordinator(eng, Config{Logger: quiet, Now: clk.Now, MaxMetadataBytes: 1000}, clk)
-		fz := &fuzzer{t: t, c: c, clk: clk, data: data}
+		fz := newFuzzer(t, eng, data)
 		for len(fz.data) > 0 {
 			fz.step(ctx)
 			fz.check()
-			groups, _ := c.snapshot()
+			groups, _ := fz.c.snapshot()
 			for _, g := range groups {
 				g.mu.Lock()
 				if len(g.members) >= 2 {
@@ -406,7 +513,7 @@ func TestFuzzerReachesStable(t *testing.T) {
 				g.mu.Unlock()
 			}
 		}
-		c.Close()
+		fz.c.Close()
 	}
 	t.Logf("steps in each state with 2+ members: %v", reached)
 	for _, st := range []state{statePreparingRebalance, stateCompletingRebalance, stateStable} {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/easel-io/easel/engine"
 )
 
 // state is a group's place in the classic protocol.
@@ -89,8 +91,10 @@ type pendingMember struct {
 // after Kafka's GroupCoordinator and GroupMetadata. Methods named ...Locked
 // expect mu held.
 type group struct {
-	c  *Coordinator
-	id string
+	c     *Coordinator
+	id    string
+	shard *shard  // the __consumer_offsets partition holding the group
+	w     *writer // that partition's writer when the group was created (or loaded)
 
 	// commitMu serialises the group's offset writes with the deletion of its
 	// offsets (DeleteGroups, expiry). Taken before mu; held across engine
@@ -121,13 +125,22 @@ type group struct {
 
 	emptySince time.Time // Config.Now when the group last became empty
 	lastCommit time.Time
-	hasOffsets bool // committed offsets may exist in the engine
+	// offsets are the group's committed offsets, each already appended to
+	// the log. Guarded by mu; changed only with commitMu held too.
+	offsets map[engine.TopicPartition]committed
+	// persisted is set once a GroupMetadata record of the group may be in
+	// the log, so that deleting the group must write its tombstone.
+	persisted bool
 }
 
-func newGroup(c *Coordinator, id string) *group {
+// newGroup returns an empty group of shard s writing with w.
+func newGroup(c *Coordinator, s *shard, w *writer, id string) *group {
 	return &group{
 		c:           c,
 		id:          id,
+		shard:       s,
+		w:           w,
+		offsets:     make(map[engine.TopicPartition]committed),
 		byID:        make(map[string]*member),
 		static:      make(map[string]*member),
 		pending:     make(map[string]*pendingMember),
@@ -513,6 +526,7 @@ func (g *group) completeJoinLocked() {
 		g.state = stateEmpty
 		g.emptySince = g.c.cfg.Now()
 		g.c.log.Info("group: empty", "group", g.id, "generation", g.generation)
+		g.storeEmptyLocked()
 		return
 	}
 	g.protocol = g.selectProtocolLocked()
@@ -765,7 +779,20 @@ func (g *group) replaceStaticLocked(m *member, newID string, p *joinParams, ch c
 			g.awaitingJoin--
 			// The old leader id is returned so that a restarted leader does
 			// not compute an assignment a stable group would not hand out.
-			return g.currentJoinResultLocked(newID, oldLeader), true
+			r := g.currentJoinResultLocked(newID, oldLeader)
+			// As Kafka does, the new member id is stored before the member
+			// hears of it: a broker restart must not bring back the old id,
+			// which would fence the restarted member.
+			code := g.storeLocked(nil, func(code int16) {
+				if code != 0 {
+					r = joinError(code, newID)
+				}
+				ch <- r
+			})
+			if code != 0 {
+				return joinError(code, newID), true
+			}
+			return joinResult{}, false
 		}
 		g.maybePrepareRebalanceLocked("static member changed the group's protocol")
 	case stateCompletingRebalance:
@@ -839,6 +866,31 @@ func (g *group) syncLocked(m *member, assignments []kmsg.SyncGroupRequestGroupAs
 			assign[x.id] = []byte{}
 		}
 	}
-	g.setAssignmentLocked(assign)
+	// As in Kafka, the assignment is stored before any member gets it, so
+	// that the group survives a broker restart as it was handed out.
+	gen := g.generation
+	if code := g.storeLocked(assign, func(code int16) { g.syncStored(gen, assign, code) }); code != 0 {
+		g.propagateErrorLocked(code) // answers ch too
+		g.prepareRebalanceLocked()
+	}
 	return syncResult{}, ch
+}
+
+// syncStored completes a leader's SyncGroup of generation gen once the
+// group's metadata with assign is appended (code 0) or failed: members get
+// their assignments, or the error and a new rebalance. A group that moved on
+// meanwhile has answered them already.
+func (g *group) syncStored(gen int32, assign map[string][]byte, code int16) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateCompletingRebalance || g.generation != gen {
+		return
+	}
+	if code != 0 {
+		g.c.log.Warn("group: cannot store the assignment; rebalancing", "group", g.id, "generation", gen, "code", code)
+		g.propagateErrorLocked(code)
+		g.prepareRebalanceLocked()
+		return
+	}
+	g.setAssignmentLocked(assign)
 }

@@ -548,13 +548,31 @@ func TestOffsetsSurviveRestart(t *testing.T) {
 	if ps[2].LeaderEpoch != -1 || ps[2].Metadata == nil || *ps[2].Metadata != "" {
 		t.Fatalf("uncommitted partition: %+v", ps[2])
 	}
-	// The group is known (empty) and its old members must rejoin.
-	if st := h.state("g"); st != stateEmpty {
+	// The group is back as it was stored at its last SyncGroup: stable,
+	// with its member, which carries on without rejoining.
+	if st := h.state("g"); st != stateStable {
 		t.Fatalf("state after restart %v", st)
 	}
-	wantCode(t, "old member heartbeat", h.heartbeat(m), kerr.UnknownMemberID.Code)
-	for k, c := range commitCodes(h.commit("g", m, map[string]map[int32]int64{"t": {0: 1}})) {
-		wantCode(t, "old member commit "+k, c, kerr.UnknownMemberID.Code)
+	wantCode(t, "member heartbeat after restart", h.heartbeat(m), 0)
+	for k, c := range commitCodes(h.commit("g", m, map[string]map[int32]int64{"t": {0: 101}})) {
+		wantCode(t, "member commit after restart "+k, c, 0)
+	}
+	if s := h.sync(m, nil); s.ErrorCode != 0 || string(s.MemberAssignment) != "a-"+m.id {
+		t.Fatalf("sync after restart: %s %q", code(s.ErrorCode), s.MemberAssignment)
+	}
+	// Its session restarted with the load: silence now removes it.
+	h.clk.Advance(m.session)
+	wantCode(t, "heartbeat after the session", h.heartbeat(m), kerr.UnknownMemberID.Code)
+	h.clk.Advance(3 * time.Second) // the rebalance without members ends: Empty
+	if st := h.state("g"); st != stateEmpty {
+		t.Fatalf("state %v after the restored member timed out", st)
+	}
+	h.restart()
+	if st := h.state("g"); st != stateEmpty {
+		t.Fatalf("state %v after the second restart: the empty generation was not stored", st)
+	}
+	if g := h.grp("g"); g.generation != 2 {
+		t.Fatalf("generation %d after the second restart", g.generation)
 	}
 	lr := kmsg.NewPtrListGroupsRequest()
 	lr.Version = 4
@@ -565,7 +583,7 @@ func TestOffsetsSurviveRestart(t *testing.T) {
 	// v1 fetch (no top-level error, no null topics).
 	req.Version = 1
 	fr = h.c.OffsetFetch(context.Background(), req)
-	if fr.Topics[0].Partitions[1].Offset != 200 {
+	if fr.Topics[0].Partitions[0].Offset != 101 || fr.Topics[0].Partitions[1].Offset != 200 {
 		t.Fatalf("v1 fetch: %+v", fr.Topics[0].Partitions)
 	}
 }
@@ -677,8 +695,8 @@ func TestDeleteGroups(t *testing.T) {
 	if o, _ := h.fetch("idle", map[string][]int32{"t": {0}}); o["t/0"] != -1 {
 		t.Fatalf("offsets of a deleted group: %v", o)
 	}
-	if slices.Contains(h.eng.Groups(), "idle") {
-		t.Fatal("engine still lists the deleted group")
+	if live := h.stored()["idle"]; len(live) != 0 {
+		t.Fatalf("records of the deleted group still live in the log: %v", live)
 	}
 	d := describe(t, h, "idle")
 	if d.State != "Dead" || d.ErrorCode != 0 {

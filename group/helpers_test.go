@@ -106,20 +106,30 @@ func (c *fakeClock) pendingTimers() int {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type harness struct {
-	t   testing.TB
-	dir string
-	eng *engine.Engine
-	clk *fakeClock
-	c   *Coordinator
-	cfg Config
+	t     testing.TB
+	dir   string
+	eng   *engine.Engine
+	clk   *fakeClock
+	c     *Coordinator
+	cfg   Config
+	opts  engine.Options // for engine.Open; Logger, RetentionCheckInterval and Now are set by open
+	hooks testHooks
 }
 
 // newHarness opens an engine in a temporary directory with topics "t" (3
-// partitions) and "u" (1), and a coordinator on a fake clock.
+// partitions) and "u" (1), and a coordinator on a fake clock. Unless cfg
+// says otherwise, __consumer_offsets gets 5 partitions (fewer files per
+// test; the placement of groups is the same function).
 func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
+	if cfg.OffsetsTopicNumPartitions == 0 {
+		cfg.OffsetsTopicNumPartitions = 5
+	}
 	h := &harness{t: t, dir: t.TempDir(), clk: newFakeClock(), cfg: cfg}
 	h.open()
+	if err := h.c.Err(); err != nil {
+		t.Fatal(err)
+	}
 	for name, n := range map[string]int32{"t": 3, "u": 1} {
 		if err := h.eng.CreateTopic(name, engine.TopicConfig{Partitions: n}); err != nil {
 			t.Fatal(err)
@@ -130,17 +140,27 @@ func newHarness(t testing.TB, cfg Config) *harness {
 }
 
 func (h *harness) open() {
-	eng, err := engine.Open(h.dir, engine.Options{Logger: quiet, RetentionCheckInterval: -1, Now: h.clk.Now})
+	h.openEngine()
+	h.openCoordinator()
+}
+
+func (h *harness) openEngine() {
+	opts := h.opts
+	opts.Logger, opts.RetentionCheckInterval, opts.Now = quiet, -1, h.clk.Now
+	eng, err := engine.Open(h.dir, opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.eng = eng
+}
+
+func (h *harness) openCoordinator() {
 	cfg := h.cfg
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
 	cfg.Now = h.clk.Now
-	h.c = newCoordinator(eng, cfg, h.clk)
+	h.c = newCoordinator(h.eng, cfg, h.clk, h.hooks)
 }
 
 func (h *harness) close() {
@@ -164,10 +184,13 @@ func (h *harness) restart() {
 }
 
 // grp returns the live group id, or nil.
-func (h *harness) grp(id string) *group {
-	h.c.mu.RLock()
-	defer h.c.mu.RUnlock()
-	return h.c.mu.groups[id]
+func (h *harness) grp(id string) *group { return lookupGroup(h.c, id) }
+
+// lookupGroup returns c's live group id, or nil.
+func lookupGroup(c *Coordinator, id string) *group {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.shardFor(id).groups[id]
 }
 
 // eventually waits (polling, in tests only) until cond holds for group id.
@@ -493,4 +516,20 @@ func (h *harness) stableGroup(ms ...*tm) *tm {
 	}
 	h.checkInvariants(id)
 	return leader
+}
+
+// waitWrites waits until c's writers have appended everything queued and run
+// every completion, so that the groups' states no longer change on their own.
+func waitWrites(c *Coordinator) {
+	c.mu.RLock()
+	var ws []*writer
+	for _, s := range c.shards {
+		if s.w != nil {
+			ws = append(ws, s.w)
+		}
+	}
+	c.mu.RUnlock()
+	for _, w := range ws {
+		w.wait()
+	}
 }
