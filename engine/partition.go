@@ -143,16 +143,19 @@ type AppendResult struct {
 	Duplicate     bool  // an idempotent retry: the batch was already stored at BaseOffset
 }
 
-// Append validates one record batch v2 and appends it. It sets the batch's
-// baseOffset and partitionLeaderEpoch (and, for LogAppendTime topics, its
-// maxTimestamp) in place; batch is not retained after Append returns.
+// Append validates one record batch v2 and appends it as the partition's
+// leader. It sets the batch's baseOffset and partitionLeaderEpoch (the
+// current LeaderEpoch; and, for LogAppendTime topics, its maxTimestamp) in
+// place; batch is not retained after Append returns. The batch becomes
+// readable by consumers once the high watermark passes it (at once on a
+// single node; see HighWatermark).
 //
 // Errors: record.ErrCorrupt (bad CRC or sizes), record.ErrInvalid (bad magic,
 // counts, a control batch), codec.ErrUnknownCodec, ErrMessageTooLarge,
 // ErrOutOfOrderSequence and ErrInvalidProducerEpoch (idempotent producers),
-// ErrLogFailed (an fsync of the partition failed, now or before), ErrClosed.
-// A retry of one of the producer's last five batches succeeds with Duplicate
-// set and the original offsets.
+// ErrNotLeader (a follower), ErrLogFailed (an fsync of the partition failed,
+// now or before), ErrClosed. A retry of one of the producer's last five
+// batches succeeds with Duplicate set and the original offsets.
 //
 // When the topic's flush policy says so, Append returns after an fsync that
 // covers the batch; concurrent appenders share fsyncs (group commit).
