@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -16,12 +17,19 @@ import (
 func init() { regKey(0, 0, 9, (*Broker).handleProduce, 0) } // v0–2 answered UNSUPPORTED_VERSION
 
 // handleProduce serves Produce v3–9 and answers v0–2 (message sets) with
-// UNSUPPORTED_VERSION in every partition. acks 1 and -1 are the same on one
-// node: the batch is appended, and fsynced first when the topic's flush
-// policy says so. acks 0 gets no response; if anything failed the
-// connection is closed instead, as Kafka does, so that the client refreshes
-// its metadata.
-func (b *Broker) handleProduce(_ context.Context, req *netio.Request) netio.Response {
+// UNSUPPORTED_VERSION in every partition. Each batch is appended, and
+// fsynced first when the topic's flush policy says so. acks=1 is answered
+// then; acks=-1 (all) once the high watermark has passed every appended
+// batch (HighWatermark() > its last offset). On a single node the high
+// watermark follows the log end (under flush.messages=1, the fsynced end),
+// so that is at once; when it is managed (replication), the request is
+// deferred and parked in the purgatory, woken by the partitions' changes,
+// until it is or the request's timeout passes (REQUEST_TIMED_OUT for the
+// partitions not committed; NOT_LEADER_OR_FOLLOWER for those whose replica
+// stopped leading or lost the batch). acks 0 gets no response; if anything
+// failed the connection is closed instead, as Kafka does, so that the
+// client refreshes its metadata.
+func (b *Broker) handleProduce(ctx context.Context, req *netio.Request) netio.Response {
 	if err := checkProduceTopics(req.Body, req.APIVersion); err != nil {
 		return b.closeConn(req, err)
 	}
@@ -46,6 +54,7 @@ func (b *Broker) handleProduce(_ context.Context, req *netio.Request) netio.Resp
 	resp.SetVersion(req.APIVersion)
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
 	failed := reqErr != nil
+	var wait *produceWait // partitions acks=all must wait for; nil if none
 	for i := range r.Topics {
 		t := &r.Topics[i]
 		rt := &resp.Topics[i]
@@ -61,9 +70,9 @@ func (b *Broker) handleProduce(_ context.Context, req *netio.Request) netio.Resp
 			rp.Partition = pt.Partition
 			err := topicErr
 			var res engine.AppendResult
-			var start int64
+			var p *engine.Partition
 			if err == nil {
-				res, start, err = b.appendBatch(t.Topic, pt.Partition, pt.Records)
+				p, res, err = b.appendBatch(t.Topic, pt.Partition, pt.Records)
 			}
 			if err != nil {
 				failed = true
@@ -79,13 +88,112 @@ func (b *Broker) handleProduce(_ context.Context, req *netio.Request) netio.Resp
 			}
 			rp.BaseOffset = res.BaseOffset
 			rp.LogAppendTime = res.LogAppendTime
-			rp.LogStartOffset = start
+			rp.LogStartOffset = p.StartOffset()
+			if r.Acks == -1 && p.HighWatermark() <= res.LastOffset {
+				if wait == nil {
+					wait = &produceWait{b: b, resp: resp}
+				}
+				wait.parts = append(wait.parts, producePending{p: p, last: res.LastOffset, rp: rp})
+			}
 		}
 	}
 	if r.Acks == 0 {
 		return netio.Response{None: true, Close: failed}
 	}
+	if wait != nil {
+		d := req.Defer()
+		wait.d = d
+		b.park(ctx, time.Duration(r.TimeoutMillis)*time.Millisecond, &wait.ws, wait)
+		return deferred(d)
+	}
 	return netio.Response{Msg: resp}
+}
+
+// producePending is a partition of an acks=all produce whose batch the
+// high watermark has not yet passed.
+type producePending struct {
+	p       *engine.Partition
+	last    int64 // the batch's last offset
+	rp      *kmsg.ProduceResponseTopicPartition
+	settled bool // committed, or answered with an error
+}
+
+// produceWait is a parked acks=all produce: a waiter (see purgatory.go)
+// until the high watermark of every partition passes its batch. It is
+// Kafka's DelayedProduce.
+type produceWait struct {
+	b     *Broker
+	d     netio.Deferred
+	resp  *kmsg.ProduceResponse
+	parts []producePending
+	ws    watchSet
+}
+
+func (w *produceWait) watch(chs []<-chan struct{}) []<-chan struct{} {
+	for i := range w.parts {
+		if !w.parts[i].settled {
+			chs = append(chs, w.parts[i].p.Changed())
+		}
+	}
+	return chs
+}
+
+func (w *produceWait) check() bool {
+	done := true
+	for i := range w.parts {
+		pp := &w.parts[i]
+		if pp.settled {
+			continue
+		}
+		if pp.p.HighWatermark() > pp.last {
+			pp.settled = true
+			continue
+		}
+		// The batch can no longer be committed here: the partition went
+		// (topic deleted), follows another leader now, or lost the batch
+		// to a truncation.
+		var err error
+		if cur, perr := w.b.eng.Partition(pp.p.Topic(), pp.p.ID()); perr != nil {
+			err = perr
+		} else if cur != pp.p || pp.p.IsFollower() || pp.p.EndOffset() <= pp.last {
+			err = fmt.Errorf("%w: %s/%d no longer holds offset %d as leader", engine.ErrNotLeader, pp.p.Topic(), pp.p.ID(), pp.last)
+		}
+		if err != nil {
+			w.fail(pp, err)
+			continue
+		}
+		done = false
+	}
+	return done
+}
+
+func (w *produceWait) finish(why wakeReason) {
+	var err error
+	switch why {
+	case wokeByTimer:
+		err = fmt.Errorf("%w: the high watermark did not pass the batch", errTimedOut)
+	case wokeByClose:
+		err = engine.ErrClosed // shutting down: retriable
+	}
+	if err != nil {
+		for i := range w.parts {
+			if pp := &w.parts[i]; !pp.settled {
+				w.fail(pp, err)
+			}
+		}
+	}
+	w.d.Complete(netio.Response{Msg: w.resp})
+}
+
+// fail answers one pending partition with err. As Kafka's DelayedProduce
+// does, the base offset the append got is kept.
+func (w *produceWait) fail(pp *producePending, err error) {
+	pp.settled = true
+	pp.rp.ErrorCode = errorCode(err)
+	if w.resp.Version >= 8 {
+		pp.rp.ErrorMessage = errorMessage(err)
+	}
+	w.b.log.Info("broker: acks=all produce not committed", "topic", pp.p.Topic(), "partition", pp.p.ID(), "offset", pp.last, "err", err)
 }
 
 // produceTopic checks that clients may produce to the topic called name.
@@ -105,22 +213,22 @@ func (b *Broker) produceTopic(name string) error {
 	return nil
 }
 
-// appendBatch appends the one batch in recs to a partition and returns where
-// it went and the partition's log start offset.
-func (b *Broker) appendBatch(topic string, partition int32, recs []byte) (engine.AppendResult, int64, error) {
+// appendBatch appends the one batch in recs to a partition and returns the
+// partition and where the batch went.
+func (b *Broker) appendBatch(topic string, partition int32, recs []byte) (*engine.Partition, engine.AppendResult, error) {
 	p, err := b.eng.Partition(topic, partition)
 	if err != nil {
-		return engine.AppendResult{}, 0, err
+		return nil, engine.AppendResult{}, err
 	}
 	batch, err := singleBatch(recs)
 	if err != nil {
-		return engine.AppendResult{}, 0, err
+		return nil, engine.AppendResult{}, err
 	}
 	res, err := p.Append(batch)
 	if err != nil {
-		return engine.AppendResult{}, 0, err
+		return nil, engine.AppendResult{}, err
 	}
-	return res, p.StartOffset(), nil
+	return p, res, nil
 }
 
 // singleBatch checks that recs holds exactly one non-transactional record

@@ -3,7 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/binary"
-	"reflect"
+	"fmt"
 	"sync"
 	"time"
 
@@ -21,28 +21,59 @@ func init() { regKey(1, 4, 12, (*Broker).handleFetch, fetchBody) }
 // parts for the framing and one part per partition for its records, whose
 // chunks are released by Response.Done.
 //
-// The fetch waits until min_bytes are available, max_wait_ms passes, the
-// connection dies or the broker is closed, woken by appends to the
-// partitions it reads. max_bytes and each partition's max_bytes are
-// honoured, except that the first batch of the first partition with data is
-// always sent whole (KIP-74). Fetch sessions are not supported: session_id
-// is always 0, so clients send full requests.
+// Consumers (replica_id < 0) read committed records only, below the high
+// watermark; followers (replica_id >= 0) read up to the log end. Every
+// partition reports the high watermark, and the log start offset. A
+// current_leader_epoch (v9+) other than -1 must be the partition's leader
+// epoch (older: FENCED_LEADER_EPOCH, newer: UNKNOWN_LEADER_EPOCH), and a
+// partition that follows another replica answers NOT_LEADER_OR_FOLLOWER. A
+// last_fetched_epoch (v12) is checked for divergence as KIP-595 says: if the
+// log's end of that epoch is below the fetch offset, or the log does not
+// hold the epoch, the partition answers with diverging_epoch set (the epoch
+// and its end offset here) and no records, so that the follower truncates.
+//
+// A fetch that cannot be answered at once waits in the purgatory until
+// min_bytes are available, max_wait_ms passes, the connection dies or the
+// broker is closed, woken by appends to the partitions it reads and by
+// moves of their high watermarks; the response is deferred meanwhile, so
+// the connection's later requests go on. max_bytes and each partition's
+// max_bytes are honoured, except that the first batch of the first
+// partition with data is always sent whole (KIP-74). Fetch sessions are not
+// supported: session_id is always 0, so clients send full requests.
 func (b *Broker) handleFetch(ctx context.Context, req *netio.Request) netio.Response {
 	r := kmsg.NewPtrFetchRequest()
 	if err := decode(req, r, true); err != nil {
 		return b.closeConn(req, err)
 	}
 	st := fetchPool.Get().(*fetchState)
-	var topErr int16
+	st.b = b
+	st.version, st.readCommitted = req.APIVersion, r.IsolationLevel == 1
 	if r.SessionID != 0 {
 		// No session is ever handed out; the client holds a stale one.
 		b.rejected(req, "fetch", errFetchSession, "session_id", r.SessionID)
-		topErr = errorCode(errFetchSession)
-	} else {
-		st.init(req, r)
-		b.fetchWait(ctx, st, r)
+		st.topErr = errorCode(errFetchSession)
+		return st.response()
 	}
-	return st.response(req.APIVersion, topErr, r.IsolationLevel == 1)
+	st.init(req, r)
+	total, now := b.fetchRead(st)
+	if now || total >= st.minBytes || r.MaxWaitMillis <= 0 || b.isClosed() {
+		return st.response()
+	}
+	st.release() // hold no segment while waiting
+	d := req.Defer()
+	st.d = d
+	b.park(ctx, time.Duration(r.MaxWaitMillis)*time.Millisecond, &st.ws, st)
+	return deferred(d) // st may be answered and recycled already
+}
+
+// isClosed reports whether Close was called.
+func (b *Broker) isClosed() bool {
+	select {
+	case <-b.closed:
+		return true
+	default:
+		return false
+	}
 }
 
 // fetchPart is one partition of a fetch request and, after a read, its
@@ -52,13 +83,21 @@ type fetchPart struct {
 	partition int32
 	offset    int64
 	maxBytes  int32
-	err       error // found in the request; answered without reading
+	// currentEpoch and lastFetchedEpoch are the request's, -1 when not
+	// given (or older versions).
+	currentEpoch, lastFetchedEpoch int32
+	err                            error // found in the request; answered without reading
 
 	p        *engine.Partition // from the last read; nil if none
 	code     int16
 	hw       int64
 	logStart int64
 	chunk    engine.Chunk // empty unless the partition has records to send
+	// diverged: the log diverges from the follower's before offset; the
+	// answer is divEpoch, divEnd (diverging_epoch) and no records.
+	diverged bool
+	divEpoch int32
+	divEnd   int64
 }
 
 // fetchTopic is a topic of the request: its name and how many of the parts
@@ -74,13 +113,23 @@ type fetchMark struct {
 	part int
 }
 
-// fetchState is what one fetch needs, pooled. It is returned to the pool by
-// the response's Done, after the records were written.
+// fetchState is one fetch, from its decoding to its response; pooled. It is
+// returned to the pool by the response's Done, after the records were
+// written (or dropped). While the fetch is parked it is the waiter, owned by
+// the parking goroutine.
 type fetchState struct {
+	b             *Broker
+	d             netio.Deferred // set when parked
+	version       int16
+	topErr        int16
+	readCommitted bool
+	replica       bool // replica_id >= 0: a follower, reading up to the log end
+	minBytes      int64
+	maxBytes      int32
+
 	topics []fetchTopic
 	parts  []fetchPart
-	chs    []<-chan struct{}
-	cases  []reflect.SelectCase
+	ws     watchSet
 	buf    []byte
 	marks  []fetchMark
 	out    []netio.Part
@@ -103,12 +152,13 @@ func init() {
 
 // reset drops every reference the state holds, keeping its buffers.
 func (st *fetchState) reset() {
+	st.b, st.d = nil, netio.Deferred{}
+	st.version, st.topErr, st.readCommitted, st.replica, st.minBytes, st.maxBytes = 0, 0, false, false, 0, 0
 	clear(st.topics)
 	clear(st.parts)
-	clear(st.chs)
-	clear(st.cases)
 	clear(st.out)
-	st.topics, st.parts, st.chs, st.cases = st.topics[:0], st.parts[:0], st.chs[:0], st.cases[:0]
+	st.ws.reset()
+	st.topics, st.parts = st.topics[:0], st.parts[:0]
 	st.buf, st.marks, st.out = st.buf[:0], st.marks[:0], st.out[:0]
 	if cap(st.buf) > 1<<20 { // do not let one huge fetch pin memory in the pool
 		st.buf = nil
@@ -124,94 +174,150 @@ func (st *fetchState) release() {
 }
 
 func (st *fetchState) init(req *netio.Request, r *kmsg.FetchRequest) {
+	st.replica = r.ReplicaID >= 0
+	st.minBytes, st.maxBytes = int64(r.MinBytes), r.MaxBytes
 	for i := range r.Topics {
 		t := &r.Topics[i]
 		st.topics = append(st.topics, fetchTopic{name: t.Topic, n: len(t.Partitions)})
 		for j := range t.Partitions {
 			rp := &t.Partitions[j]
-			fp := fetchPart{topic: t.Topic, partition: rp.Partition, offset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes}
-			if req.APIVersion >= 9 && rp.CurrentLeaderEpoch > 0 {
-				fp.err = errLeaderEpoch // ours is always 0
+			fp := fetchPart{topic: t.Topic, partition: rp.Partition, offset: rp.FetchOffset, maxBytes: rp.PartitionMaxBytes,
+				currentEpoch: -1, lastFetchedEpoch: -1}
+			if req.APIVersion >= 9 {
+				fp.currentEpoch = rp.CurrentLeaderEpoch
+			}
+			if req.APIVersion >= 12 {
+				fp.lastFetchedEpoch = rp.LastFetchedEpoch
 			}
 			st.parts = append(st.parts, fp)
 		}
 	}
 }
 
-// fetchWait reads until the request is satisfied or its wait ends.
-func (b *Broker) fetchWait(ctx context.Context, st *fetchState, r *kmsg.FetchRequest) {
-	minBytes := int64(r.MinBytes)
-	total, now := b.fetchRead(st, r.MaxBytes)
-	if now || total >= minBytes || r.MaxWaitMillis <= 0 {
-		return
+// watch, check and finish make a parked fetch a waiter.
+
+func (st *fetchState) watch(chs []<-chan struct{}) []<-chan struct{} {
+	for i := range st.parts {
+		if p := st.parts[i].p; p != nil {
+			chs = append(chs, p.Changed())
+		}
 	}
-	timer := time.NewTimer(time.Duration(r.MaxWaitMillis) * time.Millisecond)
-	defer timer.Stop()
-	for {
-		// Watch first, then read: an append after the read closes a
-		// channel we hold, so no wake-up is lost.
-		st.release()
-		st.chs = st.chs[:0]
-		for i := range st.parts {
-			if p := st.parts[i].p; p != nil {
-				st.chs = append(st.chs, p.Changed())
-			}
-		}
-		total, now = b.fetchRead(st, r.MaxBytes)
-		if now || total >= minBytes {
-			return
-		}
-		st.release() // hold no segment while waiting
-		switch st.waitAny(ctx, b.closed, timer.C) {
-		case wokeByAppend:
-			continue
-		case wokeByContext:
-			return // nobody will read the answer
-		}
+	return chs
+}
+
+func (st *fetchState) check() bool {
+	total, now := st.b.fetchRead(st)
+	if now || total >= st.minBytes {
+		return true
+	}
+	st.release() // hold no segment while waiting
+	return false
+}
+
+func (st *fetchState) finish(why wakeReason) {
+	switch why {
+	case wokeByTimer, wokeByClose:
 		// The wait is over: answer with what is there now.
-		b.fetchRead(st, r.MaxBytes)
-		return
+		st.b.fetchRead(st)
+	case wokeByContext:
+		// Nobody will read the answer; netio drops it.
+		st.release()
 	}
+	st.d.Complete(st.response())
+}
+
+// leaderPartition returns a partition that this broker leads in the epoch
+// the client names: currentEpoch -1 (or any negative) checks nothing, an
+// older one is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH, and a
+// follower partition is NOT_LEADER_OR_FOLLOWER, in that order, as Kafka's
+// Partition.getLocalLog checks.
+func (b *Broker) leaderPartition(topic string, partition, currentEpoch int32) (*engine.Partition, error) {
+	p, err := b.eng.Partition(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEpoch(p, currentEpoch); err != nil {
+		return p, err
+	}
+	if p.IsFollower() {
+		return p, fmt.Errorf("%w: %s/%d", engine.ErrNotLeader, topic, partition)
+	}
+	return p, nil
+}
+
+// checkEpoch compares a client's current_leader_epoch with the partition's.
+func checkEpoch(p *engine.Partition, currentEpoch int32) error {
+	if currentEpoch < 0 {
+		return nil
+	}
+	switch cur := p.LeaderEpoch(); {
+	case currentEpoch < cur:
+		return fmt.Errorf("%w: %d < %d on %s/%d", errFencedEpoch, currentEpoch, cur, p.Topic(), p.ID())
+	case currentEpoch > cur:
+		return fmt.Errorf("%w: %d > %d on %s/%d", errLeaderEpoch, currentEpoch, cur, p.Topic(), p.ID())
+	}
+	return nil
 }
 
 // fetchRead reads every partition of the request (releasing nothing: the
 // caller releases the previous read first) and returns how many record
 // bytes it got and whether the fetch must be answered now because a
-// partition has an error.
-func (b *Broker) fetchRead(st *fetchState, maxBytes int32) (total int64, now bool) {
-	remaining := int64(maxBytes)
+// partition has an error or diverged.
+func (b *Broker) fetchRead(st *fetchState) (total int64, now bool) {
+	remaining := int64(st.maxBytes)
 	first := true // no partition has given records yet: its first batch goes whole
 	for i := range st.parts {
 		pt := &st.parts[i]
-		pt.code, pt.hw, pt.logStart, pt.p = 0, -1, -1, nil
+		pt.code, pt.hw, pt.logStart, pt.p, pt.diverged = 0, -1, -1, nil, false
 		if pt.err != nil {
 			pt.code, now = errorCode(pt.err), true
 			continue
 		}
-		p, err := b.eng.Partition(pt.topic, pt.partition)
+		p, err := b.leaderPartition(pt.topic, pt.partition, pt.currentEpoch)
 		if err != nil {
 			pt.code, now = errorCode(err), true
 			continue
 		}
 		pt.p = p
-		start, end := p.StartOffset(), p.EndOffset()
+		start, end, hw := p.StartOffset(), p.EndOffset(), p.HighWatermark()
+		if pt.lastFetchedEpoch >= 0 {
+			if code := divergence(p, pt, start); code != 0 || pt.diverged {
+				pt.code, now = code, true
+				if code == 0 {
+					pt.hw, pt.logStart = hw, start
+				}
+				continue
+			}
+		}
 		if pt.offset < start || pt.offset > end {
 			pt.code, now = errorCode(engine.ErrOffsetOutOfRange), true
 			continue
 		}
-		pt.hw, pt.logStart = end, start
-		if pt.offset == end {
+		pt.hw, pt.logStart = hw, start
+		bound := hw // what this reader may see
+		if st.replica {
+			bound = end
+		}
+		if pt.offset >= bound {
 			continue
 		}
 		limit := min(int64(pt.maxBytes), remaining)
 		if limit <= 0 && !first {
 			continue
 		}
-		c, err := p.Read(pt.offset, int(max(limit, 0)))
+		var c engine.Chunk
+		if st.replica {
+			c, err = p.ReadReplica(pt.offset, int(max(limit, 0)))
+		} else {
+			c, err = p.Read(pt.offset, int(max(limit, 0)))
+		}
 		if err != nil {
 			pt.code, pt.hw, pt.logStart, now = errorCode(err), -1, -1, true
 			continue
 		}
+		// The read took its own bound after hw was loaded; the high
+		// watermark reported must cover every record sent to a consumer.
+		pt.hw = max(hw, p.HighWatermark())
 		n := c.Size()
 		if n == 0 || (n > limit && !first) {
 			c.Release() // the next fetch gets it, as the first partition with data
@@ -221,92 +327,32 @@ func (b *Broker) fetchRead(st *fetchState, maxBytes int32) (total int64, now boo
 		total += n
 		remaining -= n
 		first = false
-		// The high watermark must cover every record sent.
-		pt.hw = max(end, p.EndOffset())
 	}
 	return total, now
 }
 
-type wakeReason int
-
-const (
-	wokeByAppend wakeReason = iota
-	wokeByTimer
-	wokeByClose
-	wokeByContext
-)
-
-// maxSelectCases bounds the channels one reflect.Select waits on
-// (reflect allows 65536); fetches of more partitions fan in.
-const maxSelectCases = 4096
-
-// waitAny waits for an append to any watched partition, the timer, Close or
-// the end of ctx.
-func (st *fetchState) waitAny(ctx context.Context, closed <-chan struct{}, timer <-chan time.Time) wakeReason {
-	chs := st.chs
-	if len(chs) > maxSelectCases {
-		fan := make(chan struct{}, 1)
-		stop := make(chan struct{})
-		defer close(stop)
-		for lo := 0; lo < len(chs); lo += maxSelectCases {
-			group := chs[lo:min(lo+maxSelectCases, len(chs))]
-			// Built here: st.chs is reused once waitAny returns, which
-			// may be before the goroutine is done.
-			cases := make([]reflect.SelectCase, 0, len(group)+1)
-			for _, c := range group {
-				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
-			}
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stop)})
-			go func() {
-				if i, _, _ := reflect.Select(cases); i < len(cases)-1 {
-					select {
-					case fan <- struct{}{}:
-					default:
-					}
-				}
-			}()
-		}
-		chs = []<-chan struct{}{fan}
+// divergence checks a follower's last fetched epoch as Kafka's
+// Partition.readRecords does (KIP-595): the end of that epoch in this log
+// must be known, the fetch offset not below the log start, and the epoch
+// held here with its end at or past the fetch offset; otherwise pt
+// diverged. It returns an error code, 0 if none.
+func divergence(p *engine.Partition, pt *fetchPart, start int64) int16 {
+	epoch, end := p.EndOffsetForEpoch(pt.lastFetchedEpoch)
+	switch {
+	case epoch == engine.UndefinedEpoch || end == engine.UndefinedOffset:
+		return errorCode(engine.ErrOffsetOutOfRange) // nothing known of that epoch
+	case pt.offset < start:
+		return errorCode(engine.ErrOffsetOutOfRange)
+	case epoch < pt.lastFetchedEpoch || end < pt.offset:
+		pt.diverged, pt.divEpoch, pt.divEnd = true, epoch, end
 	}
-	var woke <-chan struct{} // nil blocks forever
-	if len(chs) == 1 {
-		woke = chs[0]
-	}
-	if len(chs) <= 1 {
-		select {
-		case <-woke:
-			return wokeByAppend
-		case <-timer:
-			return wokeByTimer
-		case <-closed:
-			return wokeByClose
-		case <-ctx.Done():
-			return wokeByContext
-		}
-	}
-	st.cases = append(st.cases[:0],
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer)},
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(closed)},
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
-	)
-	for _, c := range chs {
-		st.cases = append(st.cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
-	}
-	i, _, _ := reflect.Select(st.cases)
-	switch i {
-	case 0:
-		return wokeByTimer
-	case 1:
-		return wokeByClose
-	case 2:
-		return wokeByContext
-	}
-	return wokeByAppend
+	return 0
 }
 
 // response encodes the fetch response body (see the package doc) as parts:
 // framing bytes from st.buf and each partition's chunk in between.
-func (st *fetchState) response(version, topErr int16, readCommitted bool) netio.Response {
+func (st *fetchState) response() netio.Response {
+	version, topErr, readCommitted := st.version, st.topErr, st.readCommitted
 	flexible := version >= 12
 	b := st.buf[:0]
 	b = binary.BigEndian.AppendUint32(b, 0) // throttle_time_ms
@@ -355,7 +401,15 @@ func (st *fetchState) response(version, topErr int16, readCommitted bool) netio.
 			if n > 0 {
 				st.marks = append(st.marks, fetchMark{end: len(b), part: part})
 			}
-			if flexible {
+			switch {
+			case flexible && pt.diverged:
+				// One tagged field, diverging_epoch (tag 0): epoch int32,
+				// end_offset int64 and its own empty tag section.
+				b = append(b, 1, 0, 4+8+1)
+				b = binary.BigEndian.AppendUint32(b, uint32(pt.divEpoch))
+				b = binary.BigEndian.AppendUint64(b, uint64(pt.divEnd))
+				b = append(b, 0)
+			case flexible:
 				b = append(b, 0) // partition tagged fields
 			}
 			part++

@@ -64,6 +64,7 @@ type Broker struct {
 
 	closed    chan struct{} // closed by Close: long polls return at once
 	closeOnce sync.Once
+	parked    parkedSet // deferred requests waiting in the purgatory (purgatory.go)
 }
 
 var _ netio.Handler = (*Broker)(nil)
@@ -92,14 +93,18 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 	return b
 }
 
-// Close makes waiting and future long-polling fetches return at once, so
-// that a server shutdown need not wait for them, and closes the group
-// coordinator: waiting JoinGroup and SyncGroup requests, and later group
-// requests, get NOT_COORDINATOR. The broker keeps serving other requests;
-// it does not close the engine.
+// Close answers every parked request at once and returns when they have
+// been answered, so that a server shutdown need not wait for them: waiting
+// fetches with what there is, waiting acks=all produces with
+// NOT_LEADER_OR_FOLLOWER (retriable) for the partitions not yet committed;
+// later fetches do not wait. It closes the group coordinator too: waiting
+// JoinGroup and SyncGroup requests, and later group requests, get
+// NOT_COORDINATOR. The broker keeps serving other requests; it does not
+// close the engine.
 func (b *Broker) Close() {
 	b.closeOnce.Do(func() {
 		close(b.closed)
 		b.groups.Close()
+		b.parked.close()
 	})
 }

@@ -65,7 +65,7 @@ func fetchReq(topic string, partition int32, offset int64, maxWait, minBytes, ma
 	req.MaxWaitMillis, req.MinBytes, req.MaxBytes = maxWait, minBytes, maxBytes
 	req.SessionEpoch = -1
 	req.Topics = []kmsg.FetchRequestTopic{{Topic: topic, Partitions: []kmsg.FetchRequestTopicPartition{
-		{Partition: partition, FetchOffset: offset, PartitionMaxBytes: partMax, CurrentLeaderEpoch: -1, LogStartOffset: -1},
+		{Partition: partition, FetchOffset: offset, PartitionMaxBytes: partMax, CurrentLeaderEpoch: -1, LastFetchedEpoch: -1, LogStartOffset: -1},
 	}}}
 	return req
 }
@@ -90,7 +90,7 @@ func TestFetchVersions(t *testing.T) {
 					req := fetchReq("f", 0, 5, 0, 1, 1<<20, 1<<20)
 					req.IsolationLevel = iso
 					req.Topics[0].Partitions = append(req.Topics[0].Partitions,
-						kmsg.FetchRequestTopicPartition{Partition: 1, FetchOffset: 0, PartitionMaxBytes: 1 << 20, CurrentLeaderEpoch: -1})
+						kmsg.FetchRequestTopicPartition{Partition: 1, FetchOffset: 0, PartitionMaxBytes: 1 << 20, CurrentLeaderEpoch: -1, LastFetchedEpoch: -1})
 					req.Topics = append(req.Topics, kmsg.FetchRequestTopic{Topic: "nope", Partitions: []kmsg.FetchRequestTopicPartition{{Partition: 0}}})
 					resp := rc.roundTrip(req, v).(*kmsg.FetchResponse)
 					if resp.ErrorCode != 0 || resp.SessionID != 0 || len(resp.Topics) != 2 {
@@ -182,7 +182,7 @@ func TestFetchByteLimits(t *testing.T) {
 	both := func(maxBytes, partMax int32) (r0, r1 []byte) {
 		req := fetchReq("f", 0, 0, 0, 1, maxBytes, partMax)
 		req.Topics[0].Partitions = append(req.Topics[0].Partitions,
-			kmsg.FetchRequestTopicPartition{Partition: 1, PartitionMaxBytes: partMax, CurrentLeaderEpoch: -1})
+			kmsg.FetchRequestTopicPartition{Partition: 1, PartitionMaxBytes: partMax, CurrentLeaderEpoch: -1, LastFetchedEpoch: -1})
 		resp := rc.roundTrip(req, 12).(*kmsg.FetchResponse)
 		ps := resp.Topics[0].Partitions
 		return ps[0].RecordBatches, ps[1].RecordBatches
@@ -285,7 +285,7 @@ func TestFetchLongPoll(t *testing.T) {
 	}
 }
 
-// A fetch ends when its context does (the connection died).
+// A parked fetch ends when its context does (the connection died).
 func TestFetchContextCancel(t *testing.T) {
 	eng, err := engine.Open(t.TempDir(), engine.Options{Store: engine.NewMemoryStore(), Logger: discardLogger()})
 	if err != nil {
@@ -296,19 +296,36 @@ func TestFetchContextCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := New(eng, Config{Logger: discardLogger()})
+	defer b.Close()
 	req := fetchReq("c", 0, 0, 60000, 1, 1<<20, 1<<20)
 	req.SetVersion(12)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
-	start := time.Now()
+	defer cancel()
 	resp := b.Handle(ctx, &netio.Request{APIKey: 1, APIVersion: 12, Flexible: true, Body: req.AppendTo(nil), Conn: &netio.ConnInfo{}})
+	if resp.Deferred == (netio.Deferred{}) {
+		t.Fatalf("an empty fetch with max wait 60 s was not deferred: %+v", resp)
+	}
+	waitParked(t, b, func(n int) bool { return n == 1 })
+	start := time.Now()
+	cancel()
+	waitParked(t, b, func(n int) bool { return n == 0 })
 	if el := time.Since(start); el > 2*time.Second {
-		t.Fatalf("Handle returned %v after its context ended", el)
+		t.Fatalf("the parked fetch ended %v after its context", el)
 	}
-	if resp.Done == nil {
-		t.Fatal("no Done")
+}
+
+// The connection dying ends a parked fetch: it is answered (and its
+// response dropped) at once, not when max_wait_ms ends.
+func TestFetchConnectionDies(t *testing.T) {
+	ts := startServer(t, serverOpts{engine: engine.Options{Store: engine.NewMemoryStore()}})
+	if err := ts.eng.CreateTopic("c", engine.TopicConfig{}); err != nil {
+		t.Fatal(err)
 	}
-	resp.Done()
+	rc := dialRaw(t, ts.addr)
+	rc.send(fetchReq("c", 0, 0, 60000, 1, 1<<20, 1<<20), 12)
+	waitParked(t, ts.b, func(n int) bool { return n == 1 })
+	rc.c.Close()
+	waitParked(t, ts.b, func(n int) bool { return n == 0 })
 }
 
 // A fetch of more partitions than one select can watch is still woken by
@@ -321,7 +338,7 @@ func TestFetchWakesAcrossManyPartitions(t *testing.T) {
 	}
 	req := fetchReq("many", 0, 0, 20000, 1, 1<<20, 1<<20)
 	for i := int32(1); i < parts; i++ {
-		req.Topics[0].Partitions = append(req.Topics[0].Partitions, kmsg.FetchRequestTopicPartition{Partition: i, PartitionMaxBytes: 1 << 20, CurrentLeaderEpoch: -1})
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, kmsg.FetchRequestTopicPartition{Partition: i, PartitionMaxBytes: 1 << 20, CurrentLeaderEpoch: -1, LastFetchedEpoch: -1})
 	}
 	rc := dialRaw(t, ts.addr)
 	for _, target := range []int32{parts - 1, 3} {

@@ -479,3 +479,22 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func logged(ts *testServer, substr string) bool { return strings.Contains(ts.logs.String(), substr) }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// waitParked waits until the number of requests parked in b's purgatory
+// satisfies cond, woken by each change of it, for at most 10 s.
+func waitParked(t testing.TB, b *Broker, cond func(n int) bool) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		n, changed := b.parked.count()
+		if cond(n) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for parked requests (now %d)", n)
+		}
+	}
+}
