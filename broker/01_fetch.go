@@ -226,12 +226,12 @@ func (st *fetchState) finish(why wakeReason) {
 	st.d.Complete(st.response())
 }
 
-// leaderPartition returns a partition that this broker leads in the epoch
-// the client names: currentEpoch -1 (or any negative) checks nothing, an
-// older one is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH, and a
-// follower partition is NOT_LEADER_OR_FOLLOWER, in that order, as Kafka's
-// Partition.getLocalLog checks.
-func (b *Broker) leaderPartition(topic string, partition, currentEpoch int32) (*engine.Partition, error) {
+// partitionFor returns a partition that this broker leads (if
+// requireLeader) in the epoch the client names: currentEpoch -1 (or any
+// negative) checks nothing, an older one is FENCED_LEADER_EPOCH, a newer one
+// UNKNOWN_LEADER_EPOCH, and then a follower partition is
+// NOT_LEADER_OR_FOLLOWER, in the order of Kafka's Partition.getLocalLog.
+func (b *Broker) partitionFor(topic string, partition, currentEpoch int32, requireLeader bool) (*engine.Partition, error) {
 	p, err := b.eng.Partition(topic, partition)
 	if err != nil {
 		return nil, err
@@ -239,7 +239,7 @@ func (b *Broker) leaderPartition(topic string, partition, currentEpoch int32) (*
 	if err := checkEpoch(p, currentEpoch); err != nil {
 		return p, err
 	}
-	if p.IsFollower() {
+	if requireLeader && p.IsFollower() {
 		return p, fmt.Errorf("%w: %s/%d", engine.ErrNotLeader, topic, partition)
 	}
 	return p, nil
@@ -273,7 +273,7 @@ func (b *Broker) fetchRead(st *fetchState) (total int64, now bool) {
 			pt.code, now = errorCode(pt.err), true
 			continue
 		}
-		p, err := b.leaderPartition(pt.topic, pt.partition, pt.currentEpoch)
+		p, err := b.partitionFor(pt.topic, pt.partition, pt.currentEpoch, true)
 		if err != nil {
 			pt.code, now = errorCode(err), true
 			continue

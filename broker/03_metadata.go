@@ -14,8 +14,8 @@ import (
 func init() { regKey(3, 0, 9, (*Broker).handleMetadata, smallBody) }
 
 // handleMetadata serves Metadata v0–9. This node is the only broker, the
-// controller, and the leader and only replica of every partition (leader
-// epoch 0). Unknown topics are created when Config.AutoCreateTopics is set
+// controller, and the leader and only replica of every partition, with the
+// partition's leader epoch (0 unless the replica layer moved it). Unknown topics are created when Config.AutoCreateTopics is set
 // and, from v4, the request allows it.
 func (b *Broker) handleMetadata(_ context.Context, req *netio.Request) netio.Response {
 	r := kmsg.NewPtrMetadataRequest()
@@ -99,12 +99,17 @@ func (b *Broker) topicMetadata(name string, info engine.TopicInfo, err error) km
 	node := []int32{b.cfg.NodeID} // shared by every partition: encoding only reads it
 	t.Partitions = make([]kmsg.MetadataResponseTopicPartition, info.Config.Partitions)
 	for i := range t.Partitions {
-		p := &t.Partitions[i]
-		p.Partition = int32(i)
-		p.Leader = b.cfg.NodeID
-		p.LeaderEpoch = 0
-		p.Replicas = node
-		p.ISR = node
+		mp := &t.Partitions[i]
+		mp.Partition = int32(i)
+		mp.Leader = b.cfg.NodeID
+		mp.LeaderEpoch = 0
+		if p, err := b.eng.Partition(name, int32(i)); err == nil {
+			// Clients send it back as current_leader_epoch (Fetch,
+			// ListOffsets, OffsetForLeaderEpoch).
+			mp.LeaderEpoch = p.LeaderEpoch()
+		}
+		mp.Replicas = node
+		mp.ISR = node
 	}
 	return t
 }

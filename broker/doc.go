@@ -1,44 +1,50 @@
 // Package broker serves the Kafka API over an engine: it decodes requests
 // that netio hands it, runs them against the engine and encodes the
-// responses. One file per API key holds each handler; broker.go holds the
-// Broker, the dispatch and version table, and the one table that maps Go
-// errors to Kafka error codes.
+// responses. One file per API key (NN_name.go) holds each handler and
+// registers its versions in its init (regKey, apis.go), so ApiVersions, the
+// dispatch and the handlers cannot disagree; errors.go holds the one table
+// that maps Go errors to Kafka error codes; purgatory.go parks the requests
+// that must wait.
 //
 //	eng, _ := engine.Open(dir, engine.Options{})
 //	b := broker.New(eng, broker.Config{AutoCreateTopics: true, DataDir: dir})
 //	srv, _ := netio.Listen(netio.Config{Addr: ":9092"}, b)
 //	go srv.Serve()
 //	...
-//	b.Close() // end long polls
+//	b.Close() // answer parked requests at once
 //	srv.Shutdown(ctx)
 //	eng.Close()
 //
 // Easel is a single node: it is the controller, and the leader and only
-// replica of every partition, with leader epoch 0.
+// replica of every partition. The engine keeps each partition's leader
+// epoch (0 unless the replica layer changes it) and high watermark, which
+// on one node follows the log end.
 //
 // # Supported APIs
 //
-//	| API (key)            | versions | notes                                                             |
-//	|----------------------|----------|-------------------------------------------------------------------|
-//	| Produce (0)          | 0–9      | v0–2 answered UNSUPPORTED_VERSION; acks 0, 1, -1; no transactions |
-//	| Fetch (1)            | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)          |
-//	| ListOffsets (2)      | 1–6      | -1 latest, -2 earliest, by timestamp                              |
-//	| Metadata (3)         | 0–9      | auto-creation per Config.AutoCreateTopics                         |
-//	| OffsetCommit (8)     | 2–8      | consumer groups: package group (Config.Group)                     |
-//	| OffsetFetch (9)      | 1–7      |                                                                   |
-//	| FindCoordinator (10) | 0–3      | this broker coordinates every group                               |
-//	| JoinGroup (11)       | 0–7      | held until the rebalance completes                                |
-//	| Heartbeat (12)       | 0–4      |                                                                   |
-//	| LeaveGroup (13)      | 0–4      |                                                                   |
-//	| SyncGroup (14)       | 0–5      |                                                                   |
-//	| DescribeGroups (15)  | 0–5      |                                                                   |
-//	| ListGroups (16)      | 0–4      |                                                                   |
-//	| ApiVersions (18)     | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION             |
-//	| CreateTopics (19)    | 0–5      | replication factor 1; configs of engine.TopicConfig               |
-//	| DeleteTopics (20)    | 0–4      | by name                                                           |
-//	| InitProducerId (22)  | 0–4      | idempotent producers; transactional ids refused                   |
-//	| DescribeConfigs (32) | 0–4      | topics and this broker                                            |
-//	| DeleteGroups (42)    | 0–2      |                                                                   |
+//	| API (key)                 | versions | notes                                                             |
+//	|---------------------------|----------|-------------------------------------------------------------------|
+//	| Produce (0)               | 0–9      | v0–2 answered UNSUPPORTED_VERSION; acks 0, 1, -1; no transactions |
+//	| Fetch (1)                 | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)          |
+//	| ListOffsets (2)           | 1–6      | -1 latest (high watermark), -2 earliest, by timestamp             |
+//	| Metadata (3)              | 0–9      | auto-creation per Config.AutoCreateTopics                         |
+//	| OffsetCommit (8)          | 2–8      | consumer groups: package group (Config.Group)                     |
+//	| OffsetFetch (9)           | 1–7      |                                                                   |
+//	| FindCoordinator (10)      | 0–3      | this broker coordinates every group                               |
+//	| JoinGroup (11)            | 0–7      | held until the rebalance completes                                |
+//	| Heartbeat (12)            | 0–4      |                                                                   |
+//	| LeaveGroup (13)           | 0–4      |                                                                   |
+//	| SyncGroup (14)            | 0–5      |                                                                   |
+//	| DescribeGroups (15)       | 0–5      |                                                                   |
+//	| ListGroups (16)           | 0–4      |                                                                   |
+//	| ApiVersions (18)          | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION             |
+//	| CreateTopics (19)         | 0–5      | replication factor 1; configs of engine.TopicConfig               |
+//	| DeleteTopics (20)         | 0–4      | by name                                                           |
+//	| DeleteRecords (21)        | 0–2      | up to the high watermark; not internal or compacted topics        |
+//	| InitProducerId (22)       | 0–4      | idempotent producers; transactional ids refused                   |
+//	| OffsetForLeaderEpoch (23) | 0–4      | from the leader-epoch cache; current_leader_epoch fencing         |
+//	| DescribeConfigs (32)      | 0–4      | topics and this broker                                            |
+//	| DeleteGroups (42)         | 0–2      |                                                                   |
 //
 // Any other key, a version outside these ranges, or a body that does not
 // decode closes the connection, with a log line. Requests other than
@@ -49,6 +55,30 @@
 // Transactions are not supported: InitProducerId with a transactional id,
 // and Produce with a transactional id or a transactional batch, get
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), which clients treat as fatal.
+//
+// # Offsets and leader epochs
+//
+// Consumers see committed records only: Fetch reads below the high
+// watermark for replica_id < 0 and reports it as high_watermark and
+// last_stable_offset (there are no transactions), with the log start
+// offset; ListOffsets -1 answers it. Followers (replica_id >= 0) read, and
+// ListOffsets -1 answers them, up to the log end. Fetch (v9+), ListOffsets
+// (v4+) and OffsetForLeaderEpoch (v2+) check current_leader_epoch (KIP-320):
+// -1 checks nothing, older than the partition's is FENCED_LEADER_EPOCH (74),
+// newer UNKNOWN_LEADER_EPOCH (75); then a partition that follows another
+// replica is NOT_LEADER_OR_FOLLOWER (6). Fetch v12's last_fetched_epoch is
+// checked for divergence (KIP-595): see handleFetch.
+//
+// # Waiting requests
+//
+// A Fetch that cannot be answered yet (fewer than min_bytes) and a Produce
+// with acks=-1 whose batches the high watermark has not passed are deferred
+// (netio Request.Defer) and parked in the purgatory, woken by the engine's
+// Partition.Changed (appends, high-watermark moves, truncations), their
+// deadline (max_wait_ms, timeout_ms), Close or the end of the connection;
+// the connection's later requests are handled meanwhile and the responses
+// still go out in request order. On a single node the high watermark
+// follows the log end, so acks=-1 is answered at once, as acks=1 is.
 //
 // # Produce checks
 //

@@ -236,7 +236,7 @@ func TestFetchLongPoll(t *testing.T) {
 	// Woken by an append.
 	req := fetchReq("lp", 1, 0, 20000, 1, 1<<20, 1<<20)
 	corr := rc.send(req, 12)
-	expectNoResponse(t, rc, 100*time.Millisecond)
+	waitParked(t, ts.b, func(n int) bool { return n == 1 })
 	appendN(t, p, 1, 1, 10)
 	woke := time.Now()
 	resp := rc.read(req, 12, corr).(*kmsg.FetchResponse)
@@ -270,7 +270,7 @@ func TestFetchLongPoll(t *testing.T) {
 	// Close ends parked fetches at once.
 	req = fetchReq("lp", 0, 0, 60000, 1, 1<<20, 1<<20)
 	corr = rc.send(req, 12)
-	expectNoResponse(t, rc, 50*time.Millisecond)
+	waitParked(t, ts.b, func(n int) bool { return n == 1 })
 	start = time.Now()
 	ts.b.Close()
 	rc.read(req, 12, corr)
@@ -343,7 +343,7 @@ func TestFetchWakesAcrossManyPartitions(t *testing.T) {
 	rc := dialRaw(t, ts.addr)
 	for _, target := range []int32{parts - 1, 3} {
 		corr := rc.send(req, 12)
-		expectNoResponse(t, rc, 100*time.Millisecond)
+		waitParked(t, ts.b, func(n int) bool { return n == 1 })
 		p, _ := ts.eng.Partition("many", target)
 		appendN(t, p, 1, 1, 10)
 		start := time.Now()
@@ -383,7 +383,7 @@ func TestLongPollLatencyKgo(t *testing.T) {
 			}
 			got <- time.Now()
 		}()
-		time.Sleep(150 * time.Millisecond) // let the fetch park
+		waitParked(t, ts.b, func(n int) bool { return n >= 1 }) // the consumer's fetch waits
 		start := time.Now()
 		if _, err := p.AppendRecords(0, record.Record{Value: []byte(strconv.Itoa(i))}); err != nil {
 			t.Fatal(err)
@@ -394,6 +394,9 @@ func TestLongPollLatencyKgo(t *testing.T) {
 	}
 	if worst > 500*time.Millisecond {
 		t.Fatalf("long-poll latency %v, want < 500ms", worst)
+	}
+	if n := ts.b.parked.parks(); n < 5 {
+		t.Fatalf("%d fetches parked in 5 rounds: the wake-ups were not tested", n)
 	}
 }
 

@@ -34,6 +34,10 @@ func fuzzSeeds(t testing.TB) [][3]any {
 					Configs: []kmsg.CreateTopicsRequestTopicConfig{{Name: "retention.ms", Value: strp("1000")}}}}
 			case *kmsg.DeleteTopicsRequest:
 				r.TopicNames = []string{"c"}
+			case *kmsg.DeleteRecordsRequest:
+				r.Topics = []kmsg.DeleteRecordsRequestTopic{{Topic: "t", Partitions: []kmsg.DeleteRecordsRequestTopicPartition{{Partition: 1, Offset: -1}}}}
+			case *kmsg.OffsetForLeaderEpochRequest:
+				r.Topics = []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{{CurrentLeaderEpoch: -1}}}}
 			case *kmsg.DescribeConfigsRequest:
 				r.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}
 			}

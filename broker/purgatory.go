@@ -178,6 +178,7 @@ type parkedSet struct {
 		sync.Mutex
 		closed  bool          // no request parks any more
 		n       int           // parked requests whose finish has not returned
+		total   int           // requests ever parked
 		changed chan struct{} // closed when n changes; nil while nobody waits
 	}
 }
@@ -190,6 +191,7 @@ func (s *parkedSet) add() bool {
 		return false
 	}
 	s.mu.n++
+	s.mu.total++
 	s.notifyLocked()
 	return true
 }
@@ -218,6 +220,13 @@ func (s *parkedSet) count() (int, <-chan struct{}) {
 		s.mu.changed = make(chan struct{})
 	}
 	return s.mu.n, s.mu.changed
+}
+
+// parks returns how many requests were ever parked.
+func (s *parkedSet) parks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.total
 }
 
 // close stops further parking and waits until every parked request has

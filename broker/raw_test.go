@@ -287,6 +287,11 @@ func TestEveryVersionRoundTrips(t *testing.T) {
 				r.TopicNames = []string{"c" + string(rune('a'+v))}
 			case *kmsg.DescribeConfigsRequest:
 				r.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}
+			case *kmsg.DeleteRecordsRequest:
+				r.Topics = []kmsg.DeleteRecordsRequestTopic{{Topic: "t", Partitions: []kmsg.DeleteRecordsRequestTopicPartition{{Offset: -1}}}}
+			case *kmsg.OffsetForLeaderEpochRequest:
+				r.ReplicaID = -1
+				r.Topics = []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{{CurrentLeaderEpoch: -1}}}}
 			// Group APIs (package group has the thorough tests).
 			case *kmsg.OffsetCommitRequest:
 				r.Group, r.Generation = "g", -1
@@ -364,6 +369,10 @@ func firstErrorCode(resp kmsg.Response) int16 {
 		return r.ErrorCode
 	case *kmsg.DescribeConfigsResponse:
 		return r.Resources[0].ErrorCode
+	case *kmsg.DeleteRecordsResponse:
+		return r.Topics[0].Partitions[0].ErrorCode
+	case *kmsg.OffsetForLeaderEpochResponse:
+		return r.Topics[0].Partitions[0].ErrorCode
 	case *kmsg.OffsetCommitResponse:
 		return r.Topics[0].Partitions[0].ErrorCode
 	case *kmsg.OffsetFetchResponse:
