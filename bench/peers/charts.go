@@ -133,13 +133,15 @@ func latencyChart(rep *report, base string) (bool, error) {
 		}
 	}
 	p := plot.New()
-	p.Title.Text = "end-to-end latency at half of each target's peak rate (" + k + ")"
+	p.Title.Text = "end-to-end latency at half of each target's peak rate (" + k + "; medians of the rounds)"
 	p.Y.Label.Text = "µs (log scale)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	n := 0
-	for _, r := range rep.Results {
-		if r.Phase != phaseE2E || r.Workload != k || r.E2E == nil || r.Err != "" {
+	ix := newIndex(rep.Results)
+	for _, tg := range targetGens(rep.Results) {
+		r := ix.get(tg[0], tg[1], phaseE2E, k) // the median of the rounds
+		if r == nil || r.E2E == nil {
 			continue
 		}
 		pts := plotter.XYs{{X: 0, Y: r.E2E.P50}, {X: 1, Y: r.E2E.P99}, {X: 2, Y: r.E2E.P999}}

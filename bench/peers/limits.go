@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -86,8 +87,9 @@ func runSink() error {
 }
 
 // measureLimits measures the machine: memory copy, sequential file writes
-// into the page cache and with fdatasync, loopback TCP bandwidth and round
-// trips between two processes.
+// into the page cache (after the warm-up, and into a preallocated file) and
+// with fdatasync, loopback TCP bandwidth and round trips between two
+// processes.
 func measureLimits(ctx context.Context, dir string, d time.Duration, maxBytes int64) []result {
 	var out []result
 	add := func(r result, err error) {
@@ -98,12 +100,24 @@ func measureLimits(ctx context.Context, dir string, d time.Duration, maxBytes in
 		out = append(out, r)
 	}
 	add(limitMemcpy(d))
-	add(limitFileWrite(dir, d, maxBytes, false))
-	add(limitFileWrite(dir, d, maxBytes, true))
+	add(limitFileWrite(dir, d, maxBytes, writeRecycled))
+	add(limitFileWrite(dir, d, maxBytes, writePrealloc))
+	add(limitFileWrite(dir, d, maxBytes, writeFsync))
 	tcp, rtt, err := limitLoopback(ctx, d, maxBytes)
 	add(tcp, err)
 	add(rtt, err)
 	return out
+}
+
+// firstTouchLimit is the page-cache write rate before any warm-up: the
+// harness measures it first, in round 1 only.
+func firstTouchLimit(dir string, d time.Duration, maxBytes int64) result {
+	r, err := limitFileWrite(dir, d, maxBytes, writeFirstTouch)
+	r.Target, r.Phase = "machine", phaseLimit
+	if err != nil {
+		r.Err = err.Error()
+	}
+	return r
 }
 
 func limitMemcpy(d time.Duration) (result, error) {
@@ -124,12 +138,25 @@ func limitMemcpy(d time.Duration) (result, error) {
 		Note: "one goroutine copying 64 MiB buffers"}, nil
 }
 
-// limitFileWrite writes a file sequentially in 1 MiB blocks (page cache), or
-// in 64 KiB blocks each followed by fdatasync.
-func limitFileWrite(dir string, d time.Duration, maxBytes int64, fsync bool) (result, error) {
-	r := result{Metric: "file-write", Note: "sequential 1 MiB writes into the page cache"}
+// Kinds of file-write limit.
+const (
+	writeRecycled   = iota // into the page cache, after the warm-up
+	writeFirstTouch        // the same before any warm-up
+	writePrealloc          // into a file fallocated first
+	writeFsync             // 64 KiB writes, each followed by fdatasync
+)
+
+// limitFileWrite writes a new file sequentially in 1 MiB blocks (page
+// cache), or in 64 KiB blocks each followed by fdatasync; see the kinds.
+func limitFileWrite(dir string, d time.Duration, maxBytes int64, kind int) (result, error) {
+	r := result{Metric: "file-write", Note: "sequential 1 MiB writes into the page cache, after the warm-up (recycled pages)"}
 	block := 1 << 20
-	if fsync {
+	switch kind {
+	case writeFirstTouch:
+		r.Metric, r.Note = "file-write-first-touch", "the same before any warm-up (round 1 only): pages the machine may not have touched yet"
+	case writePrealloc:
+		r.Metric = "file-write-prealloc"
+	case writeFsync:
 		r.Metric, r.Note = "file-write-fsync", "sequential 64 KiB writes, each followed by fdatasync"
 		block = 64 << 10
 	}
@@ -140,6 +167,14 @@ func limitFileWrite(dir string, d time.Duration, maxBytes int64, fsync bool) (re
 	}
 	defer os.Remove(path)
 	defer f.Close()
+	if kind == writePrealloc {
+		t0 := time.Now()
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, maxBytes); err != nil {
+			return r, fmt.Errorf("fallocate: %w", err)
+		}
+		r.Note = fmt.Sprintf("the same into a file fallocated first (KEEP_SIZE, %s in %.1f ms), after the warm-up",
+			fmtBytes(maxBytes), float64(time.Since(t0).Microseconds())/1000)
+	}
 	buf := make([]byte, block)
 	for i := range buf {
 		buf[i] = byte(i * 7)
@@ -152,7 +187,7 @@ func limitFileWrite(dir string, d time.Duration, maxBytes int64, fsync bool) (re
 		if _, err := f.Write(buf); err != nil {
 			return r, err
 		}
-		if fsync {
+		if kind == writeFsync {
 			if err := unix.Fdatasync(int(f.Fd())); err != nil {
 				return r, err
 			}
@@ -165,6 +200,61 @@ func limitFileWrite(dir string, d time.Duration, maxBytes int64, fsync bool) (re
 	r.Value, r.Unit = float64(h.TotalCount())/el.Seconds(), "writes/s"
 	r.Ack = summarise(h)
 	return r, nil
+}
+
+// pageWarm is one page-cache warm-up: a file written and deleted before a
+// target runs.
+type pageWarm struct {
+	Round   int     `json:"round"`
+	Before  string  `json:"before"` // the target that runs next
+	Bytes   int64   `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+	MBps    float64 `json:"mb_per_s"`
+	Err     string  `json:"error,omitempty"`
+}
+
+// warmPageCache writes n bytes to a new file in dir in 1 MiB blocks and
+// deletes it, so that the next target's writes go to page-cache pages the
+// machine has used before (on this VM the first touch of a page is several
+// times slower than a recycled one). Deleting the file frees its pages
+// without writing them back if writeback has not reached them yet.
+func warmPageCache(dir string, n int64) (seconds, mbps float64, err error) {
+	path := filepath.Join(dir, "page-cache-warm-up")
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i*13 + 1)
+	}
+	start := time.Now()
+	for done := int64(0); done < n; done += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			return 0, 0, err
+		}
+	}
+	el := time.Since(start).Seconds()
+	return el, float64(n) / el / 1e6, nil
+}
+
+// memAvailable is /proc/meminfo's MemAvailable in bytes (0 if unknown).
+func memAvailable() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 // limitLoopback starts this binary as a sink process and measures one TCP

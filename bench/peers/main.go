@@ -17,7 +17,11 @@ import (
 )
 
 // allTargets lists the -targets names in the order they run.
-var allTargets = []string{"machine", "easel-embedded", "wal", "easel-broker", "kfake", "nats", "redis"}
+var allTargets = []string{"machine", "easel-embedded", "easel-embedded-prealloc", "wal", "easel-broker", "kfake", "nats", "redis"}
+
+// allGens lists the -gens names: the load generators of Kafka-protocol
+// targets.
+var allGens = []string{"raw", "kgo", "kgo-if5", "kgo-linger0"}
 
 // config is one harness run.
 type config struct {
@@ -25,12 +29,20 @@ type config struct {
 	Root      string        // the easel module's directory
 	Out       string        // output directory
 	Targets   []string      // which of allTargets run
-	Gens      []string      // Kafka-protocol generators: raw, kgo, kgo-if5
+	Gens      []string      // Kafka-protocol generators: raw, kgo, kgo-if5, kgo-linger0
 	Duration  time.Duration // per produce phase
 	MaxBytes  int64         // payload bytes per produce phase at most
 	Workloads []workload
-	// If5 lists the workloads also run with kgo-if5 (a subset of Workloads).
-	If5          []workload
+	// If5 and Linger0 list the workloads run with kgo-if5 and kgo-linger0,
+	// Prealloc those of easel-embedded-prealloc (each a subset of
+	// Workloads).
+	If5, Linger0, Prealloc []workload
+	// Repeat is how many rounds run (see schedule): each (target,
+	// workload) is measured Repeat times, interleaved.
+	Repeat int
+	// WarmBytes is written to a file and deleted before each target (the
+	// page-cache warm-up; 0: none).
+	WarmBytes    int64
 	Scale        []int // partition counts for the scaling figure
 	StartupBytes int64 // data written before the start-up measurements (0: skip)
 	Pprof        bool  // capture CPU profiles of the Easel broker
@@ -44,21 +56,20 @@ type config struct {
 func presets(mode string) (config, error) {
 	base := workload{Size: 1024, Partitions: 1, Acks: "1", Codec: "none"}
 	with := func(f func(*workload)) workload { w := base; f(&w); return w }
-	c := config{Mode: mode, Targets: allTargets, Gens: []string{"raw", "kgo", "kgo-if5"}}
+	c := config{Mode: mode, Targets: allTargets, Gens: allGens}
 	switch mode {
 	case "quick":
-		c.Duration, c.MaxBytes = 800*time.Millisecond, 512<<20
-		c.Workloads = []workload{
-			base,
-			with(func(w *workload) { w.Size = 100 }),
-			with(func(w *workload) { w.Partitions = 16 }),
-			with(func(w *workload) { w.Acks = "all" }),
-		}
-		c.If5 = []workload{base}
+		// Three rounds in about three minutes: fewer workloads than
+		// before repeats (acks=all on one broker exercises the code path
+		// only; see full mode).
+		c.Duration, c.MaxBytes, c.Repeat = 800*time.Millisecond, 512<<20, 3
+		p16 := with(func(w *workload) { w.Partitions = 16 })
+		c.Workloads = []workload{base, with(func(w *workload) { w.Size = 100 }), p16}
+		c.If5, c.Linger0, c.Prealloc = []workload{base}, []workload{base}, []workload{base, p16}
 		c.Scale = []int{1, 100, 1000} // 10,000 takes the Easel broker ~35 s: full mode only
 		c.StartupBytes = 512 << 20
 	case "full":
-		c.Duration, c.MaxBytes = 2*time.Second, 2<<30
+		c.Duration, c.MaxBytes, c.Repeat = 2*time.Second, 2<<30, 5
 		for _, size := range []int{100, 1024, 16384} {
 			for _, parts := range []int{1, 16} {
 				c.Workloads = append(c.Workloads, with(func(w *workload) { w.Size, w.Partitions = size, parts }))
@@ -75,21 +86,39 @@ func presets(mode string) (config, error) {
 		for _, parts := range []int{1, 16} {
 			c.Workloads = append(c.Workloads, with(func(w *workload) { w.Partitions, w.Sync = parts, true }))
 		}
+		c.Linger0 = []workload{base, with(func(w *workload) { w.Size = 16384 })}
+		c.Prealloc = []workload{base, with(func(w *workload) { w.Partitions = 16 }), with(func(w *workload) { w.Size = 16384 }),
+			with(func(w *workload) { w.Sync = true })}
 		c.Scale = []int{1, 100, 1000, 10000}
 		c.StartupBytes = 10 << 30
 	case "smoke":
-		c.Duration, c.MaxBytes = 150*time.Millisecond, 8<<20
+		c.Duration, c.MaxBytes, c.Repeat = 150*time.Millisecond, 8<<20, 1
 		c.Workloads = []workload{
 			with(func(w *workload) { w.Size = 100 }),
 			with(func(w *workload) { w.Partitions, w.Codec = 3, "lz4" }),
 		}
-		c.If5 = []workload{c.Workloads[0]}
+		c.If5, c.Linger0, c.Prealloc = c.Workloads[:1], c.Workloads[:1], c.Workloads[:1]
 		c.Scale = []int{1, 50}
 		c.StartupBytes = 4 << 20
 	default:
 		return c, fmt.Errorf("peers: unknown mode %q", mode)
 	}
+	// Twice a phase's byte cap: what one workload holds at most (its topic
+	// is deleted before the next phase), with room for a broker that also
+	// keeps the records in memory (kfake).
+	c.WarmBytes = 2 * c.MaxBytes
 	return c, nil
+}
+
+// workloadsFor returns the workloads a Kafka-protocol generator runs.
+func (c config) workloadsFor(gen string) []workload {
+	switch gen {
+	case "kgo-if5":
+		return c.If5
+	case "kgo-linger0":
+		return c.Linger0
+	}
+	return c.Workloads
 }
 
 func main() {
@@ -103,10 +132,12 @@ func main() {
 }
 
 func mainErr() error {
-	quick := flag.Bool("quick", false, "quick mode (the default): 0.8 s phases, 1 KiB and 100 B records, 1 and 16 partitions; < 3 min")
-	full := flag.Bool("full", false, "full mode: 2 s phases, 100 B, 1 KiB and 16 KiB, acks, lz4/zstd, fsync, 10,000 partitions, 10 GiB start-up data; < 20 min")
+	quick := flag.Bool("quick", false, "quick mode (the default): 3 rounds of 0.8 s phases, 1 KiB and 100 B records, 1 and 16 partitions; about 3 min")
+	full := flag.Bool("full", false, "full mode: 5 rounds of 2 s phases, 100 B, 1 KiB and 16 KiB, acks, lz4/zstd, fsync, 10,000 partitions, 10 GiB start-up data")
 	targets := flag.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
-	gens := flag.String("gens", "raw,kgo,kgo-if5", "load generators for Kafka-protocol targets")
+	gens := flag.String("gens", strings.Join(allGens, ","), "load generators for Kafka-protocol targets")
+	repeat := flag.Int("repeat", 0, "run every target this many times, interleaved (A B C A B C), and report medians with min and max (default: quick 3, full 5)")
+	warm := flag.Int64("warm-bytes", -1, "bytes written and deleted before each target to warm the page cache (default twice the phase byte cap; 0: no warm-up)")
 	out := flag.String("out", "", "output directory (default bench/out; relative paths start at the repository root)")
 	dur := flag.Duration("duration", 0, "override the length of each produce phase")
 	startup := flag.Int64("startup-bytes", -1, "override the data written before the start-up measurement (0 skips it)")
@@ -153,8 +184,8 @@ func mainErr() error {
 		if g = strings.TrimSpace(g); g == "" {
 			continue
 		}
-		if !slices.Contains([]string{"raw", "kgo", "kgo-if5"}, g) {
-			return fmt.Errorf("unknown generator %q (have raw, kgo, kgo-if5)", g)
+		if !slices.Contains(allGens, g) {
+			return fmt.Errorf("unknown generator %q (have %s)", g, strings.Join(allGens, ", "))
 		}
 		cfg.Gens = append(cfg.Gens, g)
 	}
@@ -176,6 +207,15 @@ func mainErr() error {
 	}
 	if *startup >= 0 {
 		cfg.StartupBytes = *startup
+	}
+	if *repeat < 0 {
+		return errors.New("-repeat must be at least 1")
+	}
+	if *repeat > 0 {
+		cfg.Repeat = *repeat
+	}
+	if *warm >= 0 {
+		cfg.WarmBytes = *warm
 	}
 	cfg.Pprof, cfg.BenchmarksMD, cfg.RedisServer, cfg.Keep, cfg.Quiet = *pprofFlag, *bmd, *redisBin, *keep, *quiet
 	cfg.Command = "go -C bench/peers run . " + strings.Join(os.Args[1:], " ")

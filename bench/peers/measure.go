@@ -21,6 +21,8 @@ const (
 
 // result is one measurement; results.json is a list of them.
 type result struct {
+	// Round is the 0-based round of a -repeat run (see schedule).
+	Round      int    `json:"round"`
 	Target     string `json:"target"`
 	Gen        string `json:"gen,omitempty"`
 	Phase      string `json:"phase"`
@@ -101,6 +103,9 @@ func measureWorkload(ctx context.Context, t target, w workload, lim phaseLimits,
 	r := result{Ack: ps.lat}
 	r.fill(t, phaseProduce, w)
 	r.rates(ps.records, ps.elapsed, w.Size)
+	if d, ok := t.(diskUser); ok {
+		r.DataBytes = d.diskBytes()
+	}
 	peak := r.RecordsPerSec
 	out = append(out, r)
 
@@ -154,6 +159,10 @@ func measureWorkload(ctx context.Context, t target, w workload, lim phaseLimits,
 	}
 	return out
 }
+
+// diskUser is a target in this process that can tell how much disk its
+// data holds (allocated blocks, as du counts them, not file sizes).
+type diskUser interface{ diskBytes() int64 }
 
 // e2eRate, when positive, replaces half the peak as the offered rate of
 // the end-to-end latency phase (records/s); set by -e2e-rate.

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,12 +27,13 @@ func TestMain(m *testing.M) {
 // smoke runs the harness end to end in smoke mode against targets and
 // checks the outputs: no errors, every phase measured, consumers reading
 // exactly what producers wrote.
-func smoke(t *testing.T, targets []string, wantTargets []string) *report {
+func smoke(t *testing.T, targets []string, wantTargets []string, repeat int) *report {
 	t.Helper()
 	cfg, err := presets("smoke")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Repeat = repeat
 	if cfg.Root, err = findRoot("."); err != nil {
 		t.Fatal(err)
 	}
@@ -107,18 +111,136 @@ func smoke(t *testing.T, targets []string, wantTargets []string) *report {
 	return rep
 }
 
+// TestSmokeEmbedded runs the in-process targets twice (-repeat 2) and
+// checks the interleaving, the warm-ups and the report of repeats.
 func TestSmokeEmbedded(t *testing.T) {
-	rep := smoke(t, []string{"machine", "easel-embedded", "wal"}, []string{"easel-embedded", "wal"})
-	metrics := map[string]bool{}
+	targets := []string{"machine", "easel-embedded", "easel-embedded-prealloc", "wal"}
+	rep := smoke(t, targets, []string{"easel-embedded", "easel-embedded-prealloc", "wal"}, 2)
+	metrics := map[string]int{}
 	for _, r := range rep.Results {
 		if r.Target == "machine" {
-			metrics[r.Metric] = true
+			metrics[r.Metric]++
 		}
 	}
-	for _, m := range []string{"memcpy", "file-write", "file-write-fsync", "loopback-tcp", "loopback-rtt"} {
-		if !metrics[m] {
-			t.Errorf("no machine limit %s", m)
+	for m, want := range map[string]int{"memcpy": 2, "file-write": 2, "file-write-first-touch": 1, "file-write-prealloc": 2,
+		"file-write-fsync": 2, "loopback-tcp": 2, "loopback-rtt": 2} {
+		if metrics[m] != want {
+			t.Errorf("machine limit %s measured %d times, want %d", m, metrics[m], want)
 		}
+	}
+	// Interleaved: the results come in schedule order, A B C D A B C D.
+	var order []slot
+	for _, r := range rep.Results {
+		sl := slot{Round: r.Round, Target: r.Target}
+		if len(order) == 0 || order[len(order)-1] != sl {
+			order = append(order, sl)
+		}
+	}
+	if want := schedule(targets, 2); !slices.Equal(order, want) {
+		t.Errorf("results in the order %v, want %v", order, want)
+	}
+	if len(rep.Warmups) != len(targets)*2 {
+		t.Errorf("%d page-cache warm-ups, want one before each of %d target runs", len(rep.Warmups), len(targets)*2)
+	}
+	for i, w := range rep.Warmups {
+		if want := schedule(targets, 2)[i]; w.Before != want.Target || w.Round != want.Round || w.Bytes <= 0 || w.Err != "" {
+			t.Errorf("warm-up %d: %+v, want one before %v", i, w, want)
+		}
+	}
+	for _, r := range rep.Results {
+		if r.Target == "easel-embedded-prealloc" && r.Phase == phaseProduce && r.DataBytes < 1<<30 {
+			t.Errorf("preallocated engine holds %d bytes of disk after produce, want its 1 GiB segment", r.DataBytes)
+		}
+	}
+	md := renderReport(rep, nil, "", 1)
+	for _, s := range []string{"ran 2 times, interleaved", "page cache was warmed", "## Preallocate", "| 2 |", "file-write-first-touch"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("report lacks %q", s)
+		}
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	got := schedule([]string{"a", "b", "c"}, 3)
+	var s []string
+	for _, sl := range got {
+		s = append(s, fmt.Sprintf("%s%d", sl.Target, sl.Round+1))
+	}
+	if want := "a1 b1 c1 a2 b2 c2 a3 b3 c3"; strings.Join(s, " ") != want {
+		t.Errorf("schedule: %s, want %s", strings.Join(s, " "), want)
+	}
+	if n := len(schedule([]string{"a"}, 0)); n != 1 {
+		t.Errorf("repeat 0 gives %d slots, want 1", n)
+	}
+}
+
+func TestCompare(t *testing.T) {
+	sp := func(vs ...float64) spread {
+		var rs []*result
+		for _, v := range vs {
+			rs = append(rs, &result{MBps: v})
+		}
+		return spreadOf(rs, mbps)
+	}
+	tests := []struct {
+		name        string
+		e, p        spread
+		lowerBetter bool
+		ratio       float64
+		want        verdict
+	}{
+		{"ranges apart, higher", sp(110, 120, 130), sp(90, 100, 105), false, 1.2, win},
+		{"ranges apart, lower", sp(90, 100, 105), sp(110, 120, 130), false, 100.0 / 120, lose},
+		{"ranges overlap", sp(100, 150, 200), sp(90, 100, 110), false, 1.5, tie},
+		{"ranges touch", sp(110, 120, 130), sp(100, 105, 110), false, 120.0 / 105, tie},
+		{"latency apart, lower is better", sp(9, 10, 11), sp(20, 21, 22), true, 10.0 / 21, win},
+		{"latency apart, higher is worse", sp(20, 21, 22), sp(9, 10, 11), true, 2.1, lose},
+		{"median of an even count", sp(1, 2, 3, 10), sp(100), false, 2.5 / 100, lose},
+		{"single runs within 5%", sp(102), sp(100), false, 1.02, tie},
+		{"single runs 10% apart", sp(110), sp(100), false, 1.1, win},
+		{"ranges apart, 1% slower", sp(99, 99, 99), sp(100, 100, 100), false, 0.99, lose},
+	}
+	for _, tc := range tests {
+		r, v := compare(tc.e, tc.p, tc.lowerBetter)
+		if v != tc.want || math.Abs(r-tc.ratio) > 1e-9 {
+			t.Errorf("%s: %.3f %v, want %.3f %v", tc.name, r, v, tc.ratio, tc.want)
+		}
+	}
+}
+
+// TestReportRepeats renders rounds of made-up results: medians with ranges,
+// ratios of medians, ties where the ranges overlap, losses only where they
+// do not.
+func TestReportRepeats(t *testing.T) {
+	w := workload{Size: 1024, Partitions: 1, Acks: "1", Codec: "none"}
+	var rs []result
+	add := func(round int, target, phase string, mbps float64) {
+		r := result{Round: round, Target: target, Gen: "raw", Phase: phase, MBps: mbps}
+		r.Workload, r.Size, r.Partitions, r.Acks, r.Codec = w.key(), w.Size, w.Partitions, w.Acks, w.Codec
+		rs = append(rs, r)
+	}
+	for i, v := range [][4]float64{{100, 300, 50, 80}, {120, 310, 90, 70}, {110, 290, 70, 100}} {
+		add(i, "easel-broker", phaseProduce, v[0]) // 110 (100–120)
+		add(i, "easel-broker", phaseConsume, v[2]) // 70 (50–90)
+		add(i, "kfake", phaseProduce, v[1])        // 300 (290–310): Easel loses
+		add(i, "kfake", phaseConsume, v[3])        // 80 (70–100): a tie
+	}
+	rs = append(rs, result{Round: 2, Target: "kfake", Gen: "raw", Phase: phaseProdCons, Workload: w.key(), Err: "boom"})
+	md := renderReport(&report{Meta: meta{Repeat: 3}, Results: rs}, nil, "", 1)
+	for _, s := range []string{
+		"| easel-broker | raw | 110 (100–120) |",                                    // baseline: median (min–max)
+		"| 1KiB/p1/acks=1/none | produce MB/s | **0.37×** |",                        // ratio of medians, a loss
+		"| 1KiB/p1/acks=1/none | consume MB/s | 0.88× (tie) |",                      // overlapping ranges
+		"produce MB/s: broker/raw 110 MB/s (100–120) vs 300 MB/s (290–310) (0.37×)", // listed as a loss
+		"| 0 of 1 | error: boom |",                                                  // a failed run
+		"2 comparisons, 1 of them ties.",
+	} {
+		if !strings.Contains(md, s) {
+			t.Errorf("report lacks %q:\n%s", s, md)
+		}
+	}
+	if strings.Contains(md, "consume MB/s: broker/raw") {
+		t.Errorf("a tie listed as a loss:\n%s", md)
 	}
 }
 
@@ -128,7 +250,7 @@ func TestSmokeBrokers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts brokers")
 	}
-	rep := smoke(t, []string{"easel-broker", "kfake"}, []string{"easel-broker", "kfake"})
+	rep := smoke(t, []string{"easel-broker", "kfake"}, []string{"easel-broker", "kfake"}, 1)
 	var scale, startup int
 	gens := map[string]bool{}
 	for _, r := range rep.Results {
@@ -150,7 +272,8 @@ func TestSmokeBrokers(t *testing.T) {
 	if scale != 4 || startup != 2 {
 		t.Errorf("%d scaling and %d start-up results, want 4 and 2", scale, startup)
 	}
-	for _, g := range []string{"easel-broker/raw", "easel-broker/kgo", "easel-broker/kgo-if5", "kfake/raw", "kfake/kgo"} {
+	for _, g := range []string{"easel-broker/raw", "easel-broker/kgo", "easel-broker/kgo-if5", "easel-broker/kgo-linger0",
+		"kfake/raw", "kfake/kgo", "kfake/kgo-linger0"} {
 		if !gens[g] {
 			t.Errorf("no produce result for %s", g)
 		}

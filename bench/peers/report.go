@@ -96,31 +96,71 @@ func replaceSection(path, section string) error {
 	return os.WriteFile(path, []byte(out), 0o644)
 }
 
-// index finds results by target, generator, phase and workload.
-type index map[string]*result
+// index finds the runs of a measurement by target, generator, phase and
+// workload (or machine limit), over every round.
+type index struct {
+	byKey map[string]*agg
+	keys  []string // in first-seen order
+}
 
 func idxKey(target, gen, phase, wl string) string { return target + "|" + gen + "|" + phase + "|" + wl }
 
-func newIndex(rs []result) index {
-	ix := index{}
+// keyOf is r's measurement key.
+func keyOf(r *result) string {
+	if r.Phase == phaseLimit {
+		return idxKey(r.Target, r.Gen, r.Phase, "limit:"+r.Metric)
+	}
+	return idxKey(r.Target, r.Gen, r.Phase, r.Workload)
+}
+
+func newIndex(rs []result) *index {
+	ix := &index{byKey: map[string]*agg{}}
 	for i := range rs {
 		r := &rs[i]
-		switch {
-		case r.Err != "":
-		case r.Phase == phaseLimit:
-			ix[idxKey(r.Target, r.Gen, r.Phase, "limit:"+r.Metric)] = r
-		default:
-			ix[idxKey(r.Target, r.Gen, r.Phase, r.Workload)] = r
+		k := keyOf(r)
+		a := ix.byKey[k]
+		if a == nil {
+			a = &agg{}
+			ix.byKey[k] = a
+			ix.keys = append(ix.keys, k)
+		}
+		if r.Err != "" {
+			a.failed = append(a.failed, r)
+		} else {
+			a.runs = append(a.runs, r)
+		}
+	}
+	for _, a := range ix.byKey {
+		if len(a.runs) > 0 {
+			a.med = medianOf(a.runs)
 		}
 	}
 	return ix
 }
 
-func (ix index) get(target, gen, phase, wl string) *result { return ix[idxKey(target, gen, phase, wl)] }
+// agg returns every run of one measurement, or nil.
+func (ix *index) agg(target, gen, phase, wl string) *agg {
+	return ix.byKey[idxKey(target, gen, phase, wl)]
+}
 
-// limit returns a machine limit's result.
-func (ix index) limit(metric string) *result {
+// get returns the median of a measurement's runs, or nil if none succeeded.
+func (ix *index) get(target, gen, phase, wl string) *result {
+	if a := ix.agg(target, gen, phase, wl); a != nil && len(a.runs) > 0 {
+		return &a.med
+	}
+	return nil
+}
+
+// limit returns a machine limit's median.
+func (ix *index) limit(metric string) *result {
 	return ix.get("machine", "", phaseLimit, "limit:"+metric)
+}
+
+// each calls f for every measurement, in first-seen order.
+func (ix *index) each(f func(a *agg)) {
+	for _, k := range ix.keys {
+		f(ix.byKey[k])
+	}
 }
 
 // pair is an Easel target compared with a peer.
@@ -138,6 +178,8 @@ func shortName(target, gen string) string {
 		return "broker/" + gen
 	case "easel-embedded":
 		return "embedded"
+	case "easel-embedded-prealloc":
+		return "embedded-prealloc"
 	case "kfake":
 		return "kfake/" + gen
 	}
@@ -147,6 +189,7 @@ func shortName(target, gen string) string {
 var pairs = []pair{
 	{"easel-broker", "raw", "kfake", "raw"},
 	{"easel-broker", "kgo", "kfake", "kgo"},
+	{"easel-broker", "kgo-linger0", "kfake", "kgo-linger0"},
 	{"easel-broker", "kgo", "nats", "nats.go"},
 	{"easel-broker", "kgo", "redis", "go-redis"},
 	{"easel-embedded", "api", "wal", "api"},
@@ -190,28 +233,53 @@ type loss struct {
 	ratio float64
 }
 
-// ratioCell formats easel ÷ peer and notes a loss.
-func ratioCell(m metric, e, p *result, what string, losses *[]loss) string {
-	if e == nil || p == nil {
+// ratioCell formats easel ÷ peer (of the medians) and notes a loss: a
+// ratio whose min–max ranges overlap is a tie, printed "(tie)".
+func ratioCell(m metric, e, p *agg, what string, losses *[]loss) string {
+	es, ps := e.spread(m.val), p.spread(m.val)
+	if es.N == 0 || ps.N == 0 {
 		return "–"
 	}
-	ev, pv := m.val(e), m.val(p)
-	if ev <= 0 || pv <= 0 {
-		return "–"
-	}
-	r := ev / pv
-	lose := r < 0.95
-	if m.lowerBetter {
-		lose = r > 1.05
-	}
+	r, v := compare(es, ps, m.lowerBetter)
 	cell := fmt.Sprintf("%.2f×", r)
-	if lose {
+	switch v {
+	case tie:
+		cell += " (tie)"
+	case lose:
 		cell = "**" + cell + "**"
 		*losses = append(*losses, loss{ratio: r, text: fmt.Sprintf("%s, %s: %s %s vs %s (%.2f×)",
-			what, m.name, shortName(e.Target, e.Gen), fmtMetric(m, ev), fmtMetric(m, pv), r)})
+			what, m.name, shortName(e.med.Target, e.med.Gen), fmtMetricSpread(m, es), fmtMetricSpread(m, ps), r)})
 	}
 	return cell
 }
+
+// fmtMetricSpread prints a median with its unit and, over several runs,
+// its range: "557 MB/s (540–570)".
+func fmtMetricSpread(m metric, s spread) string {
+	out := fmtMetric(m, s.Med)
+	if s.N > 1 {
+		f := fmtMB
+		if m.lowerBetter {
+			f = fmtUS
+		}
+		out += " (" + f(s.Min) + "–" + f(s.Max) + ")"
+	}
+	return out
+}
+
+// fmtSpreadMB prints a median MB/s and, over several runs, its range:
+// "557 (540–570)".
+func fmtSpreadMB(s spread) string {
+	if s.N == 0 {
+		return "–"
+	}
+	if s.N == 1 || s.Min == s.Max {
+		return fmtMB(s.Med)
+	}
+	return fmtMB(s.Med) + " (" + fmtMB(s.Min) + "–" + fmtMB(s.Max) + ")"
+}
+
+func mbps(r *result) float64 { return r.MBps }
 
 func fmtMetric(m metric, v float64) string {
 	if m.lowerBetter {
@@ -279,6 +347,8 @@ func fmtBytes(n int64) string {
 
 // renderReport writes the Markdown report; level 1 makes a document, level 2
 // a BENCHMARKS.md section. chartPrefix is prepended to chart file names.
+// Every figure is the median of a measurement's runs (rounds), with the
+// min–max range where the runs were several.
 func renderReport(rep *report, charts []string, chartPrefix string, level int) string {
 	h := func(n int) string { return strings.Repeat("#", level+n-1) + " " }
 	var b strings.Builder
@@ -289,56 +359,98 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 	} else {
 		w("%s%s\n\n", h(1), sectionTitle)
 	}
-	w("Measured %s on %d cores (%s), %.0f GiB memory, Linux %s, %s, %s mode in %.0f s:\n\n",
-		m.Date, m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.Go, m.Mode, m.Seconds)
-	w("```\n%s\n```\n\n", m.Command)
-	w("Every target runs in this one process run, one at a time, with the load generator in the harness process and the broker in its own process; "+
-		"on a 2-core machine they compete for the CPU. Each produce phase lasts %s (at most %s of payload); MB/s counts record values "+
+	w("Measured %s on %d cores (%s), %.0f GiB memory, Linux %s, %s, %s mode in %.0f s", m.Date, m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.Go, m.Mode, m.Seconds)
+	if m.Load != "" {
+		w("; load average (1, 5, 15 min) %s at the start, %s at the end", loadTriple(m.Load), loadTriple(m.LoadEnd))
+	}
+	w(":\n\n```\n%s\n```\n\n", m.Command)
+	w("Method. The load generator runs in the harness process and every broker in its own process; on a 2-core machine they compete for the CPU. ")
+	if m.Repeat > 1 {
+		w("Every target ran %d times, interleaved: round 1 ran every target once in turn, then round 2, and so on (A B C A B C, never A A A B B B), "+
+			"so that a drift of the machine falls on every target alike. Figures are the median of the %d runs, with min–max in brackets; "+
+			"ratios are of the medians, and a ratio whose two min–max ranges overlap is marked **(tie)**: neither a win nor a loss. "+
+			"Scaling and start-up ran in round 1 only. ", m.Repeat, m.Repeat)
+	} else {
+		w("Every target ran once (single runs carry ±30%% noise on this machine: use -repeat); a ratio within 5%% of 1 is marked (tie). ")
+	}
+	if len(rep.Warmups) > 0 {
+		ws := spreadOf(warmResults(rep.Warmups), mbps)
+		w("Before the first target and between targets the page cache was warmed: %s written to a file and deleted (%d times, at %s MB/s), "+
+			"and each target's data directory was deleted when the target was done, so that every target started from the same memory state "+
+			"(on this VM a page-cache page touched for the first time is several times slower to write than a recycled one; see the "+
+			"file-write rows of the machine limits). ", fmtBytes(m.Warm), len(rep.Warmups), fmtSpreadMB(ws))
+	} else {
+		w("No page-cache warm-up (-warm-bytes 0): whichever target writes first pays for fresh pages. ")
+	}
+	w("Each produce phase lasts %s (at most %s of payload); MB/s counts record values "+
 		"(records × record size, 10^6 bytes), not wire bytes. Latencies are p50 / p99 / p99.9 from HDR histograms: produce→ack at full load "+
 		"(closed loop, so it includes queueing in the client), and end-to-end (handed to the client → counted by a consumer reading the same topic) "+
 		"at a fixed offered rate of %s. Ratios are Easel ÷ peer: above 1 Easel is faster, "+
-		"except for latency, where below 1 is better. **Bold** marks where Easel loses. See bench/peers/doc.go for the generators.\n\n",
+		"except for latency, where below 1 is better. **Bold** marks where Easel loses.\n\n",
 		m.Duration, fmtBytes(m.MaxBytes), e2eRateText(m.E2ERate))
 
 	ix := newIndex(rep.Results)
 	keys := workloadKeys(rep.Results)
+	tgs := targetGens(rep.Results)
+
+	// The generators, with the linger that explains most of franz-go's
+	// end-to-end latency.
+	var gens []string
+	for _, tg := range tgs {
+		if d := genDescs[tg[1]]; d != "" && !slices.Contains(gens, tg[1]) {
+			gens = append(gens, tg[1])
+		}
+	}
+	if len(gens) > 0 {
+		w("| generator | what |\n|---|---|\n")
+		for _, g := range gens {
+			w("| %s | %s |\n", g, genDescs[g])
+		}
+		w("\n")
+	}
 
 	// Headline: the baseline workload.
 	baseKey := workload{Size: 1024, Partitions: 1, Acks: "1", Codec: "none"}.key()
 	w("%sBaseline: %s\n\n", h(2), baseKey)
 	w("| target | generator | produce MB/s | records/s | produce→ack p50/p99/p99.9 | consume MB/s | produce+consume MB/s | e2e p50/p99/p99.9 @ rate |\n")
 	w("|---|---|---:|---:|---|---:|---:|---|\n")
-	for _, tg := range targetGens(rep.Results) {
+	for _, tg := range tgs {
 		p := ix.get(tg[0], tg[1], phaseProduce, baseKey)
 		if p == nil {
 			continue
 		}
-		c, pc, e := ix.get(tg[0], tg[1], phaseConsume, baseKey), ix.get(tg[0], tg[1], phaseProdCons, baseKey), ix.get(tg[0], tg[1], phaseE2E, baseKey)
-		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", tg[0], tg[1], fmtMB(p.MBps), fmtCount(p.RecordsPerSec), fmtLat(p.Ack),
-			mbOf(c), mbOf(pc), e2eOf(e))
+		pc, e := ix.get(tg[0], tg[1], phaseProdCons, baseKey), ix.get(tg[0], tg[1], phaseE2E, baseKey)
+		w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", tg[0], tg[1],
+			fmtSpreadMB(ix.agg(tg[0], tg[1], phaseProduce, baseKey).spread(mbps)), fmtCount(p.RecordsPerSec), fmtLat(p.Ack),
+			fmtSpreadMB(ix.agg(tg[0], tg[1], phaseConsume, baseKey).spread(mbps)), mbOf(pc), e2eOf(e))
 	}
 	w("\n")
 
 	// Machine limits.
 	w("%sMachine limits\n\n", h(2))
 	w("| limit | MB/s | other | latency p50/p99/p99.9 | how |\n|---|---:|---|---|---|\n")
-	for _, r := range rep.Results {
+	ix.each(func(a *agg) {
+		r := &a.med
+		if len(a.runs) == 0 {
+			r = a.failed[0]
+		}
 		if r.Target != "machine" {
-			continue
+			return
 		}
 		other := ""
 		if r.Unit != "" {
 			other = fmtCount(r.Value) + " " + r.Unit
 		}
-		if r.Err != "" {
-			other = "error: " + r.Err
+		if len(a.runs) == 0 {
+			other = "error: " + firstLine(r.Err)
 		}
-		w("| %s | %s | %s | %s | %s |\n", r.Metric, fmtMB(r.MBps), other, fmtLat(r.Ack), r.Note)
-	}
+		w("| %s | %s | %s | %s | %s |\n", r.Metric, fmtSpreadMB(a.spread(mbps)), other, fmtLat(r.Ack), r.Note)
+	})
 	w("\n")
 
 	// Ratios to peers.
 	var losses []loss
+	ties, compared := 0, 0
 	w("%sEasel ÷ peers\n\n", h(2))
 	w("| workload | metric |")
 	for _, p := range pairs {
@@ -350,9 +462,13 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 			row := fmt.Sprintf("| %s | %s |", k, mt.name)
 			any := false
 			for _, p := range pairs {
-				cell := ratioCell(mt, ix.get(p.easel, p.easelGen, mt.phase, k), ix.get(p.peer, p.peerGen, mt.phase, k), k, &losses)
+				cell := ratioCell(mt, ix.agg(p.easel, p.easelGen, mt.phase, k), ix.agg(p.peer, p.peerGen, mt.phase, k), k, &losses)
 				if cell != "–" {
 					any = true
+					compared++
+					if strings.HasSuffix(cell, "(tie)") {
+						ties++
+					}
 				}
 				row += " " + cell + " |"
 			}
@@ -361,7 +477,7 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 			}
 		}
 	}
-	w("\n")
+	w("\n%d comparisons, %d of them ties.\n\n", compared, ties)
 
 	// Ratios to the machine.
 	w("%sEasel ÷ machine limits\n\n", h(2))
@@ -373,15 +489,18 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 	}
 	w("\n")
 
+	// Preallocation.
+	renderPrealloc(&b, ix, keys, h(2))
+
 	// Where Easel loses, and broker bugs the consumers noticed.
 	w("%sWhere Easel loses\n\n", h(2))
 	for _, r := range rep.Results {
 		if strings.HasPrefix(r.Target, "easel") && strings.Contains(r.Note, "bug") {
-			w("- correctness, %s/%s %s %s: %s\n", r.Target, r.Gen, r.Workload, r.Phase, r.Note)
+			w("- correctness, %s/%s %s %s (round %d): %s\n", r.Target, r.Gen, r.Workload, r.Phase, r.Round+1, r.Note)
 		}
 	}
 	if len(losses) == 0 {
-		w("Nowhere in this run: every ratio above is within 5%% or in Easel's favour.\n\n")
+		w("Nowhere in this run: every ratio above is a tie or in Easel's favour.\n\n")
 	} else {
 		slices.SortStableFunc(losses, func(a, b loss) int {
 			return strings.Compare(a.text, b.text)
@@ -437,23 +556,39 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 
 	// Every result.
 	w("%sAll results\n\n", h(2))
-	w("| target | generator | workload | phase | MB/s | records/s | produce→ack p50/p99/p99.9 | e2e p50/p99/p99.9 | consumer MB/s | RSS | note |\n")
-	w("|---|---|---|---|---:|---:|---|---|---:|---:|---|\n")
-	for _, r := range rep.Results {
+	if m.Repeat > 1 {
+		w("Medians of the runs; MB/s with min–max. results.json holds every run.\n\n")
+	}
+	w("| target | generator | workload | phase | MB/s | records/s | produce→ack p50/p99/p99.9 | e2e p50/p99/p99.9 | consumer MB/s | RSS | runs | note |\n")
+	w("|---|---|---|---|---:|---:|---|---|---:|---:|---:|---|\n")
+	ix.each(func(a *agg) {
+		r := &a.med
+		if len(a.runs) == 0 {
+			r = a.failed[0]
+		}
 		if r.Target == "machine" || r.Phase == phaseScale || r.Phase == phaseStartClean || r.Phase == phaseStartKilled {
-			continue
+			return
 		}
 		note := r.Note
-		if r.Err != "" {
-			note = "error: " + firstLine(r.Err)
+		runs := fmt.Sprint(len(a.runs))
+		if len(a.failed) > 0 {
+			runs = fmt.Sprintf("%d of %d", len(a.runs), len(a.runs)+len(a.failed))
+			note = strings.TrimPrefix(note+"; error: "+firstLine(a.failed[0].Err), "; ")
+		}
+		if len(a.runs) == 0 {
+			w("| %s | %s | %s | %s | – | – | – | – | – | – | %s | %s |\n", r.Target, r.Gen, r.Workload, r.Phase, runs, note)
+			return
 		}
 		e2e := fmtLat(r.E2E)
 		if r.E2E != nil {
 			e2e += " @ " + fmtCount(r.OfferedRate) + "/s"
 		}
-		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Target, r.Gen, r.Workload, r.Phase,
-			fmtMB(r.MBps), fmtCount(r.RecordsPerSec), fmtLat(r.Ack), e2e, fmtMB(r.ConsumeMBps), fmtBytes(r.RSSBytes), note)
-	}
+		if r.Phase == "skipped" {
+			runs = "–"
+		}
+		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Target, r.Gen, r.Workload, r.Phase,
+			fmtSpreadMB(a.spread(mbps)), fmtCount(r.RecordsPerSec), fmtLat(r.Ack), e2e, fmtMB(r.ConsumeMBps), fmtBytes(r.RSSBytes), runs, note)
+	})
 	w("\n")
 	if len(rep.Notes) > 0 {
 		w("%sNotes\n\n", h(2))
@@ -463,6 +598,99 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 		w("\n")
 	}
 	return b.String()
+}
+
+// genDescs says what each load generator is, with its linger.
+var genDescs = map[string]string{
+	"raw": "pre-built ~64 KiB record batches in hand-encoded produce requests, 8 in flight per connection on up to 4 connections; " +
+		"no client-side batching delay",
+	"kgo": fmt.Sprintf("franz-go with its defaults (ProducerLinger %v), acks=1 with idempotence off, which leaves 1 produce request in flight; "+
+		"acks=all is idempotent with 5 in flight", kgoLingerDefault),
+	"kgo-if5":     fmt.Sprintf("franz-go as kgo (linger %v) with 5 produce requests in flight per broker", kgoLingerDefault),
+	"kgo-linger0": "franz-go as kgo with ProducerLinger(0): a batch goes out as soon as a request may be sent, so end-to-end latency is the broker's, not the client's batching delay",
+	"api":         "the library's own API in the harness process, no network",
+	"nats.go":     "nats.go PublishAsync (4,096 pending), ordered consumer per stream",
+	"go-redis":    "go-redis, pipelined XADD in groups the size of a Kafka batch, XREAD",
+}
+
+// renderPrealloc writes the comparison of easel-embedded with and without
+// segment preallocation, if both ran.
+func renderPrealloc(b *strings.Builder, ix *index, keys []string, head string) {
+	type fig struct {
+		name, phase string
+		lowerBetter bool
+		val         func(*result) float64
+		show        func(spread) string
+	}
+	lat := func(v float64) string { return fmtUS(v) }
+	figs := []fig{
+		{"produce MB/s", phaseProduce, false, mbps, fmtSpreadMB},
+		{"produce→ack p99", phaseProduce, true, func(r *result) float64 {
+			if r.Ack == nil {
+				return 0
+			}
+			return r.Ack.P99
+		}, func(s spread) string { return spreadText(s, lat) }},
+		{"produce+consume MB/s", phaseProdCons, false, mbps, fmtSpreadMB},
+		{"consume MB/s", phaseConsume, false, mbps, fmtSpreadMB},
+		{"disk used after produce", phaseProduce, true, func(r *result) float64 { return float64(r.DataBytes) },
+			func(s spread) string { return spreadText(s, func(v float64) string { return fmtBytes(int64(v)) }) }},
+	}
+	var rows []string
+	for _, k := range keys {
+		for _, f := range figs {
+			off, on := ix.agg("easel-embedded", "api", f.phase, k).spread(f.val), ix.agg("easel-embedded-prealloc", "api", f.phase, k).spread(f.val)
+			if off.N == 0 || on.N == 0 {
+				continue
+			}
+			r, v := compare(on, off, f.lowerBetter)
+			verdict := map[verdict]string{tie: "tie", win: "better with preallocate", lose: "**worse with preallocate**"}[v]
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %.2f× | %s |\n", k, f.name, f.show(off), f.show(on), r, verdict))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "%sPreallocate (easel-embedded with segment.Config.Preallocate)\n\n", head)
+	b.WriteString("easel-embedded-prealloc is easel-embedded with Kafka's preallocate: every .log is fallocated (FALLOC_FL_KEEP_SIZE) to " +
+		"segment.bytes (1 GiB) when it is created, and trimmed to its size when it is sealed or closed. Same workloads, interleaved in " +
+		"the same rounds. Disk used is what du counts in the data directory right after the produce phase.\n\n")
+	b.WriteString("| workload | figure | off | on | on ÷ off | verdict |\n|---|---|---:|---:|---:|---|\n")
+	for _, r := range rows {
+		b.WriteString(r)
+	}
+	b.WriteString("\n")
+}
+
+// spreadText prints a median and, over several runs, its range with f.
+func spreadText(s spread, f func(float64) string) string {
+	if s.N == 0 {
+		return "–"
+	}
+	if s.N == 1 || s.Min == s.Max {
+		return f(s.Med)
+	}
+	return f(s.Med) + " (" + f(s.Min) + "–" + f(s.Max) + ")"
+}
+
+// warmResults views warm-ups as results for spreadOf.
+func warmResults(ws []pageWarm) []*result {
+	var out []*result
+	for _, w := range ws {
+		if w.Err == "" {
+			out = append(out, &result{MBps: w.MBps})
+		}
+	}
+	return out
+}
+
+// loadTriple keeps the three load averages of a /proc/loadavg line.
+func loadTriple(s string) string {
+	f := strings.Fields(s)
+	if len(f) < 3 {
+		return s
+	}
+	return strings.Join(f[:3], ", ")
 }
 
 func mbOf(r *result) string {
@@ -520,7 +748,7 @@ type limitRatio struct {
 	ratio              float64
 }
 
-func limitRatios(ix index, k string) []limitRatio {
+func limitRatios(ix *index, k string) []limitRatio {
 	var out []limitRatio
 	add := func(what string, e, l float64, fmtf func(float64) string) {
 		if e > 0 && l > 0 {

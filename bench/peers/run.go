@@ -20,11 +20,12 @@ import (
 
 // report is everything one run produced; results.json holds it.
 type report struct {
-	Meta     meta      `json:"meta"`
-	Results  []result  `json:"results"`
-	Notes    []string  `json:"notes,omitempty"`
-	Profiles []profile `json:"profiles,omitempty"`
-	Steps    []step    `json:"steps"`
+	Meta     meta       `json:"meta"`
+	Results  []result   `json:"results"`
+	Warmups  []pageWarm `json:"page_cache_warmups,omitempty"`
+	Notes    []string   `json:"notes,omitempty"`
+	Profiles []profile  `json:"profiles,omitempty"`
+	Steps    []step     `json:"steps"`
 }
 
 // step is how long one progress step took, for keeping the modes within
@@ -53,6 +54,8 @@ type runner struct {
 	// cur is the running step and when it started.
 	cur      string
 	curStart time.Time
+	// round is the running round (0-based; see schedule).
+	round int
 }
 
 func run(ctx context.Context, cfg config) (*report, error) {
@@ -82,36 +85,19 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	if err := os.MkdirAll(r.bin, 0o755); err != nil {
 		return nil, err
 	}
-	for _, t := range cfg.Targets {
+	r.prebuild(ctx)
+	if slices.Contains(cfg.Targets, "machine") {
+		// Before anything has written: the cost of pages not used before.
+		r.add(firstTouchLimit(tmp, cfg.Duration, cfg.MaxBytes))
+	}
+	for _, sl := range schedule(cfg.Targets, cfg.Repeat) {
 		if ctx.Err() != nil {
 			break
 		}
-		switch t {
-		case "machine":
-			r.step("machine limits")
-			r.add(measureLimits(ctx, tmp, cfg.Duration, cfg.MaxBytes)...)
-		case "easel-embedded":
-			e, err := newEaselEmbedded(filepath.Join(tmp, "easel-embedded"))
-			if err != nil {
-				r.fail(t, err)
-				continue
-			}
-			r.runWorkloads(ctx, e)
-			if err := e.close(); err != nil {
-				r.note("easel-embedded: close: %v", err)
-			}
-		case "wal":
-			r.runWorkloads(ctx, &walTarget{dir: filepath.Join(tmp, "wal")})
-		case "easel-broker":
-			r.runEaselBroker(ctx)
-		case "kfake":
-			r.runKfake(ctx)
-		case "nats":
-			r.runNATS(ctx)
-		case "redis":
-			r.runRedis(ctx)
-		}
+		r.round = sl.Round
+		r.runSlot(ctx, sl.Target)
 	}
+	r.rep.Meta.LoadEnd = readTrim("/proc/loadavg")
 	r.endStep()
 	_ = r.bar.Finish()
 	r.rep.Meta.Seconds = time.Since(start).Seconds()
@@ -124,23 +110,94 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	return r.rep, nil
 }
 
+// runSlot runs one target once: it warms the page cache, runs the target
+// on a fresh data directory, and deletes the directory when it is done, so
+// that every target starts from the same memory state.
+func (r *runner) runSlot(ctx context.Context, t string) {
+	dir := filepath.Join(r.tmp, fmt.Sprintf("%s-%d", t, r.round+1))
+	defer os.RemoveAll(dir)
+	r.warmPages(t, r.cfg.WarmBytes)
+	switch t {
+	case "machine":
+		r.step("machine limits")
+		r.add(measureLimits(ctx, r.tmp, r.cfg.Duration, r.cfg.MaxBytes)...)
+	case "easel-embedded", "easel-embedded-prealloc":
+		prealloc := t == "easel-embedded-prealloc"
+		e, err := newEaselEmbedded(dir, prealloc)
+		if err != nil {
+			r.fail(t, err)
+			r.skipSteps(t)
+			return
+		}
+		ws := r.cfg.Workloads
+		if prealloc {
+			ws = r.cfg.Prealloc
+		}
+		r.warmUp(ctx, e)
+		r.runList(ctx, e, ws)
+		if err := e.close(); err != nil {
+			r.note("%s: close: %v", t, err)
+		}
+	case "wal":
+		r.runWorkloads(ctx, &walTarget{dir: dir})
+	case "easel-broker":
+		r.runEaselBroker(ctx, dir)
+	case "kfake":
+		r.runKfake(ctx, dir)
+	case "nats":
+		r.runNATS(ctx, dir)
+	case "redis":
+		r.runRedis(ctx, dir)
+	}
+}
+
+// warmPages writes and deletes a file of n bytes, capped at half the
+// available memory, before the step next: at least as much as next holds
+// in the page cache at once.
+func (r *runner) warmPages(next string, n int64) {
+	if r.cfg.WarmBytes <= 0 {
+		return // -warm-bytes 0: no warm-up at all
+	}
+	if avail := memAvailable(); avail > 0 {
+		n = min(n, avail/2)
+	}
+	if n <= 0 {
+		return
+	}
+	w := pageWarm{Round: r.round, Before: next, Bytes: n}
+	var err error
+	if w.Seconds, w.MBps, err = warmPageCache(r.tmp, n); err != nil {
+		w.Err = err.Error()
+		r.note("page-cache warm-up before %s: %v", next, err)
+	}
+	r.rep.Warmups = append(r.rep.Warmups, w)
+}
+
 // steps counts the progress bar's steps.
 func (r *runner) steps() int {
 	n := 0
-	for _, t := range r.cfg.Targets {
-		switch t {
-		case "machine":
-			n++
-		case "easel-embedded", "wal", "nats", "redis":
-			n += len(r.cfg.Workloads)
-		case "easel-broker", "kfake":
-			for _, g := range r.cfg.Gens {
-				if g == "kgo-if5" {
-					n += len(r.cfg.If5)
-				} else {
-					n += len(r.cfg.Workloads)
-				}
-			}
+	for _, sl := range schedule(r.cfg.Targets, r.cfg.Repeat) {
+		n += r.targetSteps(sl.Target, sl.Round)
+	}
+	return n
+}
+
+// targetSteps counts one target's steps in round: scaling and start-up run
+// in the first round only.
+func (r *runner) targetSteps(t string, round int) int {
+	n := 0
+	switch t {
+	case "machine":
+		n++
+	case "easel-embedded", "wal", "nats", "redis":
+		n += len(r.cfg.Workloads)
+	case "easel-embedded-prealloc":
+		n += len(r.cfg.Prealloc)
+	case "easel-broker", "kfake":
+		for _, g := range r.cfg.Gens {
+			n += len(r.cfg.workloadsFor(g))
+		}
+		if round == 0 {
 			n += len(r.cfg.Scale)
 			if t == "easel-broker" && r.cfg.StartupBytes > 0 {
 				n++
@@ -165,10 +222,20 @@ func (r *runner) endStep() {
 	}
 }
 
-func (r *runner) add(rs ...result) { r.rep.Results = append(r.rep.Results, rs...) }
+// add records results of the running round.
+func (r *runner) add(rs ...result) {
+	for i := range rs {
+		rs[i].Round = r.round
+	}
+	r.rep.Results = append(r.rep.Results, rs...)
+}
 
 func (r *runner) note(format string, args ...any) {
-	r.rep.Notes = append(r.rep.Notes, fmt.Sprintf(format, args...))
+	n := fmt.Sprintf(format, args...)
+	if r.cfg.Repeat > 1 {
+		n = fmt.Sprintf("round %d: %s", r.round+1, n)
+	}
+	r.rep.Notes = append(r.rep.Notes, n)
 }
 
 // fail records that a target could not run at all.
@@ -241,7 +308,8 @@ func (r *runner) runList(ctx context.Context, t target, ws []workload) {
 func (r *runner) hook(t target, w workload) func(string, time.Duration) func() {
 	none := func(string, time.Duration) func() { return func() {} }
 	kt, ok := t.(*kafkaTarget)
-	if !r.cfg.Pprof || !ok || kt.srv.pprofAddr == "" || w != r.base || kt.generator == "kgo-if5" {
+	if !r.cfg.Pprof || !ok || kt.srv.pprofAddr == "" || w != r.base || kt.generator == "kgo-if5" ||
+		kt.generator == "kgo-linger0" || r.round > 0 {
 		return none
 	}
 	return func(phase string, d time.Duration) func() {
@@ -318,6 +386,23 @@ func pprofTop(path string) (string, error) {
 	return string(out), nil
 }
 
+// prebuild builds the binaries the targets need before anything is
+// measured, so that no build runs between a page-cache warm-up and the
+// target it prepares for. A failure shows again when the target runs.
+func (r *runner) prebuild(ctx context.Context) {
+	peers := filepath.Join(r.cfg.Root, "bench", "peers")
+	for _, t := range r.cfg.Targets {
+		switch t {
+		case "easel-broker":
+			_, _ = r.build(ctx, r.cfg.Root, "./cmd/easel", "easel")
+		case "kfake":
+			_, _ = r.build(ctx, peers, "./cmd/kfake", "kfake")
+		case "nats":
+			_, _ = r.build(ctx, peers, "./cmd/natsd", "natsd")
+		}
+	}
+}
+
 // build builds a binary once per run.
 func (r *runner) build(ctx context.Context, moduleDir, pkg, name string) (string, error) {
 	path := filepath.Join(r.bin, name)
@@ -361,8 +446,8 @@ func (r *runner) startEasel(ctx context.Context, name, dataDir string, extra ...
 	return srv, nil
 }
 
-func (r *runner) runEaselBroker(ctx context.Context) {
-	srv, err := r.startEasel(ctx, "easel-broker", filepath.Join(r.tmp, "easel-broker"))
+func (r *runner) runEaselBroker(ctx context.Context, dir string) {
+	srv, err := r.startEasel(ctx, "easel-broker", dir)
 	if err != nil {
 		r.fail("easel-broker", err)
 		r.skipSteps("easel-broker")
@@ -372,13 +457,15 @@ func (r *runner) runEaselBroker(ctx context.Context) {
 	if err := srv.close(); err != nil {
 		r.note("easel-broker: stop: %v", err)
 	}
-	if r.cfg.StartupBytes > 0 && ctx.Err() == nil {
+	if r.cfg.StartupBytes > 0 && ctx.Err() == nil && r.round == 0 {
+		_ = os.RemoveAll(dir) // the start-up data is written on a clean slate
+		r.warmPages("easel-broker start-up", max(r.cfg.WarmBytes, r.cfg.StartupBytes+64<<20))
 		r.step("easel-broker start-up")
 		r.add(r.measureStartup(ctx)...)
 	}
 }
 
-func (r *runner) runKfake(ctx context.Context) {
+func (r *runner) runKfake(ctx context.Context, dir string) {
 	bin, err := r.build(ctx, filepath.Join(r.cfg.Root, "bench", "peers"), "./cmd/kfake", "kfake")
 	if err != nil {
 		r.fail("kfake", err)
@@ -391,7 +478,7 @@ func (r *runner) runKfake(ctx context.Context) {
 		return
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	proc, err := startChild("kfake", bin, []string{"-port", strconv.Itoa(port), "-data-dir", filepath.Join(r.tmp, "kfake")},
+	proc, err := startChild("kfake", bin, []string{"-port", strconv.Itoa(port), "-data-dir", dir},
 		filepath.Join(r.cfg.Out, "logs"))
 	if err != nil {
 		r.fail("kfake", err)
@@ -413,23 +500,18 @@ func (r *runner) runKfake(ctx context.Context) {
 
 // skipSteps advances the progress bar past a target that could not start.
 func (r *runner) skipSteps(target string) {
-	saved := r.cfg.Targets
-	r.cfg.Targets = []string{target}
-	n := r.steps()
-	r.cfg.Targets = saved
-	_ = r.bar.Add(n)
+	_ = r.bar.Add(r.targetSteps(target, r.round))
 }
 
-// runKafkaServer measures every generator, then the partition scaling.
+// runKafkaServer measures every generator, then (in the first round) the
+// partition scaling.
 func (r *runner) runKafkaServer(ctx context.Context, srv *kafkaServer) {
 	r.warmUp(ctx, &kafkaTarget{srv: srv, generator: "raw"})
 	for _, g := range r.cfg.Gens {
-		t := &kafkaTarget{srv: srv, generator: g}
-		if g == "kgo-if5" {
-			r.runList(ctx, t, r.cfg.If5)
-		} else {
-			r.runList(ctx, t, r.cfg.Workloads)
-		}
+		r.runList(ctx, &kafkaTarget{srv: srv, generator: g}, r.cfg.workloadsFor(g))
+	}
+	if r.round > 0 {
+		return
 	}
 	for _, parts := range r.cfg.Scale {
 		if ctx.Err() != nil {
@@ -485,13 +567,13 @@ func (r *runner) scalePoint(ctx context.Context, srv *kafkaServer, parts int) (r
 	return res
 }
 
-func (r *runner) runNATS(ctx context.Context) {
+func (r *runner) runNATS(ctx context.Context, dir string) {
 	bin, err := r.build(ctx, filepath.Join(r.cfg.Root, "bench", "peers"), "./cmd/natsd", "natsd")
 	if err == nil {
 		var port int
 		if port, err = freePort(); err == nil {
 			var proc *child
-			proc, err = startChild("natsd", bin, []string{"-port", strconv.Itoa(port), "-store-dir", filepath.Join(r.tmp, "nats")},
+			proc, err = startChild("natsd", bin, []string{"-port", strconv.Itoa(port), "-store-dir", dir},
 				filepath.Join(r.cfg.Out, "logs"))
 			if err == nil {
 				var t *natsTarget
@@ -510,7 +592,7 @@ func (r *runner) runNATS(ctx context.Context) {
 	r.skipSteps("nats")
 }
 
-func (r *runner) runRedis(ctx context.Context) {
+func (r *runner) runRedis(ctx context.Context, dir string) {
 	bin, err := exec.LookPath(r.cfg.RedisServer)
 	if err != nil {
 		r.note("redis: skipped: %s not found (apt-get install -y redis-server)", r.cfg.RedisServer)
@@ -520,7 +602,6 @@ func (r *runner) runRedis(ctx context.Context) {
 	}
 	port, err := freePort()
 	if err == nil {
-		dir := filepath.Join(r.tmp, "redis")
 		if err = os.MkdirAll(dir, 0o755); err == nil {
 			var proc *child
 			proc, err = startChild("redis", bin, []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
@@ -692,6 +773,9 @@ func machineMeta(cfg config) meta {
 		Kernel:  readTrim("/proc/sys/kernel/osrelease"),
 		Go:      goVersion(),
 		E2ERate: e2eRate,
+		Repeat:  max(1, cfg.Repeat),
+		Warm:    cfg.WarmBytes,
+		Load:    readTrim("/proc/loadavg"),
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -732,6 +816,10 @@ type meta struct {
 	E2ERate   float64  `json:"e2e_rate,omitempty"` // fixed e2e offered rate (records/s); 0: half each target's peak
 	Targets   []string `json:"targets"`
 	Seconds   float64  `json:"seconds"`
+	Repeat    int      `json:"repeat"`        // rounds (see schedule)
+	Warm      int64    `json:"warm_bytes"`    // page-cache warm-up before each target
+	Load      string   `json:"loadavg_start"` // /proc/loadavg when the run started
+	LoadEnd   string   `json:"loadavg_end"`   // and when it ended
 }
 
 func readTrim(path string) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/record"
+	"github.com/easel-io/easel/segment"
 )
 
 // embeddedWorkers bounds the goroutines appending to an embedded target.
@@ -26,24 +27,40 @@ const readChunk = 1 << 20
 
 // easelEmbedded drives the engine API in this process: Partition.Append of
 // pre-built batches, ReadBatches copied into a buffer as a consumer would.
+//
+// With prealloc it is the target easel-embedded-prealloc: the same with
+// segment.Config.Preallocate (Kafka's preallocate), every .log fallocated to
+// segment.bytes when it is created and trimmed when it is sealed or closed.
 type easelEmbedded struct {
-	dir string
-	eng *engine.Engine
-	seq atomic.Int64
+	dir      string
+	prealloc bool
+	eng      *engine.Engine
+	seq      atomic.Int64
 }
 
-func newEaselEmbedded(dir string) (*easelEmbedded, error) {
-	eng, err := engine.Open(dir, engine.Options{RetentionCheckInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+func newEaselEmbedded(dir string, prealloc bool) (*easelEmbedded, error) {
+	opts := engine.Options{RetentionCheckInterval: -1, Logger: slog.New(slog.DiscardHandler),
+		Segment: segment.Config{Preallocate: prealloc}}
+	eng, err := engine.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("easel-embedded: %w", err)
 	}
-	return &easelEmbedded{dir: dir, eng: eng}, nil
+	return &easelEmbedded{dir: dir, prealloc: prealloc, eng: eng}, nil
 }
 
-func (e *easelEmbedded) name() string { return "easel-embedded" }
-func (e *easelEmbedded) gen() string  { return "api" }
-func (e *easelEmbedded) pid() int     { return 0 }
-func (e *easelEmbedded) close() error { return e.eng.Close() }
+func (e *easelEmbedded) name() string {
+	if e.prealloc {
+		return "easel-embedded-prealloc"
+	}
+	return "easel-embedded"
+}
+
+// diskBytes is the disk the engine's files hold (du), preallocated reserves
+// included.
+func (e *easelEmbedded) diskBytes() int64 { return diskUsage(e.dir) }
+func (e *easelEmbedded) gen() string      { return "api" }
+func (e *easelEmbedded) pid() int         { return 0 }
+func (e *easelEmbedded) close() error     { return e.eng.Close() }
 
 func (e *easelEmbedded) skip(w workload) string {
 	if w.Acks == "all" {

@@ -191,7 +191,7 @@ func (s *kafkaStream) producer(a *acker, l *sendLog) (producer, error) {
 	if s.t.generator == "raw" {
 		return newRawProducer(s.t.srv, s.topic, s.w, a, l)
 	}
-	return newKgoProducer(s.t.srv, s.topic, s.w, s.t.generator == "kgo-if5", a, l)
+	return newKgoProducer(s.t.srv, s.topic, s.w, s.t.generator, a, l)
 }
 
 func (s *kafkaStream) consumer() (consumer, error) {
@@ -204,10 +204,19 @@ func (s *kafkaStream) consumer() (consumer, error) {
 // kgoMaxBuffered caps the bytes a franz-go producer buffers.
 const kgoMaxBuffered = 32 << 20
 
+// kgoLingerDefault is franz-go's default ProducerLinger (kgo v1.22): a
+// partition's batch waits up to this long for more records before it is
+// sent. The kgo and kgo-if5 generators keep it; at a modest rate it alone
+// adds up to 10 ms to every record's end-to-end latency.
+const kgoLingerDefault = 10 * time.Millisecond
+
 // kgoProducer produces one record per send with franz-go, the client users
 // run, in its default configuration apart from acks (acks=1 needs idempotence
-// off, which leaves one produce request in flight per broker unless if5) and
-// a 32 MiB buffer cap.
+// off, which leaves one produce request in flight per broker) and a 32 MiB
+// buffer cap. The generator "kgo-if5" keeps five produce requests in flight
+// instead; "kgo-linger0" sets ProducerLinger(0), so that a batch goes out as
+// soon as a request may be sent, and end-to-end latency is the broker's and
+// the network's rather than the client's batching delay.
 type kgoProducer struct {
 	cl   *kgo.Client
 	w    workload
@@ -216,7 +225,7 @@ type kgoProducer struct {
 	recs atomic.Int64 // payload counter
 }
 
-func newKgoProducer(srv *kafkaServer, topic string, w workload, if5 bool, a *acker, l *sendLog) (*kgoProducer, error) {
+func newKgoProducer(srv *kafkaServer, topic string, w workload, gen string, a *acker, l *sendLog) (*kgoProducer, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(srv.addr),
 		kgo.DefaultProduceTopic(topic),
@@ -230,9 +239,14 @@ func newKgoProducer(srv *kafkaServer, topic string, w workload, if5 bool, a *ack
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
 	} else {
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-		if if5 {
+		if gen == "kgo-if5" {
 			opts = append(opts, kgo.MaxProduceRequestsInflightPerBroker(5))
 		}
+	}
+	if gen == "kgo-linger0" {
+		opts = append(opts, kgo.ProducerLinger(0))
+	} else {
+		opts = append(opts, kgo.ProducerLinger(kgoLingerDefault)) // the default, stated
 	}
 	switch w.Codec {
 	case "lz4":
