@@ -11,7 +11,8 @@ import (
 )
 
 // handleDeleteTopics serves DeleteTopics v0–4: each named topic is deleted
-// with its data and committed offsets, synchronously. Unknown topics get
+// with its data, synchronously, and then its committed offsets (the group
+// coordinator writes tombstones for them and waits for them to be stored). Unknown topics get
 // UNKNOWN_TOPIC_OR_PARTITION; internal topics INVALID_TOPIC_EXCEPTION.
 func (b *Broker) handleDeleteTopics(_ context.Context, req *netio.Request) netio.Response {
 	r := kmsg.NewPtrDeleteTopicsRequest()
@@ -37,6 +38,12 @@ func (b *Broker) handleDeleteTopics(_ context.Context, req *netio.Request) netio
 			continue
 		}
 		b.log.Info("broker: deleted topic", "topic", name)
+		// The topic is gone: its committed offsets go too (tombstones in
+		// __consumer_offsets). The deletion stands if that fails; the
+		// offsets then stay until their groups expire.
+		if err := b.groups.DeleteTopicOffsets(name); err != nil {
+			b.log.Warn("broker: cannot delete the committed offsets of a deleted topic", "topic", name, "err", err)
+		}
 	}
 	return netio.Response{Msg: resp}
 }

@@ -51,3 +51,11 @@ func (b *Broker) groupConn(req *netio.Request) group.Conn {
 	c.Host, c.Port = b.advertised(req)
 	return c
 }
+
+// Groups returns the broker's group coordinator, for what drives it from
+// outside the request path: the binary checks its Err at start (New does not
+// fail: if __consumer_offsets cannot be used, group requests get
+// COORDINATOR_NOT_AVAILABLE and Err says why), and the cluster will load and
+// unload __consumer_offsets partitions with it (LoadPartition,
+// UnloadPartition). The broker owns it: Close closes it.
+func (b *Broker) Groups() *group.Coordinator { return b.groups }

@@ -267,6 +267,7 @@ func newCoordinator(eng *engine.Engine, cfg Config, clk clock, hooks testHooks) 
 	}
 	c.startErr = c.openErr
 	if c.openErr == nil && !cfg.DeferLoad {
+		start := time.Now()
 		var errs []error
 		for p := range c.n {
 			if err := c.LoadPartition(p); err != nil {
@@ -274,6 +275,8 @@ func newCoordinator(eng *engine.Engine, cfg Config, clk clock, hooks testHooks) 
 			}
 		}
 		c.startErr = errors.Join(errs...)
+		groups, _ := c.snapshot()
+		c.log.Info("group: loaded "+engine.ConsumerOffsetsTopic, "partitions", c.n, "groups", len(groups), "failed", len(errs), "took", time.Since(start))
 	}
 	c.mu.expiry = c.after(cfg.RetentionCheckInterval, c.expireGroups)
 	return c

@@ -79,7 +79,9 @@ func (c *Coordinator) LoadPartition(p int32) error {
 		members += len(g.members)
 		g.mu.Unlock()
 	}
-	c.log.Debug("group: loaded partition", "partition", p, "groups", len(groups), "members", members, "took", time.Since(start))
+	if len(groups) > 0 {
+		c.log.Debug("group: loaded partition", "partition", p, "groups", len(groups), "members", members, "took", time.Since(start))
+	}
 	return nil
 }
 

@@ -197,20 +197,21 @@ func (g *group) restoreLocked(v *kmsg.GroupMetadataValue, loadTime time.Time) {
 // code clients get: 0 for nil; tooLarge for a record batch over
 // max.message.bytes (INVALID_COMMIT_OFFSET_SIZE for commits,
 // MESSAGE_TOO_LARGE for group metadata); NOT_COORDINATOR when the partition
-// is no longer served here; KAFKA_STORAGE_ERROR when the log failed (an
+// is no longer served or led here; KAFKA_STORAGE_ERROR when the log failed (an
 // fsync error: nothing more is appended to the partition until the broker
 // restarts); COORDINATOR_NOT_AVAILABLE while the engine closes.
 func storeErrorCode(err error, tooLarge int16) int16 {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errNotLoaded):
+	case errors.Is(err, errNotLoaded), errors.Is(err, engine.ErrNotLeader):
 		return kerr.NotCoordinator.Code
 	case errors.Is(err, engine.ErrMessageTooLarge) && tooLarge != 0:
 		return tooLarge
 	case errors.Is(err, engine.ErrLogFailed):
 		return kerr.KafkaStorageError.Code
-	case errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrUnknownTopic), errors.Is(err, engine.ErrUnknownPartition):
+	case errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrUnknownTopic), errors.Is(err, engine.ErrUnknownPartition),
+		errors.Is(err, engine.ErrTopicBusy):
 		return kerr.CoordinatorNotAvailable.Code
 	}
 	return kerr.UnknownServerError.Code

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/group"
 )
 
 // envPrefix starts the name of the environment variable that can set each
@@ -59,6 +60,9 @@ type config struct {
 	LogLevel slog.Level
 	// Pprof is the address of the net/http/pprof endpoint; empty disables it.
 	Pprof string
+	// OffsetsTopicPartitions is offsets.topic.num.partitions: the partition
+	// count of __consumer_offsets when it is created. Invariant: >= 1.
+	OffsetsTopicPartitions int32
 }
 
 // levelFlag is a flag.Value for a slog.Level ("debug", "info", "warn",
@@ -111,6 +115,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.IntVar(&cfg.MaxConnections, "max-connections", defaultMaxConnections, "most open client connections; 0 or negative: no limit")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM or SIGINT, how long to let in-flight requests finish before closing connections")
 	fs.Var(levelFlag{&cfg.LogLevel}, "log-level", "least severe `level` logged: debug, info, warn or error")
+	offsetsParts := fs.Int64("offsets-topic-num-partitions", int64(group.DefaultOffsetsTopicNumPartitions), "partitions of __consumer_offsets when it is created (offsets.topic.num.partitions); an existing topic keeps its count")
 	fs.StringVar(&cfg.Pprof, "pprof", "", "`host:port` for a net/http/pprof endpoint at /debug/pprof/ (default off; keep it on loopback)")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [" + envName(f.Name) + "]" })
 
@@ -150,6 +155,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 		return config{}, fmt.Errorf("%w: --num-partitions %d must be at least 1", errUsage, *partitions)
 	}
 	cfg.Topic.Partitions = int32(*partitions)
+	if *offsetsParts < 1 || *offsetsParts > 100000 {
+		return config{}, fmt.Errorf("%w: --offsets-topic-num-partitions %d not in 1..100000", errUsage, *offsetsParts)
+	}
+	cfg.OffsetsTopicPartitions = int32(*offsetsParts)
 	if *maxMsg < 0 || *maxMsg > math.MaxInt32 {
 		return config{}, fmt.Errorf("%w: --max-message-bytes %d not in 0..%d", errUsage, *maxMsg, math.MaxInt32)
 	}

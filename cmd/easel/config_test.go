@@ -33,6 +33,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		MaxConnections:   10000,
 		ShutdownTimeout:  10 * time.Second,
 		LogLevel:         slog.LevelInfo,
+
+		OffsetsTopicPartitions: 50,
 	}
 	if cfg != want {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -67,6 +69,10 @@ func TestParseConfig(t *testing.T) {
 			func(c config) bool { return !c.AutoCreateTopics }},
 		{"auto create flag wins", []string{"--auto-create-topics"}, env{"EASEL_AUTO_CREATE_TOPICS": "false"},
 			func(c config) bool { return c.AutoCreateTopics }},
+		{"offsets topic partitions", []string{"--offsets-topic-num-partitions", "3"}, nil,
+			func(c config) bool { return c.OffsetsTopicPartitions == 3 }},
+		{"offsets topic partitions env", nil, env{"EASEL_OFFSETS_TOPIC_NUM_PARTITIONS": "1"},
+			func(c config) bool { return c.OffsetsTopicPartitions == 1 }},
 		{"num partitions", []string{"--num-partitions", "12"}, nil,
 			func(c config) bool { return c.Topic.Partitions == 12 }},
 		{"topic defaults", []string{"--segment-bytes", "1048576", "--segment-ms", "60000",
@@ -127,6 +133,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"node id bad env", nil, env{"EASEL_NODE_ID": "one"}, "EASEL_NODE_ID"},
 		{"bool bad env", nil, env{"EASEL_AUTO_CREATE_TOPICS": "maybe"}, "EASEL_AUTO_CREATE_TOPICS"},
 		{"partitions zero", []string{"--num-partitions", "0"}, nil, "--num-partitions"},
+		{"offsets topic partitions zero", []string{"--offsets-topic-num-partitions", "0"}, nil, "--offsets-topic-num-partitions"},
 		{"segment bytes tiny", []string{"--segment-bytes", "5"}, nil, "segment.bytes"},
 		{"retention ms", []string{"--retention-ms", "-2"}, nil, "retention.ms"},
 		{"flush messages", []string{"--flush-messages", "0"}, nil, "flush.messages"},

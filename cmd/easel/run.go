@@ -15,6 +15,7 @@ import (
 
 	"github.com/easel-io/easel/broker"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
 )
 
@@ -65,7 +66,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		NumPartitions:    cfg.Topic.Partitions,
 		DataDir:          cfg.DataDir,
 		Logger:           log,
+		Group:            group.Config{OffsetsTopicNumPartitions: cfg.OffsetsTopicPartitions},
 	})
+	if err := h.b.Groups().Err(); err != nil {
+		// A __consumer_offsets that cannot be used (or migrated) would
+		// leave every consumer group without a coordinator: refuse to
+		// start, with the coordinator's explanation of what to do.
+		srv.Close()
+		h.b.Close()
+		return fmt.Errorf("consumer groups: %w", err)
+	}
 
 	var pprofSrv *http.Server
 	if cfg.Pprof != "" {
