@@ -59,13 +59,11 @@ func presets(mode string) (config, error) {
 	c := config{Mode: mode, Targets: allTargets, Gens: allGens}
 	switch mode {
 	case "quick":
-		// Three rounds in about three minutes: fewer workloads than
-		// before repeats (acks=all on one broker exercises the code path
-		// only; see full mode).
+		// Three rounds in about three minutes: two workloads (16
+		// partitions and acks=all are in full mode).
 		c.Duration, c.MaxBytes, c.Repeat = 800*time.Millisecond, 512<<20, 3
-		p16 := with(func(w *workload) { w.Partitions = 16 })
-		c.Workloads = []workload{base, with(func(w *workload) { w.Size = 100 }), p16}
-		c.If5, c.Linger0, c.Prealloc = []workload{base}, []workload{base}, []workload{base, p16}
+		c.Workloads = []workload{base, with(func(w *workload) { w.Size = 100 })}
+		c.If5, c.Linger0, c.Prealloc = []workload{base}, []workload{base}, []workload{base}
 		c.Scale = []int{1, 100, 1000} // 10,000 takes the Easel broker ~35 s: full mode only
 		c.StartupBytes = 512 << 20
 	case "full":
@@ -103,10 +101,10 @@ func presets(mode string) (config, error) {
 	default:
 		return c, fmt.Errorf("peers: unknown mode %q", mode)
 	}
-	// Twice a phase's byte cap: what one workload holds at most (its topic
-	// is deleted before the next phase), with room for a broker that also
-	// keeps the records in memory (kfake).
-	c.WarmBytes = 2 * c.MaxBytes
+	// A phase's byte cap and half again: what one workload holds at most
+	// (its topic is deleted before the next phase), with room for the
+	// broker's own memory (kfake also keeps the records on its heap).
+	c.WarmBytes = c.MaxBytes * 3 / 2
 	return c, nil
 }
 
@@ -132,12 +130,12 @@ func main() {
 }
 
 func mainErr() error {
-	quick := flag.Bool("quick", false, "quick mode (the default): 3 rounds of 0.8 s phases, 1 KiB and 100 B records, 1 and 16 partitions; about 3 min")
+	quick := flag.Bool("quick", false, "quick mode (the default): 3 rounds of 0.8 s phases, 1 KiB and 100 B records, 1 partition; about 3 min")
 	full := flag.Bool("full", false, "full mode: 5 rounds of 2 s phases, 100 B, 1 KiB and 16 KiB, acks, lz4/zstd, fsync, 10,000 partitions, 10 GiB start-up data")
 	targets := flag.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
 	gens := flag.String("gens", strings.Join(allGens, ","), "load generators for Kafka-protocol targets")
 	repeat := flag.Int("repeat", 0, "run every target this many times, interleaved (A B C A B C), and report medians with min and max (default: quick 3, full 5)")
-	warm := flag.Int64("warm-bytes", -1, "bytes written and deleted before each target to warm the page cache (default twice the phase byte cap; 0: no warm-up)")
+	warm := flag.Int64("warm-bytes", -1, "bytes written and deleted before each target to warm the page cache (default 1.5 times the phase byte cap; 0: no warm-up)")
 	out := flag.String("out", "", "output directory (default bench/out; relative paths start at the repository root)")
 	dur := flag.Duration("duration", 0, "override the length of each produce phase")
 	startup := flag.Int64("startup-bytes", -1, "override the data written before the start-up measurement (0 skips it)")

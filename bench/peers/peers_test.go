@@ -40,10 +40,15 @@ func smoke(t *testing.T, targets []string, wantTargets []string, repeat int) *re
 	cfg.Out, cfg.Targets, cfg.Quiet, cfg.Command = t.TempDir(), targets, true, "go test"
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	start := time.Now()
 	rep, err := run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, st := range rep.Steps {
+		t.Logf("%5.2f s %s", st.Seconds, st.Name)
+	}
+	t.Logf("%.1f s in all", time.Since(start).Seconds())
 	for _, n := range rep.Notes {
 		t.Errorf("note: %s", n)
 	}

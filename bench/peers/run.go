@@ -777,6 +777,13 @@ func machineMeta(cfg config) meta {
 		Warm:    cfg.WarmBytes,
 		Load:    readTrim("/proc/loadavg"),
 	}
+	if _, err := os.Stat("/sys/module/page_reporting"); err == nil {
+		if ents, err := os.ReadDir("/sys/bus/virtio/drivers/virtio_balloon"); err == nil {
+			for _, e := range ents {
+				m.PageReporting = m.PageReporting || strings.HasPrefix(e.Name(), "virtio")
+			}
+		}
+	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
@@ -820,6 +827,9 @@ type meta struct {
 	Warm      int64    `json:"warm_bytes"`    // page-cache warm-up before each target
 	Load      string   `json:"loadavg_start"` // /proc/loadavg when the run started
 	LoadEnd   string   `json:"loadavg_end"`   // and when it ended
+	// PageReporting: the kernel hands freed pages back to a hypervisor
+	// (virtio-balloon free page reporting), so they are fresh again soon.
+	PageReporting bool `json:"page_reporting,omitempty"`
 }
 
 func readTrim(path string) string {
