@@ -134,7 +134,9 @@ func (p Policy) electOffline(s *State, part *Partition, live func(int32) bool) (
 	c := changeOf(part)
 	if l := firstInISR(part.Replicas, part.ISR, live); l != NoLeader {
 		c.Leader = l
-		c.ISR = slices.DeleteFunc(slices.Clone(part.ISR), func(r int32) bool { return !live(r) })
+		if isr := slices.DeleteFunc(slices.Clone(part.ISR), func(r int32) bool { return !live(r) }); len(isr) != len(part.ISR) {
+			c.ISR = isr
+		}
 		return c, true
 	}
 	if !p.unclean(s.topics[part.Topic]) {

@@ -66,7 +66,7 @@ func (p Policy) CreateTopic(s *State, req CreateTopicRequest) ([]Record, error) 
 		if len(req.Assignment) == 0 || len(req.Assignment) > MaxPartitions {
 			return nil, errf(ErrInvalidPartitions, "%d partitions assigned (1..%d)", len(req.Assignment), MaxPartitions)
 		}
-		if err := validAssignment(s, req.Assignment, len(req.Assignment[0])); err != nil {
+		if err := validAssignment(s, req.Assignment, 0, len(req.Assignment[0])); err != nil {
 			return nil, err
 		}
 		replicas = req.Assignment
@@ -115,7 +115,7 @@ func (p Policy) CreatePartitions(s *State, name string, count int32, assignment 
 		if len(assignment) != int(count-t.Partitions) {
 			return nil, errf(ErrInvalidReplicaAssignment, "%d assignments for %d new partitions", len(assignment), count-t.Partitions)
 		}
-		if err := validAssignment(s, assignment, rf); err != nil {
+		if err := validAssignment(s, assignment, t.Partitions, rf); err != nil {
 			return nil, err
 		}
 	} else {
@@ -165,10 +165,11 @@ func (p Policy) sortedConfigs(cs []Config) ([]Config, error) {
 	return cs, nil
 }
 
-// validAssignment checks explicit replica lists: rf brokers each, no broker
-// twice, all registered, at least one live.
-func validAssignment(s *State, assignment [][]int32, rf int) error {
-	for i, replicas := range assignment {
+// validAssignment checks explicit replica lists of partitions first..: rf
+// brokers each, no broker twice, all registered, at least one live.
+func validAssignment(s *State, assignment [][]int32, first int32, rf int) error {
+	for j, replicas := range assignment {
+		i := first + int32(j)
 		if len(replicas) == 0 || len(replicas) > maxReplicas {
 			return errf(ErrInvalidReplicaAssignment, "partition %d: %d replicas (1..%d)", i, len(replicas), maxReplicas)
 		}

@@ -14,22 +14,25 @@ import (
 //
 //  1. Each broker's rendezvous score for the partition is xxhash64 of
 //     (topic id, partition, broker id): a pseudo-random order that differs
-//     per topic and partition and depends on nothing else.
-//  2. The replica set is chosen one broker at a time, taking the broker whose
-//     rack holds fewest of the set so far (with racks given, replicas spread
-//     over racks; without, every broker is in rack ""), then the fewest
-//     replicas of this topic, then the fewest leaders of it, then the
-//     highest score.
-//  3. The leader (first replica) is the member of the set leading fewest of
-//     the topic's partitions (ties: highest score); the other positions are
-//     filled likewise by how often each broker holds that position, so that
-//     when a leader fails its partitions' new leaders spread too.
+//     per topic and partition and depends on nothing else. It breaks every
+//     tie below.
+//  2. The leader (first replica) is the broker leading fewest of the
+//     topic's partitions, then holding fewest of its replicas.
+//  3. The followers are chosen one at a time: the broker whose rack holds
+//     fewest of this partition's replicas so far (with racks given,
+//     replicas spread over racks; without, every broker is in rack ""),
+//     then holding fewest of the topic's replicas, then leading most of its
+//     partitions (a broker that leads few will get replicas as a leader).
+//  4. The followers are ordered so that each position goes to the one that
+//     holds it least often: when a leader fails, its partitions' new
+//     leaders (the next ISR member in replica order) spread too.
 //
 // Counting per topic (its existing partitions included, for
-// CreatePartitions) keeps every topic spread evenly: replica counts differ
-// by at most one between brokers when racks do not constrain them. Counting
-// per topic rather than over the cluster means a newly added, empty broker
-// is not flooded with every new partition.
+// CreatePartitions) keeps every topic spread evenly: without racks, the
+// counts of replicas and of leaders each differ by at most one between
+// brokers (TestPlacementBalance). Counting per topic rather than over the
+// cluster means a newly added, empty broker is not flooded with every new
+// partition.
 
 // placer holds the per-topic counts placement balances.
 type placer struct {
@@ -91,9 +94,25 @@ func (pl *placer) place(part int32) []int32 {
 	for i, b := range pl.brokers {
 		scores[i] = pl.score(part, b.id)
 	}
-	// The set, by rack spread, then load, then score.
-	rackUse := map[string]int{}
-	chosen := make([]int, 0, pl.rf)
+	// The leader: fewest leaders, then fewest replicas, then score.
+	lead := 0
+	for i := 1; i < n; i++ {
+		a, b := &pl.brokers[i], &pl.brokers[lead]
+		if a.pos[0] != b.pos[0] {
+			if a.pos[0] < b.pos[0] {
+				lead = i
+			}
+		} else if a.replicas != b.replicas {
+			if a.replicas < b.replicas {
+				lead = i
+			}
+		} else if scores[i] > scores[lead] {
+			lead = i
+		}
+	}
+	rackUse := map[string]int{pl.brokers[lead].rack: 1}
+	chosen := []int{lead}
+	// The followers, by rack spread, then load, then leaders (most first).
 	for len(chosen) < pl.rf {
 		best := -1
 		for i := range pl.brokers {
@@ -107,13 +126,17 @@ func (pl *placer) place(part int32) []int32 {
 		chosen = append(chosen, best)
 		rackUse[pl.brokers[best].rack]++
 	}
-	// The order: each position to the member holding it least often.
+	// The followers' order: each position to the one holding it least often.
 	replicas := make([]int32, 0, pl.rf)
 	for pos := 0; pos < pl.rf; pos++ {
 		best := -1
 		for _, i := range chosen {
 			if slices.Contains(replicas, pl.brokers[i].id) {
 				continue
+			}
+			if pos == 0 {
+				best = lead
+				break
 			}
 			if best < 0 || pl.brokers[i].pos[pos] < pl.brokers[best].pos[pos] ||
 				pl.brokers[i].pos[pos] == pl.brokers[best].pos[pos] && scores[i] > scores[best] {
@@ -137,7 +160,7 @@ func (pl *placer) setLess(i, j int, rackUse map[string]int, scores []uint64) boo
 		return a.replicas < b.replicas
 	}
 	if a.pos[0] != b.pos[0] {
-		return a.pos[0] < b.pos[0]
+		return a.pos[0] > b.pos[0]
 	}
 	return scores[i] > scores[j]
 }
