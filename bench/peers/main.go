@@ -48,6 +48,9 @@ type config struct {
 	Pprof        bool  // capture CPU profiles of the Easel broker
 	BenchmarksMD string
 	RedisServer  string
+	// EaselBin is a prebuilt broker binary to measure instead of building
+	// cmd/easel (an A/B of two builds); it must take cmd/easel's flags.
+	EaselBin string
 	Keep         bool // keep the temporary data directories
 	Quiet        bool // no progress bar
 	Command      string
@@ -142,6 +145,7 @@ func mainErr() error {
 	pprofFlag := flag.Bool("pprof", false, "capture CPU profiles of the Easel broker (baseline produce and consume, scaling at >= 100 partitions) into <out>/profiles")
 	bmd := flag.String("benchmarks-md", "", "also write the report as the \"Peers (bench/peers)\" section of this file (relative to the repository root, e.g. BENCHMARKS.md), copying the charts to bench/peers/charts/")
 	redisBin := flag.String("redis-server", "redis-server", "redis-server binary (the target is skipped if it is not found)")
+	easelBin := flag.String("easel-bin", "", "measure this prebuilt broker binary (with cmd/easel's flags) instead of building cmd/easel")
 	keep := flag.Bool("keep", false, "keep the temporary data directories")
 	quiet := flag.Bool("quiet", false, "no progress bar")
 	flag.Float64Var(&e2eRate, "e2e-rate", 0, "offer this many records/s in the end-to-end latency phase instead of half of each target's peak (capped at the peak)")
@@ -216,6 +220,7 @@ func mainErr() error {
 		cfg.WarmBytes = *warm
 	}
 	cfg.Pprof, cfg.BenchmarksMD, cfg.RedisServer, cfg.Keep, cfg.Quiet = *pprofFlag, *bmd, *redisBin, *keep, *quiet
+	cfg.EaselBin = *easelBin
 	cfg.Command = "go -C bench/peers run . " + strings.Join(os.Args[1:], " ")
 	// go -C bench/peers runs the harness in bench/peers: relative paths are
 	// taken from the repository root instead, so that they mean the same

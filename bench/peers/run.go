@@ -115,7 +115,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 // that every target starts from the same memory state.
 func (r *runner) runSlot(ctx context.Context, t string) {
 	dir := filepath.Join(r.tmp, fmt.Sprintf("%s-%d", t, r.round+1))
-	defer os.RemoveAll(dir)
+	if !r.cfg.Keep { // -keep: for looking at the files afterwards
+		defer os.RemoveAll(dir)
+	}
 	r.warmPages(t, r.cfg.WarmBytes)
 	switch t {
 	case "machine":
@@ -405,6 +407,9 @@ func (r *runner) prebuild(ctx context.Context) {
 
 // build builds a binary once per run.
 func (r *runner) build(ctx context.Context, moduleDir, pkg, name string) (string, error) {
+	if name == "easel" && r.cfg.EaselBin != "" {
+		return r.cfg.EaselBin, nil
+	}
 	path := filepath.Join(r.bin, name)
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
@@ -630,7 +635,9 @@ func (r *runner) runRedis(ctx context.Context, dir string) {
 // ListOffsets for every partition.
 func (r *runner) measureStartup(ctx context.Context) []result {
 	dir := filepath.Join(r.tmp, "easel-startup")
-	defer os.RemoveAll(dir)
+	if !r.cfg.Keep {
+		defer os.RemoveAll(dir)
+	}
 	segArgs := []string{"--segment-bytes", strconv.Itoa(128 << 20)}
 	w := workload{Size: 1024, Partitions: 16, Acks: "1", Codec: "none"}
 	mk := func(phase string) result {
@@ -682,6 +689,7 @@ func (r *runner) measureStartup(ctx context.Context) []result {
 	stopped = true
 	clean.Note += fmt.Sprintf("; clean shutdown took %.2fs", time.Since(t0).Seconds())
 	clean.DataBytes = dirSize(dir)
+	clean.Note += fmt.Sprintf("; %s of disk (du)", fmtBytes(diskUsage(dir)))
 
 	restart := func(res *result) (*kafkaServer, int64) {
 		t0 := time.Now()
@@ -721,9 +729,11 @@ func (r *runner) measureStartup(ctx context.Context) []result {
 	_ = srv2.proc.stop(true, 10*time.Second)
 	srv2.cl.Close()
 	killed.DataBytes = dirSize(dir)
+	killedDU := diskUsage(dir)
 	srv3, end := restart(&killed)
 	if srv3 != nil {
-		killed.Note = fmt.Sprintf("%d of %d acknowledged records present after SIGKILL", end, written)
+		killed.Note = fmt.Sprintf("%d of %d acknowledged records present after SIGKILL; %s of disk (du) after the kill, %s after the restart",
+			end, written, fmtBytes(killedDU), fmtBytes(diskUsage(dir)))
 		_ = srv3.close()
 	}
 	return []result{clean, killed}
