@@ -51,9 +51,9 @@ type config struct {
 	// EaselBin is a prebuilt broker binary to measure instead of building
 	// cmd/easel (an A/B of two builds); it must take cmd/easel's flags.
 	EaselBin string
-	Keep         bool // keep the temporary data directories
-	Quiet        bool // no progress bar
-	Command      string
+	Keep     bool // keep the temporary data directories
+	Quiet    bool // no progress bar
+	Command  string
 }
 
 func presets(mode string) (config, error) {
