@@ -119,6 +119,7 @@ func smoke(t *testing.T, targets []string, wantTargets []string, repeat int) *re
 // TestSmokeEmbedded runs the in-process targets twice (-repeat 2) and
 // checks the interleaving, the warm-ups and the report of repeats.
 func TestSmokeEmbedded(t *testing.T) {
+	t.Parallel() // with TestSmokeBrokers, which mostly waits for its builds and children
 	targets := []string{"machine", "easel-embedded", "easel-embedded-prealloc", "wal"}
 	rep := smoke(t, targets, []string{"easel-embedded", "easel-embedded-prealloc", "wal"}, 2)
 	metrics := map[string]int{}
@@ -255,6 +256,7 @@ func TestSmokeBrokers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts brokers")
 	}
+	t.Parallel()
 	rep := smoke(t, []string{"easel-broker", "kfake"}, []string{"easel-broker", "kfake"}, 1)
 	var scale, startup int
 	gens := map[string]bool{}
