@@ -82,7 +82,7 @@ func FuzzHandle(f *testing.F) {
 		if resp.Deferred != (netio.Deferred{}) {
 			// Parked: its context ends it; on a hand-made request Complete
 			// only runs Done.
-			waitParked(t, b, func(n int) bool { return n == 0 })
+			waitIdle(t, b)
 			cancel()
 			return
 		}

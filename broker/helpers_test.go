@@ -481,20 +481,36 @@ func logged(ts *testServer, substr string) bool { return strings.Contains(ts.log
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // waitParked waits until the number of requests parked in b's purgatory
-// satisfies cond, woken by each change of it, for at most 10 s.
-func waitParked(t testing.TB, b *Broker, cond func(n int) bool) {
+// now and ever satisfies cond, woken by each change, for at most 10 s.
+func waitParked(t testing.TB, b *Broker, cond func(n, total int) bool) {
 	t.Helper()
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
-		n, changed := b.parked.count()
-		if cond(n) {
+		n, total, changed := b.parked.count()
+		if cond(n, total) {
 			return
 		}
 		select {
 		case <-changed:
 		case <-deadline.C:
-			t.Fatalf("timed out waiting for parked requests (now %d)", n)
+			t.Fatalf("timed out waiting for parked requests (now %d, ever %d)", n, total)
 		}
 	}
+}
+
+// waitParks waits until more than before requests have ever parked in b's
+// purgatory: the request sent after reading before is parked (or was
+// answered after parking). It returns the new total.
+func waitParks(t testing.TB, b *Broker, before int) int {
+	t.Helper()
+	var got int
+	waitParked(t, b, func(_, total int) bool { got = total; return total > before })
+	return got
+}
+
+// waitIdle waits until no request is parked in b's purgatory.
+func waitIdle(t testing.TB, b *Broker) {
+	t.Helper()
+	waitParked(t, b, func(n, _ int) bool { return n == 0 })
 }

@@ -211,22 +211,21 @@ func (s *parkedSet) notifyLocked() {
 	}
 }
 
-// count returns how many requests are parked and a channel closed at the
-// next change of that number.
-func (s *parkedSet) count() (int, <-chan struct{}) {
+// count returns how many requests are parked now and were ever parked, and
+// a channel closed at the next change of either.
+func (s *parkedSet) count() (n, total int, changed <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.changed == nil {
 		s.mu.changed = make(chan struct{})
 	}
-	return s.mu.n, s.mu.changed
+	return s.mu.n, s.mu.total, s.mu.changed
 }
 
 // parks returns how many requests were ever parked.
 func (s *parkedSet) parks() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mu.total
+	_, total, _ := s.count()
+	return total
 }
 
 // close stops further parking and waits until every parked request has
@@ -236,7 +235,7 @@ func (s *parkedSet) close() {
 	s.mu.closed = true
 	s.mu.Unlock()
 	for {
-		n, ch := s.count()
+		n, _, ch := s.count()
 		if n == 0 {
 			return
 		}
