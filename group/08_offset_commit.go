@@ -88,11 +88,9 @@ func (c *Coordinator) commit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCom
 	// commitMu is held from here to the end: the group's offsets are
 	// written and applied in order, and no deletion comes in between.
 	nowMs := c.cfg.Now().UnixMilli()
-	var (
-		tps  []engine.TopicPartition
-		vals []committed
-		size int
-	)
+	tps := make([]engine.TopicPartition, 0, n)
+	vals := make([]committed, 0, n)
+	size := 0
 	for i := range req.Topics {
 		t := &req.Topics[i]
 		rt := &resp.Topics[i]

@@ -2,7 +2,9 @@ package group
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,15 +15,26 @@ import (
 )
 
 func benchCoordinator(b *testing.B, store engine.Store, delay time.Duration) (*Coordinator, *engine.Engine) {
+	return benchCoordinatorWith(b, engine.Options{Store: store}, Config{InitialRebalanceDelay: delay})
+}
+
+// benchCoordinatorWith opens an engine with opts (in a temporary directory)
+// holding topic "t" (10 partitions), and a coordinator with cfg.
+func benchCoordinatorWith(b *testing.B, opts engine.Options, cfg Config) (*Coordinator, *engine.Engine) {
 	b.Helper()
-	eng, err := engine.Open(b.TempDir(), engine.Options{Store: store, Logger: quiet, RetentionCheckInterval: -1})
+	opts.Logger, opts.RetentionCheckInterval = quiet, -1
+	eng, err := engine.Open(b.TempDir(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := eng.CreateTopic("t", engine.TopicConfig{Partitions: 10}); err != nil {
 		b.Fatal(err)
 	}
-	c := New(eng, Config{Logger: quiet, InitialRebalanceDelay: delay})
+	cfg.Logger = quiet
+	c := New(eng, cfg)
+	if err := c.Err(); err != nil {
+		b.Fatal(err)
+	}
 	b.Cleanup(func() {
 		c.Close()
 		eng.Close()
@@ -30,7 +43,7 @@ func benchCoordinator(b *testing.B, store engine.Store, delay time.Duration) (*C
 }
 
 // BenchmarkOffsetCommit measures OffsetCommit of 10 partitions per call
-// from a member of a stable group, through the engine's
+// from a member of a stable group, one call at a time, through
 // __consumer_offsets (default flush policy: no fsync per commit).
 func BenchmarkOffsetCommit(b *testing.B) {
 	for _, tc := range []struct {
@@ -165,4 +178,51 @@ func BenchmarkRebalance(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/rebalance")
+}
+
+// BenchmarkOffsetCommitParallel measures OffsetCommit of 10 partitions per
+// call from many groups at once (b.RunParallel, 16 goroutines per CPU, each
+// committing for its own simple-consumer group), on disk, with the default
+// flush policy and with flush.messages=1 (an fsync per append), with all
+// groups on one __consumer_offsets partition (the most group commit can
+// share) and on Kafka's 50.
+func BenchmarkOffsetCommitParallel(b *testing.B) {
+	for _, flush := range []struct {
+		name string
+		msgs int64
+	}{{"flush-default", 0}, {"flush-every", 1}} {
+		for _, parts := range []int32{1, 50} {
+			b.Run(fmt.Sprintf("%s/partitions-%d", flush.name, parts), func(b *testing.B) {
+				c, _ := benchCoordinatorWith(b, engine.Options{Defaults: engine.TopicConfig{FlushMessages: flush.msgs}},
+					Config{OffsetsTopicNumPartitions: parts})
+				var next atomic.Int64
+				b.SetParallelism(16)
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := context.Background()
+					req := kmsg.NewPtrOffsetCommitRequest()
+					req.Version = 8
+					req.Group, req.Generation = fmt.Sprintf("group-%d", next.Add(1)), -1
+					t := kmsg.NewOffsetCommitRequestTopic()
+					t.Topic = "t"
+					md := ""
+					for p := range int32(10) {
+						t.Partitions = append(t.Partitions, kmsg.OffsetCommitRequestTopicPartition{Partition: p, LeaderEpoch: 0, Metadata: &md})
+					}
+					req.Topics = []kmsg.OffsetCommitRequestTopic{t}
+					for i := int64(0); pb.Next(); i++ {
+						for j := range req.Topics[0].Partitions {
+							req.Topics[0].Partitions[j].Offset = i
+						}
+						resp := c.OffsetCommit(ctx, req)
+						if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+							panic(kerr.ErrorForCode(code))
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)*10/b.Elapsed().Seconds(), "offsets/s")
+			})
+		}
+	}
 }

@@ -31,14 +31,61 @@ type server struct {
 	eng  *engine.Engine
 	b    *broker.Broker
 	srv  *netio.Server
+	logs *logRecorder
+}
+
+// logRecorder is a slog.Handler keeping the messages of every record (at
+// Debug and above), and passing them on to next.
+type logRecorder struct {
+	next slog.Handler
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func newLogRecorder(next slog.Handler) *logRecorder {
+	return &logRecorder{next: next, mu: new(sync.Mutex), msgs: new([]string)}
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *logRecorder) Handle(ctx context.Context, r slog.Record) error {
+	l.mu.Lock()
+	*l.msgs = append(*l.msgs, r.Message)
+	l.mu.Unlock()
+	if l.next.Enabled(ctx, r.Level) {
+		return l.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (l *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logRecorder{next: l.next.WithAttrs(as), mu: l.mu, msgs: l.msgs}
+}
+
+func (l *logRecorder) WithGroup(name string) slog.Handler {
+	return &logRecorder{next: l.next.WithGroup(name), mu: l.mu, msgs: l.msgs}
+}
+
+// count returns how many records so far have message msg, and the total.
+func (l *logRecorder) count(msg string) (n, total int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range *l.msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n, len(*l.msgs)
 }
 
 func startServer(t testing.TB, dir string) *server {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var out slog.Handler = slog.NewTextHandler(io.Discard, nil)
 	if os.Getenv("EASEL_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		out = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 	}
+	logs := newLogRecorder(out)
+	log := slog.New(logs)
 	eng, err := engine.Open(dir, engine.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +96,7 @@ func startServer(t testing.TB, dir string) *server {
 		t.Fatal(err)
 	}
 	go srv.Serve()
-	s := &server{t: t, dir: dir, addr: srv.Addr().String(), eng: eng, b: b, srv: srv}
+	s := &server{t: t, dir: dir, addr: srv.Addr().String(), eng: eng, b: b, srv: srv, logs: logs}
 	t.Cleanup(s.stop)
 	return s
 }
@@ -120,16 +167,35 @@ func (l *ledger) deliver(member string, r *kgo.Record) {
 	}
 }
 
+// waitMore waits until n more records are delivered than now.
+func (l *ledger) waitMore(t testing.TB, n int) {
+	t.Helper()
+	count := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		seen := 0
+		for _, m := range l.delivered {
+			for _, k := range m {
+				seen += k
+			}
+		}
+		return seen
+	}
+	from := count()
+	waitFor(t, fmt.Sprintf("%d more records delivered", n), func() bool { return count() >= from+n })
+}
+
 // consumer is one group member polling in a goroutine.
 type consumer struct {
-	name     string
-	cl       *kgo.Client
-	cancel   context.CancelFunc
-	done     chan struct{}
-	assigns  atomic.Int32
-	revokes  atomic.Int32
-	mu       sync.Mutex
-	assigned map[int32]bool
+	name       string
+	cl         *kgo.Client
+	cancel     context.CancelFunc
+	done       chan struct{}
+	assigns    atomic.Int32
+	revokes    atomic.Int32
+	heartbeats atomic.Int32 // Heartbeat round trips completed
+	mu         sync.Mutex
+	assigned   map[int32]bool
 }
 
 func startConsumer(t testing.TB, s *server, name, groupID, topic string, l *ledger, opts ...kgo.Opt) *consumer {
@@ -185,6 +251,7 @@ func startConsumer(t testing.TB, s *server, name, groupID, topic string, l *ledg
 		kgo.OnPartitionsAssigned(onAssigned),
 		kgo.OnPartitionsRevoked(onRevoked),
 		kgo.OnPartitionsLost(onLost),
+		kgo.WithHooks(heartbeatCounter{&c.heartbeats}),
 	}, opts...)
 	c.cl = client(t, s.addr, opts...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -201,6 +268,15 @@ func startConsumer(t testing.TB, s *server, name, groupID, topic string, l *ledg
 	}()
 	t.Cleanup(func() { c.stop() })
 	return c
+}
+
+// heartbeatCounter counts a client's Heartbeat responses.
+type heartbeatCounter struct{ n *atomic.Int32 }
+
+func (h heartbeatCounter) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	if key == 12 && e2e.Err() == nil {
+		h.n.Add(1)
+	}
 }
 
 // stop ends polling and closes the client, which commits and (for a
@@ -290,11 +366,11 @@ func TestConsumerGroupIntegration(t *testing.T) {
 				return len(c1.partitions())+len(c2.partitions())+len(c3.partitions()) == 12 &&
 					len(c1.partitions()) > 0 && len(c2.partitions()) > 0 && len(c3.partitions()) > 0
 			})
-			time.Sleep(300 * time.Millisecond)
-			c2.stop() // leaves
+			l.waitMore(t, 200) // the group consumes for a while
+			c2.stop()          // leaves
 			c4 := startConsumer(t, s, "c4", groupID, topic, l, bal.opt)
 			waitFor(t, "c4 gets partitions", func() bool { return len(c4.partitions()) > 0 })
-			time.Sleep(300 * time.Millisecond)
+			l.waitMore(t, 200)
 			c1.stop()
 			waitFor(t, "c3 and c4 share all partitions", func() bool {
 				return len(c3.partitions())+len(c4.partitions()) == 12
@@ -372,6 +448,7 @@ func TestStaticMemberRestartIntegration(t *testing.T) {
 		return len(a.partitions())+len(b.partitions()) == 6 && len(a.partitions()) > 0 && len(b.partitions()) > 0
 	})
 	aAssigns, aRevokes := a.assigns.Load(), a.revokes.Load()
+	prepared, _ := s.logs.count("group: preparing rebalance")
 	before := b.partitions()
 	b.stop() // a static member does not leave the group on close
 	b2 := startConsumer(t, s, "b2", "g", "static", l, append(opts, kgo.InstanceID("instance-b"))...)
@@ -379,7 +456,14 @@ func TestStaticMemberRestartIntegration(t *testing.T) {
 	if got := b2.partitions(); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Fatalf("restarted member got %v, had %v", got, before)
 	}
-	time.Sleep(500 * time.Millisecond) // several heartbeats: a would see a rebalance now
+	// A rebalance would start when b2 joins, before b2 is assigned
+	// anything: none was prepared since b left. And a heartbeat of a's
+	// that completes from now on would carry it to a.
+	if n, _ := s.logs.count("group: preparing rebalance"); n != prepared {
+		t.Fatalf("the broker prepared %d rebalances when the static member restarted", n-prepared)
+	}
+	hb := a.heartbeats.Load()
+	waitFor(t, "two more heartbeats of a", func() bool { return a.heartbeats.Load() >= hb+2 })
 	if a.assigns.Load() != aAssigns || a.revokes.Load() != aRevokes {
 		t.Fatalf("the other member saw a rebalance: assigns %d→%d, revokes %d→%d",
 			aAssigns, a.assigns.Load(), aRevokes, a.revokes.Load())
@@ -469,5 +553,91 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDeleteTopicDeletesOffsets commits through the broker, deletes the
+// topic with DeleteTopics and creates it again: the group has no offsets
+// for it, also after a restart.
+func TestDeleteTopicDeletesOffsets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	adm := kadm.NewClient(client(t, s.addr))
+	createTopic(t, adm, "doomed", 2)
+	createTopic(t, adm, "kept", 1)
+	ctx := context.Background()
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "doomed", Partition: 0, At: 5, LeaderEpoch: -1})
+	offs.Add(kadm.Offset{Topic: "doomed", Partition: 1, At: 6, LeaderEpoch: -1})
+	offs.Add(kadm.Offset{Topic: "kept", Partition: 0, At: 7, LeaderEpoch: -1})
+	if resp, err := adm.CommitOffsets(ctx, "g", offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", err, resp.Error())
+	}
+	if resp, err := adm.DeleteTopics(ctx, "doomed"); err != nil || resp.Error() != nil {
+		t.Fatalf("delete: %v %v", err, resp.Error())
+	}
+	createTopic(t, adm, "doomed", 2)
+	check := func(when string) {
+		got, err := adm.FetchOffsets(ctx, "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := got.Lookup("doomed", 0); ok {
+			t.Fatalf("%s: offsets of the deleted topic remain: %v", when, got)
+		}
+		if o, ok := got.Lookup("kept", 0); !ok || o.At != 7 {
+			t.Fatalf("%s: offsets of the other topic: %v", when, got)
+		}
+	}
+	check("after the delete")
+	adm.Close()
+	s.stop()
+	s = startServer(t, dir)
+	adm = kadm.NewClient(client(t, s.addr))
+	defer adm.Close()
+	check("after a restart")
+}
+
+// TestConsumerOffsetsReadable consumes __consumer_offsets with a Kafka
+// client, as monitoring tools do, and decodes what a commit wrote there.
+func TestConsumerOffsetsReadable(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	adm := kadm.NewClient(client(t, s.addr))
+	defer adm.Close()
+	createTopic(t, adm, "watched", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "watched", Partition: 0, At: 42, LeaderEpoch: 3, Metadata: "md"})
+	if resp, err := adm.CommitOffsets(ctx, "monitored", offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", err, resp.Error())
+	}
+	p := group.PartitionFor("monitored", group.DefaultOffsetsTopicNumPartitions)
+	cl := client(t, s.addr, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		engine.ConsumerOffsetsTopic: {p: kgo.NewOffset().AtStart()},
+	}))
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatal("no offset commit record read")
+		}
+		var found bool
+		fs.EachRecord(func(r *kgo.Record) {
+			var k kmsg.OffsetCommitKey
+			var v kmsg.OffsetCommitValue
+			if k.ReadFrom(r.Key) != nil || k.Version != 1 || v.ReadFrom(r.Value) != nil {
+				return
+			}
+			if k.Group != "monitored" || k.Topic != "watched" || v.Offset != 42 || v.LeaderEpoch != 3 || v.Metadata != "md" {
+				t.Fatalf("record %+v %+v", k, v)
+			}
+			found = true
+		})
+		if found {
+			return
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/record"
 )
@@ -212,7 +214,7 @@ func maxTime(a, b time.Time) time.Time {
 // deleted here) or finds the topic gone.
 func (c *Coordinator) DeleteTopicOffsets(topic string) error {
 	groups, code := c.snapshot()
-	if code != 0 && groups == nil {
+	if code == kerr.NotCoordinator.Code {
 		return ErrClosed
 	}
 	type pending struct {
