@@ -130,3 +130,198 @@ next:
 }
 
 func millis(ms int32) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// joinLocked handles one JoinGroup. It returns the response now, or a
+// channel that will carry it.
+func (g *group) joinLocked(p *joinParams) (joinResult, chan joinResult) {
+	c := g.c
+	if !g.acceptLocked(p.memberID) {
+		if m := g.byID[p.memberID]; m != nil {
+			g.removeLocked(m)
+			g.tryCompleteJoinLocked()
+		}
+		return joinError(kerr.GroupMaxSizeReached.Code, ""), nil
+	}
+	if !g.supportsLocked(p.protocolType, p.protocols) {
+		return joinError(kerr.InconsistentGroupProtocol.Code, p.memberID), nil
+	}
+	ch := make(chan joinResult, 1)
+	if p.memberID == "" {
+		if p.instance != nil {
+			id := newMemberID(*p.instance)
+			if old := g.static[*p.instance]; old != nil {
+				if r, now := g.replaceStaticLocked(old, id, p, ch); now {
+					return r, nil
+				}
+				return joinResult{}, ch
+			}
+			g.addMemberLocked(id, p, ch)
+			return joinResult{}, ch
+		}
+		id := newMemberID(p.clientID)
+		if p.requireKnownID {
+			pm := &pendingMember{id: id}
+			g.pending[id] = pm
+			pm.timer = c.after(p.sessionTimeout, func() { g.expirePending(id, pm) })
+			return joinError(kerr.MemberIDRequired.Code, id), nil
+		}
+		g.addMemberLocked(id, p, ch)
+		return joinResult{}, ch
+	}
+
+	if pm := g.pending[p.memberID]; pm != nil {
+		if p.instance != nil {
+			// Kafka never hands a static member a pending id.
+			return joinError(kerr.InvalidRequest.Code, p.memberID), nil
+		}
+		g.addMemberLocked(pm.id, p, ch)
+		return joinResult{}, ch
+	}
+	if p.instance != nil {
+		if s := g.static[*p.instance]; s != nil && s.id != p.memberID {
+			return joinError(kerr.FencedInstanceID.Code, p.memberID), nil
+		}
+	}
+	m := g.byID[p.memberID]
+	if m == nil || (p.instance != nil && g.static[*p.instance] == nil) {
+		return joinError(kerr.UnknownMemberID.Code, p.memberID), nil
+	}
+	m.clientID, m.clientHost = p.clientID, p.clientHost
+	switch g.state {
+	case statePreparingRebalance:
+		g.updateLocked(m, p, ch)
+		g.tryCompleteJoinLocked()
+		return joinResult{}, ch
+	case stateCompletingRebalance:
+		if m.matches(p.protocols) {
+			// A retry of a join whose response was lost.
+			r := g.currentJoinResultLocked(m.id, g.leader)
+			if m.id == g.leader {
+				r.members = g.memberListLocked()
+			}
+			return r, nil
+		}
+		g.updateLocked(m, p, ch)
+		g.maybePrepareRebalanceLocked("member changed its metadata")
+		return joinResult{}, ch
+	case stateStable:
+		if m.id != g.leader && m.matches(p.protocols) {
+			return g.currentJoinResultLocked(m.id, g.leader), nil
+		}
+		// The leader rejoining forces a rebalance (its view of topics may
+		// have changed), as does a member with new metadata.
+		g.updateLocked(m, p, ch)
+		g.maybePrepareRebalanceLocked("leader rejoined or member changed its metadata")
+		return joinResult{}, ch
+	}
+	return joinError(kerr.UnknownMemberID.Code, p.memberID), nil
+}
+
+// acceptLocked is Kafka's acceptJoiningMember (group.max.size).
+func (g *group) acceptLocked(memberID string) bool {
+	maxSize := g.c.cfg.MaxGroupSize
+	if maxSize <= 0 {
+		return true
+	}
+	m := g.byID[memberID]
+	switch g.state {
+	case statePreparingRebalance:
+		return m != nil && m.join != nil || g.awaitingJoin < maxSize
+	case stateCompletingRebalance, stateStable:
+		return m != nil || len(g.members) < maxSize
+	}
+	return true
+}
+
+func (g *group) addMemberLocked(id string, p *joinParams, ch chan joinResult) {
+	m := &member{
+		id:               id,
+		instance:         p.instance,
+		clientID:         p.clientID,
+		clientHost:       p.clientHost,
+		sessionTimeout:   p.sessionTimeout,
+		rebalanceTimeout: p.rebalanceTimeout,
+		protocolType:     p.protocolType,
+		protocols:        p.protocols,
+		isNew:            true,
+	}
+	if g.state == statePreparingRebalance && g.generation == 0 {
+		g.newMemberAdded = true
+	}
+	g.addLocked(m, ch)
+	// A new member cannot heartbeat before its join completes; drop it if
+	// the join never does.
+	g.scheduleHeartbeatLocked(m, newMemberJoinTimeout)
+	g.maybePrepareRebalanceLocked("new member joined")
+	g.tryCompleteJoinLocked()
+}
+
+// replaceStaticLocked gives a known group.instance.id a new member id (a
+// static member restarted). In a stable group whose protocol would not
+// change it answers at once, without a rebalance; the old member id is
+// fenced.
+func (g *group) replaceStaticLocked(m *member, newID string, p *joinParams, ch chan joinResult) (joinResult, bool) {
+	oldLeader := g.leader
+	if m.join != nil {
+		m.join <- joinError(kerr.FencedInstanceID.Code, m.id)
+		m.join = nil
+		g.awaitingJoin--
+	}
+	if m.sync != nil {
+		m.sync <- syncResult{code: kerr.FencedInstanceID.Code}
+		m.sync = nil
+	}
+	delete(g.byID, m.id)
+	if g.pendingSync[m.id] {
+		delete(g.pendingSync, m.id)
+		g.pendingSync[newID] = true
+	}
+	if g.leader == m.id {
+		g.leader = newID
+	}
+	m.id = newID
+	g.byID[newID] = m
+	m.clientID, m.clientHost = p.clientID, p.clientHost
+	g.scheduleHeartbeatLocked(m, p.sessionTimeout)
+	g.updateLocked(m, p, ch)
+	switch g.state {
+	case stateStable:
+		if g.selectProtocolLocked() == g.protocol {
+			m.join = nil
+			g.awaitingJoin--
+			// The old leader id is returned so that a restarted leader does
+			// not compute an assignment a stable group would not hand out.
+			r := g.currentJoinResultLocked(newID, oldLeader)
+			// As Kafka does, the new member id is stored before the member
+			// hears of it: a broker restart must not bring back the old id,
+			// which would fence the restarted member.
+			code := g.storeLocked(nil, func(code int16) {
+				if code != 0 {
+					r = joinError(code, newID)
+				}
+				ch <- r
+			})
+			if code != 0 {
+				return joinError(code, newID), true
+			}
+			return joinResult{}, false
+		}
+		g.maybePrepareRebalanceLocked("static member changed the group's protocol")
+	case stateCompletingRebalance:
+		// The leader may be assigning to the old member id.
+		g.prepareRebalanceLocked()
+	case statePreparingRebalance:
+		g.tryCompleteJoinLocked()
+	}
+	return joinResult{}, false
+}
+
+func (g *group) expirePending(id string, pm *pendingMember) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state == stateDead || g.pending[id] != pm {
+		return
+	}
+	delete(g.pending, id)
+	g.tryCompleteJoinLocked()
+}
