@@ -130,6 +130,9 @@ type harness struct {
 	infos  map[int32]BrokerInfo
 	hist   History
 	log    [][]byte // every committed entry
+	// snapEvery > 1 checks the snapshot round trip every snapEvery commits
+	// only (the random test's many steps); otherwise after each.
+	snapEvery, commits int
 }
 
 func newHarness(t testing.TB) *harness {
@@ -166,6 +169,10 @@ func (h *harness) check() {
 	}
 	if err := h.hist.Observe(0, h.s); err != nil {
 		h.t.Fatal(err)
+	}
+	h.commits++
+	if h.snapEvery > 1 && h.commits%h.snapEvery != 0 {
+		return
 	}
 	snap := h.s.Snapshot()
 	r := NewState()
