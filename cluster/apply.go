@@ -20,55 +20,12 @@ const (
 	MaxPartitions = 100000
 )
 
-// RejectError is the error of a record State.Apply refused. It wraps
-// ErrRejected and the reason's sentinel error, when there is one.
-type RejectError struct {
-	// Record is the refused record; Index is its position in the entry.
-	Record Record
-	Index  int
-	// Reason says why, Cause is the sentinel error it matches (or nil).
-	Reason string
-	Cause  error
-}
-
-// Error names the record and the reason.
-func (e *RejectError) Error() string {
-	return fmt.Sprintf("cluster: record %d (%s) rejected: %s", e.Index, e.Record, e.Reason)
-}
-
-// Unwrap returns ErrRejected and the cause.
-func (e *RejectError) Unwrap() []error {
-	if e.Cause == nil {
-		return []error{ErrRejected}
-	}
-	return []error{ErrRejected, e.Cause}
-}
-
-// detailError is one of the package's sentinel errors (cause; nil for a
-// rejection no sentinel names) with the details of one case.
-type detailError struct {
-	cause error
-	msg   string
-}
-
-func (e *detailError) Error() string {
-	if e.cause == nil {
-		return "cluster: " + e.msg
-	}
-	return e.cause.Error() + ": " + e.msg
-}
-
-func (e *detailError) Unwrap() error { return e.cause }
-
-// errf returns a *detailError.
-func errf(cause error, format string, args ...any) error {
-	return &detailError{cause, fmt.Sprintf(format, args...)}
-}
-
 // Apply applies one entry's records in order, all or none: when a record
 // does not apply cleanly, the state is left as it was and the error (a
 // *RejectError) says which record and why. Every replica of the log rejects
 // the same entries, so a rejected entry is consumed like an applied one.
+// The state keeps the records' slices: the caller must not modify them
+// afterwards (decoded and decided records are nobody else's).
 func (s *State) Apply(recs []Record) error { return s.applyEntry(recs, true) }
 
 // applyEntry is Apply; without undo a failure leaves s half changed (for a

@@ -40,6 +40,20 @@
 // Errors are the package's sentinels, wrapped with details; KafkaError maps
 // them to Kafka error codes in one table.
 //
+// # What the driver does
+//
+// The controller loop around the decisions (raft, gossip and the broker's
+// wiring, not this package): make one decision at a time inside FSM.View
+// and commit its records (AppendEntry) with raft's Apply before the next,
+// answering a request once its entry has applied (the ApplyFuture's
+// response is nil or the rejection); on winning leadership, Barrier, then
+// Reconcile against gossip's members until it returns nothing; turn gossip
+// events into BrokerJoined and BrokerFailed; judge when a broker has caught
+// up on the log (BrokerCaughtUp); pick new topic ids (engine.NewTopicID);
+// call ElectPreferredLeaders after ISRs grow or on a timer; act on applied
+// entries through FSM.OnApply (become leader or follower, create or remove
+// local logs).
+//
 // # Invariants
 //
 // State.Apply refuses any record that would break them (the entry then

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/easel-io/easel/engine"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -123,4 +124,49 @@ func ErrorCode(err error) int16 {
 		return e.Code
 	}
 	return 0
+}
+
+// RejectError is the error of a record State.Apply refused. It wraps
+// ErrRejected and the reason's sentinel error, when there is one.
+type RejectError struct {
+	// Record is the refused record; Index is its position in the entry.
+	Record Record
+	Index  int
+	// Reason says why, Cause is the sentinel error it matches (or nil).
+	Reason string
+	Cause  error
+}
+
+// Error names the record and the reason.
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("cluster: record %d (%s) rejected: %s", e.Index, e.Record, e.Reason)
+}
+
+// Unwrap returns ErrRejected and the cause.
+func (e *RejectError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{ErrRejected}
+	}
+	return []error{ErrRejected, e.Cause}
+}
+
+// detailError is one of the package's sentinel errors (cause; nil for a
+// rejection no sentinel names) with the details of one case.
+type detailError struct {
+	cause error
+	msg   string
+}
+
+func (e *detailError) Error() string {
+	if e.cause == nil {
+		return "cluster: " + e.msg
+	}
+	return e.cause.Error() + ": " + e.msg
+}
+
+func (e *detailError) Unwrap() error { return e.cause }
+
+// errf returns a *detailError.
+func errf(cause error, format string, args ...any) error {
+	return &detailError{cause, fmt.Sprintf(format, args...)}
 }

@@ -28,6 +28,7 @@ const (
 // commits one decision's records before making the next decision (as
 // Consul's leader loop does), or the records may no longer apply (State.Apply
 // then rejects them, changing nothing, and the decision is made again).
+// Decisions only read the state: with an FSM, make them inside FSM.View.
 type Policy struct {
 	// DefaultPartitions is num.partitions, for a topic created with -1
 	// partitions. Default 1.

@@ -219,8 +219,10 @@ func (RemoveTopicRecord) Type() RecordType { return TypeRemoveTopic }
 // Type implements Record.
 func (ProducerIDsRecord) Type() RecordType { return TypeProducerIDs }
 
+// String implements Record.
 func (r ClusterIDRecord) String() string { return "cluster-id " + strconv.Quote(r.ClusterID) }
 
+// String implements Record.
 func (r RegisterBrokerRecord) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "register-broker %d epoch=%d inc=%d kafka=%s raft=%s", r.ID, r.Epoch, r.Incarnation,
@@ -237,14 +239,17 @@ func (r RegisterBrokerRecord) String() string {
 	return b.String()
 }
 
+// String implements Record.
 func (r FenceBrokerRecord) String() string {
 	return fmt.Sprintf("fence-broker %d epoch=%d", r.Broker, r.Epoch)
 }
 
+// String implements Record.
 func (r UnfenceBrokerRecord) String() string {
 	return fmt.Sprintf("unfence-broker %d epoch=%d", r.Broker, r.Epoch)
 }
 
+// String implements Record.
 func (r TopicRecord) String() string {
 	s := "topic " + r.Name + " id=" + r.ID.String()
 	if len(r.Configs) > 0 {
@@ -257,11 +262,13 @@ func (r TopicRecord) String() string {
 	return s
 }
 
+// String implements Record.
 func (r PartitionRecord) String() string {
 	return fmt.Sprintf("partition %s/%d replicas=%s isr=%s leader=%d epochs=%d/%d",
 		r.Topic, r.Partition, brokerList(r.Replicas), brokerList(r.ISR), r.Leader, r.LeaderEpoch, r.PartitionEpoch)
 }
 
+// String implements Record.
 func (r PartitionChangeRecord) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "partition-change %s/%d from=%d/%d", r.Topic, r.Partition, r.LeaderEpoch, r.PartitionEpoch)
@@ -280,8 +287,10 @@ func (r PartitionChangeRecord) String() string {
 	return b.String()
 }
 
+// String implements Record.
 func (r RemoveTopicRecord) String() string { return "remove-topic " + r.Topic.String() }
 
+// String implements Record.
 func (r ProducerIDsRecord) String() string {
 	return fmt.Sprintf("producer-ids broker=%d epoch=%d start=%d size=%d", r.Broker, r.BrokerEpoch, r.Start, r.Size)
 }
