@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/easel-io/easel/internal/fsutil"
 )
 
 // hwCheckpointFile holds the high watermark of every partition of the data
@@ -110,7 +112,7 @@ func (e *Engine) checkpointHW() error {
 	if !changed && len(m) == len(e.hwCkpt.last) {
 		return nil
 	}
-	if err := writeFileAtomic(filepath.Join(e.dir, hwCheckpointFile), marshalHWCheckpoint(m), true); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(e.dir, hwCheckpointFile), marshalHWCheckpoint(m), true); err != nil {
 		return err
 	}
 	e.hwCkpt.last = m

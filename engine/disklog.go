@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/easel-io/easel/internal/fsutil"
 	"github.com/easel-io/easel/record"
 	"github.com/easel-io/easel/segment"
 )
@@ -82,7 +83,7 @@ func (l *diskLog) writeRecoveryPointLocked(off int64) error {
 	if off == l.recovery.Load() {
 		return nil
 	}
-	if err := writeFileAtomic(filepath.Join(l.dir, recoveryFile), []byte(strconv.FormatInt(off, 10)+"\n"), false); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(l.dir, recoveryFile), []byte(strconv.FormatInt(off, 10)+"\n"), false); err != nil {
 		return err
 	}
 	l.recovery.Store(off)
@@ -123,7 +124,7 @@ func (l *diskLog) Append(batch []byte, h record.Header) (bool, error) {
 }
 
 func (l *diskLog) SaveState(name string, data []byte, sync bool) error {
-	return writeFileAtomic(filepath.Join(l.dir, name), data, sync)
+	return fsutil.WriteFileAtomic(filepath.Join(l.dir, name), data, sync)
 }
 
 func (l *diskLog) States(suffix string) ([]string, error) {
@@ -146,7 +147,7 @@ func (l *diskLog) RemoveState(name string) error {
 		return nil
 	}
 	if err == nil {
-		err = syncDir(l.dir)
+		err = fsutil.SyncDir(l.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
@@ -225,13 +226,13 @@ func (l *diskLog) advanceRecovery(off int64) {
 // was created in it since the last time.
 func (l *diskLog) syncDirs() error {
 	if l.parentDirty.Swap(false) {
-		if err := syncDir(filepath.Dir(l.dir)); err != nil {
+		if err := fsutil.SyncDir(filepath.Dir(l.dir)); err != nil {
 			l.parentDirty.Store(true)
 			return err
 		}
 	}
 	if l.dirDirty.Swap(false) {
-		if err := syncDir(l.dir); err != nil {
+		if err := fsutil.SyncDir(l.dir); err != nil {
 			l.dirDirty.Store(true)
 			return err
 		}
@@ -281,6 +282,12 @@ func (l *diskLog) Read(offset int64, maxBytes int, end int64) (Chunk, error) {
 	// Bounded by end: the segment may already hold bytes of batches past
 	// the high watermark (or not yet published) that must not be returned.
 	r, err := s.ReadTo(at, maxBytes, end)
+	if errors.Is(err, segment.ErrOutOfRange) {
+		// offset is in the batch that holds end (a bound inside a
+		// batch): nothing whole lies below end from here.
+		s.Release()
+		return Chunk{FirstOffset: offset}, nil
+	}
 	if err != nil {
 		s.Release()
 		return Chunk{}, l.segmentErr(err, offset)
@@ -324,7 +331,8 @@ func (l *diskLog) acquireBelow(offset, end int64) (*segment.Segment, int64, erro
 	return s, at, nil
 }
 
-// cutAt returns the whole batches of b that start below end.
+// cutAt returns the whole batches of b that end below end, as ReadTo bounds
+// a region: a batch holding end is not returned.
 func cutAt(b []byte, end int64) []byte {
 	n := 0
 	for rest := b; len(rest) > 0; {
@@ -332,7 +340,7 @@ func cutAt(b []byte, end int64) []byte {
 		if err != nil {
 			break
 		}
-		if h, err := record.ParseHeader(batch); err != nil || h.BaseOffset >= end {
+		if h, err := record.ParseHeader(batch); err != nil || h.LastOffset() >= end {
 			break
 		}
 		n += len(batch)
@@ -384,7 +392,7 @@ func (l *diskLog) AdvanceStart(off int64) error {
 // writeStartLocked writes the log start file durably and publishes off.
 // The caller holds startMu.
 func (l *diskLog) writeStartLocked(off int64) error {
-	if err := writeFileAtomic(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(off, 10)+"\n"), true); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(off, 10)+"\n"), true); err != nil {
 		return err
 	}
 	l.start.Store(off)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/easel-io/easel/internal/fsutil"
 	"github.com/easel-io/easel/segment"
 )
 
@@ -100,7 +101,7 @@ func (d *DiskStore) moveAside(name, suffix string) (string, error) {
 	if err := os.Rename(from, to); err != nil {
 		return "", err
 	}
-	return to, syncDir(d.dir)
+	return to, fsutil.SyncDir(d.dir)
 }
 
 // RemoveLeftovers removes the partition directories a crash left half

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/easel-io/easel/internal/fsutil"
 	"github.com/easel-io/easel/segment"
 )
 
@@ -210,7 +211,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		if err := os.Remove(marker); err != nil {
 			return nil, fmt.Errorf("engine: open: %w", err)
 		}
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return nil, fmt.Errorf("engine: open: %w", err)
 		}
 	}
@@ -324,7 +325,7 @@ func (e *Engine) Close() error {
 		return err
 	}
 	if _, ok := e.store.(*DiskStore); ok {
-		if err := writeFileAtomic(filepath.Join(e.dir, cleanMarker), nil, true); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(e.dir, cleanMarker), nil, true); err != nil {
 			return err
 		}
 	}

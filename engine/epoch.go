@@ -50,26 +50,31 @@ func (c *epochCache) latest() (epochEntry, bool) {
 }
 
 // assign records that epoch starts at start. It reports whether the cache
-// changed. An epoch older than the latest is an error; the latest epoch again
-// changes nothing. Entries starting at or after start with a lower epoch
-// cannot exist in a well-formed log; they are dropped, as Kafka does.
+// changed. The latest epoch again changes nothing. As in Kafka, entries with
+// a newer epoch or a start >= start give way (they can only be entries that
+// hold no batch yet); if that leaves epoch itself as the latest, it goes on
+// where it began. An older epoch over an entry that holds batches (a newer
+// epoch starting below start) is an error.
 func (c *epochCache) assign(epoch int32, start int64) (bool, error) {
-	if epoch < 0 {
-		return false, fmt.Errorf("%w: leader epoch %d", errEpochOrder, epoch)
+	if epoch < 0 || start < 0 {
+		return false, fmt.Errorf("%w: leader epoch %d at %d", errEpochOrder, epoch, start)
 	}
-	if l, ok := c.latest(); ok {
-		if epoch == l.epoch {
-			return false, nil
-		}
-		if epoch < l.epoch {
-			return false, fmt.Errorf("%w: epoch %d after %d", errEpochOrder, epoch, l.epoch)
-		}
+	if l, ok := c.latest(); ok && epoch == l.epoch {
+		return false, nil
 	}
 	n := len(c.entries)
-	for n > 0 && c.entries[n-1].start >= start {
+	for n > 0 && (c.entries[n-1].epoch > epoch || c.entries[n-1].start >= start) {
+		if e := c.entries[n-1]; e.epoch > epoch && e.start < start {
+			return false, fmt.Errorf("%w: epoch %d at %d after epoch %d at %d", errEpochOrder, epoch, start, e.epoch, e.start)
+		}
 		n--
 	}
-	c.entries = append(c.entries[:n], epochEntry{epoch: epoch, start: start})
+	changed := n != len(c.entries)
+	c.entries = c.entries[:n]
+	if l, ok := c.latest(); ok && l.epoch == epoch {
+		return changed, nil // the epoch goes on where it began
+	}
+	c.entries = append(c.entries, epochEntry{epoch: epoch, start: start})
 	return true, nil
 }
 

@@ -99,9 +99,11 @@ func (l *memLog) Append(batch []byte, h record.Header) (bool, error) {
 }
 
 // locate finds the segment and batch index holding offset. Caller holds mu.
+// The partition enforces the log start; batches below it that are still
+// held may be read (producer state is rebuilt from them).
 func (l *memLog) locate(offset, end int64) (int, int, error) {
-	if offset < l.startLocked() || offset >= end {
-		return 0, 0, fmt.Errorf("%w: %d not in [%d, %d)", ErrOffsetOutOfRange, offset, l.startLocked(), end)
+	if offset < l.segs[0].base || offset >= end {
+		return 0, 0, fmt.Errorf("%w: %d not in [%d, %d)", ErrOffsetOutOfRange, offset, l.segs[0].base, end)
 	}
 	si := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > offset }) - 1
 	s := &l.segs[si]
@@ -122,7 +124,7 @@ func (l *memLog) Read(offset int64, maxBytes int, end int64) (Chunk, error) {
 	}
 	s := &l.segs[si]
 	var out []byte
-	for i := bi; i < len(s.batches) && s.offs[i] < end; i++ {
+	for i := bi; i < len(s.batches) && lastOffset(s.batches[i]) < end; i++ {
 		if i > bi && len(out)+len(s.batches[i]) > maxBytes {
 			break
 		}
@@ -262,4 +264,9 @@ func (l *memLog) TruncateTo(offset int64) (int64, error) {
 		l.next = h.LastOffset() + 1
 	}
 	return l.next, nil
+}
+
+func lastOffset(batch []byte) int64 {
+	h, _ := record.ParseHeader(batch)
+	return h.LastOffset()
 }

@@ -247,7 +247,12 @@ func (p *Partition) dropSnapshotsAfter(end int64) error {
 // when there is none). Snapshots past the log end (the log lost its tail)
 // are removed.
 func (p *Partition) loadProducers() error {
+	// Batches below the log start that are still in the log (DeleteRecords
+	// moves the start inside a segment) still count for producer state.
 	start, next := p.log.StartOffset(), p.log.NextOffset()
+	if segs := p.log.Segments(); len(segs) > 0 {
+		start = min(start, segs[0].BaseOffset)
+	}
 	if err := p.dropSnapshotsAfter(next); err != nil {
 		return err
 	}
@@ -267,8 +272,8 @@ func (p *Partition) loadProducers() error {
 			p.e.log.Warn("ignoring producer snapshot", "topic", p.topic, "partition", p.id, "end", ends[i], "err", uerr)
 			continue
 		}
-		// A snapshot below the log start still holds producers whose
-		// batches retention removed; replay goes on from the start.
+		// A snapshot below the first batch still holds producers whose
+		// batches retention removed; replay goes on from the first batch.
 		p.mu.producers, from, usable = st, max(end, start), true
 	}
 	legacy, err := p.log.LoadState(legacySnapshotName)

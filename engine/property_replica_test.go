@@ -38,16 +38,6 @@ import (
 // memory store, with managed high watermarks and without (the high
 // watermark then equals the log end). EASEL_SEED=<n> replays one seed.
 
-// avoidKnownBugs keeps the generator away from the inputs that hit the
-// engine bugs reproduced by the TestPropertyReplicaBug tests below: no
-// truncation that cuts below the log start or (clean) below the high
-// watermark, high watermarks set only at batch boundaries, a close before
-// any crash that could reopen with a high watermark above the current one
-// or inside a batch, a new producer epoch when the producer's last batch
-// is below the log start. With false, the model expects the fixed
-// behaviour the bug tests describe.
-const avoidKnownBugs = true
-
 // rBatch is one batch of a replica's log as the model knows it.
 type rBatch struct {
 	stored     []byte // bytes as the log must hold them
@@ -373,6 +363,15 @@ func (x *replica) entries() []mEpoch {
 	return out
 }
 
+// boundaryBelow rounds off down to a batch boundary (the base of the batch
+// holding it), as SetHighWatermark does.
+func (x *replica) boundaryBelow(off int64) int64 {
+	if i := x.index(off); i < len(x.batches) && x.batches[i].base < off && off <= x.batches[i].last {
+		return x.batches[i].base
+	}
+	return off
+}
+
 func (x *replica) latestEpoch() (int32, bool) {
 	es := x.entries()
 	if len(es) == 0 {
@@ -431,12 +430,6 @@ func (x *replica) nextSeq() (int16, int32) {
 	switch {
 	case i < 0:
 		return x.pair.pepoch, 0
-	case avoidKnownBugs && x.batches[i].last < x.start:
-		// Bug 6: the producer state may have lost its batches between an
-		// older snapshot and the log start; a new producer epoch goes in
-		// whatever it remembers.
-		x.pair.pepoch++
-		return x.pair.pepoch, 0
 	case x.batches[i].pepoch == x.pair.pepoch:
 		return x.pair.pepoch, x.batches[i].lastSeq + 1
 	}
@@ -494,7 +487,7 @@ func (pr *replicaRun) checkState(x *replica) {
 		gotE, gotOff := p.EndOffsetForEpoch(ep)
 		we, wo := x.endOffsetFor(ep)
 		if gotE != we || gotOff != wo {
-			pr.fatalf("%s: EndOffsetForEpoch(%d) = (%d, %d), want (%d, %d); model cache %v, end %d", x.name(), ep, gotE, gotOff, we, wo, x.entries(), x.leo())
+			pr.fatalf("%s: EndOffsetForEpoch(%d) = (%d, %d), want (%d, %d); model cache %v, end %d; engine cache %v", x.name(), ep, gotE, gotOff, we, wo, x.entries(), x.leo(), p.epochs.cache.entries)
 		}
 	}
 }
@@ -740,14 +733,17 @@ func (pr *replicaRun) fetch(x, s *replica) bool {
 	res, err := pr.partition(x).AppendReplica(data)
 	var wantErr error
 	next := from
-	latest, _ := x.latestEpoch()
+	// Epochs may not go back from the last batch's; an epoch that holds
+	// no batch yet (x.tail) gives way, as in Kafka.
+	latest := UndefinedEpoch
+	if bs := x.batches[x.index(x.start):]; len(bs) > 0 {
+		latest = bs[len(bs)-1].epoch
+	}
 	for k, b := range whole {
 		if k == corrupt {
 			wantErr = record.ErrCorrupt
 			break
 		}
-		// Documented: epochs may not go back from the cache's latest, even
-		// an epoch that holds no batch (bug 3).
 		if b.base != next || b.epoch < latest {
 			wantErr = ErrNotContiguous
 			break
@@ -839,12 +835,6 @@ func (pr *replicaRun) randomTruncate(x *replica) {
 		off = leo - r.Int64N(3)
 	}
 	unclean := r.IntN(2) == 0
-	if avoidKnownBugs && off >= x.start && off < leo {
-		cut := x.batches[x.index(off)].base
-		if cut < x.start || (!unclean && off >= x.hw && cut < x.hw) {
-			return // bugs 1 and 2
-		}
-	}
 	pr.truncate(x, off, unclean)
 }
 
@@ -872,9 +862,9 @@ func (pr *replicaRun) truncate(x *replica, off int64, unclean bool) {
 	cut := x.batches[i].base
 	var wantErr error
 	switch {
-	case cut < x.start: // bug 1: the cut would go below the log start
+	case cut < x.start: // the cut would go below the log start
 		wantErr = ErrOffsetOutOfRange
-	case !unclean && cut < x.hw: // bug 2 when off >= hw
+	case !unclean && cut < x.hw: // committed records would go
 		wantErr = ErrBelowHighWatermark
 	}
 	if wantErr != nil {
@@ -904,15 +894,21 @@ func (pr *replicaRun) truncate(x *replica, off int64, unclean bool) {
 	}
 	x.batches = x.batches[:i]
 	x.tail = nil
-	if !avoidKnownBugs {
-		// Fixed bug 4: no checkpoint may bring back a high watermark above
-		// the cut.
-		for j, v := range x.ckpt {
-			x.ckpt[j] = min(v, cut)
-		}
+	// No checkpoint may bring back a high watermark above the cut.
+	for j, v := range x.ckpt {
+		x.ckpt[j] = min(v, cut)
 	}
 	if x.hw > cut {
 		pr.hwMoved(x, cut)
+		if pr.managed {
+			// The cut wrote the checkpoint at once: every replica's
+			// current high watermark is a value the file may hold.
+			for _, y := range pr.reps {
+				if !slices.Contains(y.ckpt, y.hw) {
+					y.ckpt = append(y.ckpt, y.hw)
+				}
+			}
+		}
 	}
 }
 
@@ -924,17 +920,16 @@ func (pr *replicaRun) setHW(x *replica) {
 	switch {
 	case r.IntN(4) == 0:
 		to = leo + r.Int64N(3)
-	case avoidKnownBugs: // batch boundaries only (bugs 2 and 5)
-		if len(x.batches) > 0 {
-			to = x.batches[r.IntN(len(x.batches))].base
-		}
-	default:
+	case r.IntN(2) == 0 && len(x.batches) > 0: // a batch boundary
+		to = x.batches[r.IntN(len(x.batches))].base
+	default: // anywhere: rounded down to a boundary
+
 		to = r.Int64N(leo + 1)
 	}
 	got := pr.partition(x).SetHighWatermark(to)
 	want := x.hw
 	if pr.managed {
-		want = max(x.hw, min(to, leo))
+		want = max(x.hw, x.boundaryBelow(min(to, leo)))
 	}
 	if got != want {
 		pr.fatalf("%s: SetHighWatermark(%d) = %d with hw %d, end %d; want %d", x.name(), to, got, x.hw, leo, want)
@@ -1087,30 +1082,10 @@ func (pr *replicaRun) checkHeld(all bool) {
 	pr.held = kept
 }
 
-// hwMayOpenBadly reports that after a crash a replica may open with a high
-// watermark above its current one (bug 4) or inside a batch (bugs 2 and 5:
-// an old value checkpointed before a truncation, now inside a batch of
-// other bytes).
-func (pr *replicaRun) hwMayOpenBadly() bool {
-	for _, x := range pr.reps {
-		for _, v := range x.ckpt {
-			hw := x.clampHW(v)
-			if hw > x.hw || (hw != x.start && hw != x.leo() && x.batches[x.index(hw)].base != hw) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // reopen closes (or crashes) the engine and opens it again.
 func (pr *replicaRun) reopen(crash bool) {
 	pr.t.Helper()
 	pr.checkHeld(true)
-	if crash && pr.managed && avoidKnownBugs && pr.hwMayOpenBadly() {
-		pr.tracef("close before the crash")
-		pr.reopen(false)
-	}
 	pr.count(map[bool]string{false: "close", true: "crash"}[crash])
 	var file map[TopicPartition]int64
 	if crash {
@@ -1251,16 +1226,8 @@ func (pr *replicaRun) checkRecords(x *replica, p *Partition, from int64) {
 	}
 }
 
-// Known engine bugs, each reduced to a few calls. They fail today; run
-// them with EASEL_KNOWN_BUGS=1. The property test keeps away from them
-// while avoidKnownBugs is set.
-
-func skipKnownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("EASEL_KNOWN_BUGS") == "" {
-		t.Skip("engine bug: " + what)
-	}
-}
+// Engine bugs the property test found, each reduced to a few calls and
+// kept as a regression test.
 
 // bugEngine opens an engine with one single-partition topic "t" holding
 // batches of the given record counts.
@@ -1283,10 +1250,9 @@ func bugEngine(t *testing.T, managed bool, counts ...int) (*Engine, *Partition, 
 	return e, p, dir, opts
 }
 
-// Bug 1: TruncateTo at a log start inside a batch cuts that batch whole and
+// Found by the property test: TruncateTo at a log start inside a batch cuts that batch whole and
 // leaves the log end below the log start.
-func TestPropertyReplicaBug1TruncateAtMidBatchLogStart(t *testing.T) {
-	skipKnownBug(t, "TruncateTo(log start inside a batch) leaves the log end below the log start")
+func TestReplicaTruncateAtMidBatchLogStart(t *testing.T) {
 	e, p, _, _ := bugEngine(t, false, 3, 5) // batches [0, 2] and [3, 7]
 	defer e.Close()
 	if _, err := p.DeleteRecords(5); err != nil {
@@ -1299,28 +1265,36 @@ func TestPropertyReplicaBug1TruncateAtMidBatchLogStart(t *testing.T) {
 	}
 }
 
-// Bug 2: a clean TruncateTo at or above a high watermark that lies inside
-// the batch holding the offset cuts that batch whole: committed records
-// below the high watermark go without unclean.
-func TestPropertyReplicaBug2CleanTruncateBelowMidBatchHW(t *testing.T) {
-	skipKnownBug(t, "clean TruncateTo cuts below a high watermark inside the cut batch")
+// Found by the property test: a clean TruncateTo at or above a high
+// watermark that lay inside the batch holding the offset cut that batch
+// whole, taking committed records without unclean. Now the high watermark
+// is never inside a batch, and the check is on where the cut falls.
+func TestReplicaCleanTruncateBelowMidBatchHW(t *testing.T) {
 	e, p, _, _ := bugEngine(t, true, 3, 5) // batches [0, 2] and [3, 7]
 	defer e.Close()
-	p.SetHighWatermark(5)
-	end, err := p.TruncateTo(6, false)
-	if !errors.Is(err, ErrBelowHighWatermark) {
-		t.Fatalf("TruncateTo(6, clean) with hw 5 = %d, %v (hw now %d); want ErrBelowHighWatermark: it removes committed offsets 3 and 4", end, err, p.HighWatermark())
+	// A high watermark inside a batch is rounded down to its base: a batch
+	// is never half committed.
+	if hw := p.SetHighWatermark(5); hw != 3 {
+		t.Fatalf("SetHighWatermark(5) = %d, want 3", hw)
+	}
+	end, err := p.TruncateTo(6, false) // cuts [3, 7] whole: at the hw, allowed
+	if err != nil || end != 3 {
+		t.Fatalf("TruncateTo(6, clean) = %d, %v", end, err)
+	}
+	p.Append(simpleBatch(t, 5, 10, 1)) // [3, 7] again
+	p.SetHighWatermark(8)
+	if _, err := p.TruncateTo(6, false); !errors.Is(err, ErrBelowHighWatermark) {
+		t.Fatalf("TruncateTo(6, clean) with hw 8: %v, want ErrBelowHighWatermark", err)
 	}
 }
 
-// Bug 3: a follower whose epoch cache ends with an epoch that holds no batch
+// Found by the property test: a follower whose epoch cache ends with an epoch that holds no batch
 // (it was leader in that epoch and appended nothing) refuses the new
 // leader's batches of an older epoch at its log end, and no truncation at
 // the log end removes that entry: it cannot follow until it reopens or
 // truncates below its log end. Kafka's assign drops entries starting at or
 // after the new batch's base offset.
-func TestPropertyReplicaBug3ReplicaAppendAfterEmptyEpoch(t *testing.T) {
-	skipKnownBug(t, "AppendReplica refuses older-epoch batches after an epoch with no batch")
+func TestReplicaReplicaAppendAfterEmptyEpoch(t *testing.T) {
 	e, a, _, _ := bugEngine(t, false)
 	defer e.Close()
 	if err := e.CreateTopic("b", TopicConfig{}); err != nil {
@@ -1344,11 +1318,10 @@ func TestPropertyReplicaBug3ReplicaAppendAfterEmptyEpoch(t *testing.T) {
 	}
 }
 
-// Bug 4: after an unclean truncation lowers a managed high watermark, a
+// Found by the property test: after an unclean truncation lowers a managed high watermark, a
 // crash brings back the checkpointed (higher) one, which then covers
 // records that were never committed.
-func TestPropertyReplicaBug4HWAfterUncleanTruncationAndCrash(t *testing.T) {
-	skipKnownBug(t, "a crash after an unclean truncation restores a high watermark above it")
+func TestReplicaHWAfterUncleanTruncationAndCrash(t *testing.T) {
 	e, p, dir, opts := bugEngine(t, true, 2, 2, 2, 2, 2)
 	p.SetHighWatermark(10)
 	if err := e.Close(); err != nil { // checkpoints hw 10
@@ -1370,13 +1343,12 @@ func TestPropertyReplicaBug4HWAfterUncleanTruncationAndCrash(t *testing.T) {
 	}
 }
 
-// Bug 5: with a high watermark inside a batch, Read (file regions) at an
+// Found by the property test: with a high watermark inside a batch, Read (file regions) at an
 // offset below the high watermark in that batch fails with
 // ErrOffsetOutOfRange on the disk store (a consumer would reset its
 // position), while ReadBatches and the memory store return the batch; and
 // Read from further back stops before it while ReadBatches includes it.
-func TestPropertyReplicaBug5ReadBelowMidBatchHW(t *testing.T) {
-	skipKnownBug(t, "disk Read below a high watermark inside a batch fails with ErrOffsetOutOfRange")
+func TestReplicaReadBelowMidBatchHW(t *testing.T) {
 	e, p, _, _ := bugEngine(t, true, 3, 5, 2) // [0, 2], [3, 7], [8, 9]
 	defer e.Close()
 	p.SetHighWatermark(5)
@@ -1398,15 +1370,14 @@ func TestPropertyReplicaBug5ReadBelowMidBatchHW(t *testing.T) {
 	}
 }
 
-// Bug 6: when the newest producer snapshot ends below the log start (after
+// Found by the property test: when the newest producer snapshot ends below the log start (after
 // DeleteRecords) and the producer's batches between the snapshot and the
 // start are still in the log, opening the partition (here after a crash)
 // takes the snapshot's state and replays only from the log start: the
 // producer's later batches are forgotten and its next batch in sequence is
 // refused as out of order (a fatal error for a Kafka idempotent producer).
 // Kafka either keeps the state up to date or evicts the producer.
-func TestPropertyReplicaBug6ProducerStateBelowLogStart(t *testing.T) {
-	skipKnownBug(t, "producer state stale after a snapshot below the log start")
+func TestReplicaProducerStateBelowLogStart(t *testing.T) {
 	e, p, dir, opts := bugEngine(t, false)
 	if _, err := p.Append(buildIdem(t, 7, 0, 0, 2)); err != nil { // [0, 1], seq 0-1
 		t.Fatal(err)

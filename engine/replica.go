@@ -13,14 +13,27 @@ import (
 // watermark follows the log end and every batch carries epoch 0.
 
 // SetHighWatermark moves a managed high watermark (Options.ManagedHighWatermarks)
-// to off, clamped to the log end. It never moves it back (TruncateTo does
-// that) and wakes long polls when it moves. It returns the high watermark
-// now. On a partition whose high watermark is not managed it changes nothing.
+// to off, clamped to the log end and rounded down to a batch boundary (a
+// high watermark is a replica's log end, so it always is one; a batch is
+// never half committed). It never moves it back (TruncateTo does that) and
+// wakes long polls when it moves. It returns the high watermark now. On a
+// partition whose high watermark is not managed it changes nothing.
 func (p *Partition) SetHighWatermark(off int64) int64 {
 	if !p.hwManaged.Load() {
 		return p.hw.Load()
 	}
-	if p.advanceHW(min(off, p.log.NextOffset())) {
+	p.mu.Lock()
+	moved := false
+	if off = min(off, p.log.NextOffset()); off > p.hw.Load() {
+		if off < p.log.NextOffset() {
+			if cut, err := p.cutPoint(off); err == nil {
+				off = cut
+			}
+		}
+		moved = p.advanceHW(off)
+	}
+	p.mu.Unlock()
+	if moved {
 		p.notify()
 	}
 	return p.hw.Load()
@@ -77,6 +90,7 @@ func (p *Partition) BecomeLeader(epoch int32) error {
 	}
 	p.leaderEpoch.Store(epoch)
 	p.follower.Store(false)
+	p.notify() // waiters (acks=all, long polls) look again at the new role
 	return nil
 }
 
@@ -94,6 +108,7 @@ func (p *Partition) BecomeFollower(epoch int32) error {
 	}
 	p.leaderEpoch.Store(epoch)
 	p.follower.Store(true)
+	p.notify() // waiters (acks=all, long polls) look again at the new role
 	return nil
 }
 
@@ -107,6 +122,15 @@ func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	p.epochs.Lock()
 	defer p.epochs.Unlock()
 	return p.epochs.cache.endOffsetFor(epoch, p.log.NextOffset())
+}
+
+// EpochAt returns the leader epoch of the batch holding offset, from the
+// epoch cache (UndefinedEpoch if the cache does not cover it), as
+// ListOffsets v4+ reports it.
+func (p *Partition) EpochAt(offset int64) int32 {
+	p.epochs.Lock()
+	defer p.epochs.Unlock()
+	return p.epochs.cache.epochAt(offset)
 }
 
 // assignEpochLocked records that epoch starts at off, writing the checkpoint
@@ -252,11 +276,11 @@ func (p *Partition) AppendReplica(records []byte) (ReplicaAppendResult, error) {
 	}
 	var items []item
 	next := p.log.NextOffset()
-	epoch := UndefinedEpoch
+	// Epochs may not go back from the last batch's; cache entries at the
+	// log end hold no batch (an epoch led without appends) and give way,
+	// as in Kafka's assign.
 	p.epochs.Lock()
-	if l, ok := p.epochs.cache.latest(); ok {
-		epoch = l.epoch
-	}
+	epoch := p.epochs.cache.epochAt(next - 1)
 	p.epochs.Unlock()
 	for rest := records; len(rest) > 0; {
 		batch, r, err := record.Split(rest)
@@ -386,11 +410,18 @@ func (p *Partition) TruncateTo(offset int64, unclean bool) (int64, error) {
 	if offset >= leo {
 		return leo, nil
 	}
-	if start := p.log.StartOffset(); offset < start {
-		return 0, fmt.Errorf("%w: truncate %s/%d to %d below the log start %d", ErrOffsetOutOfRange, p.topic, p.id, offset, start)
+	// The batch holding offset goes whole: the checks are on where the
+	// cut really falls.
+	cut, err := p.cutPoint(offset)
+	if err != nil {
+		return 0, fmt.Errorf("engine: truncate %s/%d: %w", p.topic, p.id, err)
 	}
-	if hw := p.hw.Load(); offset < hw && !unclean {
-		return 0, fmt.Errorf("%w: truncate %s/%d to %d, high watermark %d", ErrBelowHighWatermark, p.topic, p.id, offset, hw)
+	if start := p.log.StartOffset(); cut < start {
+		return 0, fmt.Errorf("%w: truncate %s/%d to %d cuts below the log start %d", ErrOffsetOutOfRange, p.topic, p.id, cut, start)
+	}
+	hw := p.hw.Load()
+	if cut < hw && !unclean {
+		return 0, fmt.Errorf("%w: truncate %s/%d to %d, high watermark %d", ErrBelowHighWatermark, p.topic, p.id, cut, hw)
 	}
 	// A producer snapshot written in the background may describe batches
 	// that are about to go: let it land, then replace it below.
@@ -402,11 +433,16 @@ func (p *Partition) TruncateTo(offset int64, unclean bool) (int64, error) {
 		p.e.log.Error("truncation failed; partition stops accepting appends", "topic", p.topic, "partition", p.id, "err", err)
 		return end, fmt.Errorf("%w: %w", ErrLogFailed, err)
 	}
-	if p.hw.Load() > end {
-		p.hw.Store(end)
-	}
 	if p.flushed.Load() > end {
 		p.flushed.Store(end)
+	}
+	var ckptErr error
+	if hw > end {
+		p.hw.Store(end)
+		// The checkpoint on disk may hold the old, higher value: after a
+		// crash it would cover records appended after this cut that were
+		// never committed. Write it now.
+		ckptErr = p.e.checkpointHW()
 	}
 	p.epochs.Lock()
 	if p.epochs.cache.truncateFromEnd(end) {
@@ -420,8 +456,20 @@ func (p *Partition) TruncateTo(offset int64, unclean bool) (int64, error) {
 		err = p.loadProducers()
 	}
 	p.notify()
-	if err != nil {
+	if err = errors.Join(err, ckptErr); err != nil {
 		return end, fmt.Errorf("engine: truncate %s/%d: %w", p.topic, p.id, err)
 	}
 	return end, nil
+}
+
+// cutPoint returns where TruncateTo(offset) cuts: offset itself at a batch
+// boundary, else the base offset of the batch holding it. offset is below
+// the log end. The caller holds mu.
+func (p *Partition) cutPoint(offset int64) (int64, error) {
+	c, err := p.log.View(offset, 1, p.log.NextOffset())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Release()
+	return min(offset, c.FirstOffset), nil
 }

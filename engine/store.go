@@ -46,8 +46,9 @@ type Log interface {
 	// offset falls in a hole in the offsets, the first batch after it), at
 	// most maxBytes unless the first batch is bigger (always whole), and
 	// never a batch holding offset end or beyond (end <= NextOffset(), taken
-	// by the caller as a high watermark or log end). An offset outside
-	// [StartOffset, end) is an error wrapping ErrOffsetOutOfRange.
+	// by the caller as a high watermark or log end): with nothing whole
+	// below end from offset on, an empty chunk. An offset below StartOffset
+	// is an error wrapping ErrOffsetOutOfRange.
 	Read(offset int64, maxBytes int, end int64) (Chunk, error)
 	// View is like Read but always returns whole batches in Chunk.Bytes
 	// (for the disk store, a read-only view of the memory-mapped segment).

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/easel-io/easel/internal/fsutil"
 )
 
 // The registry of hosted partitions. Topic metadata has one owner: the
@@ -100,7 +102,7 @@ func (e *Engine) metaPath(name string) string {
 
 func (e *Engine) writeMeta(name string, id TopicID, cfg TopicConfig) error {
 	b, _ := json.Marshal(topicMeta{Name: name, ID: id, Config: cfg, Explicit: cfg.Explicit()})
-	return writeFileAtomic(e.metaPath(name), b, true)
+	return fsutil.WriteFileAtomic(e.metaPath(name), b, true)
 }
 
 // loadTopics opens every topic of the engine's own metadata, then sets
@@ -368,7 +370,7 @@ func (e *Engine) DeleteTopic(name string) error {
 	if err := os.Remove(e.metaPath(name)); err != nil {
 		return fmt.Errorf("engine: delete topic: %w", err)
 	}
-	if err := syncDir(filepath.Join(e.dir, metaDir)); err != nil {
+	if err := fsutil.SyncDir(filepath.Join(e.dir, metaDir)); err != nil {
 		return fmt.Errorf("engine: delete topic: %w", err)
 	}
 	return errors.Join(t.closeAll(), e.removeLogs(t))
