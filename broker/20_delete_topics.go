@@ -10,6 +10,8 @@ import (
 	"github.com/easel-io/easel/netio"
 )
 
+func init() { regKey(20, 0, 4, (*Broker).handleDeleteTopics, smallBody) }
+
 // handleDeleteTopics serves DeleteTopics v0–4: each named topic is deleted
 // with its data, synchronously, and then its committed offsets (the group
 // coordinator writes tombstones for them and waits for them to be stored). Unknown topics get

@@ -92,7 +92,3 @@ func (b *Broker) Handle(ctx context.Context, req *netio.Request) netio.Response 
 	}
 	return a.handle(b, ctx, req)
 }
-
-// DeleteTopics is registered here until 20_delete_topics.go, which the
-// group work is changing now, takes this line into its own init.
-func init() { regKey(20, 0, 4, (*Broker).handleDeleteTopics, smallBody) }
