@@ -257,11 +257,11 @@ func ratioCell(m metric, e, p *agg, what string, losses *[]loss) string {
 // its range: "557 MB/s (540–570)".
 func fmtMetricSpread(m metric, s spread) string {
 	out := fmtMetric(m, s.Med)
-	if s.N > 1 {
-		f := fmtMB
-		if m.lowerBetter {
-			f = fmtUS
-		}
+	f := fmtMB
+	if m.lowerBetter {
+		f = fmtUS
+	}
+	if s.N > 1 && f(s.Min) != f(s.Max) {
 		out += " (" + f(s.Min) + "–" + f(s.Max) + ")"
 	}
 	return out
@@ -273,10 +273,7 @@ func fmtSpreadMB(s spread) string {
 	if s.N == 0 {
 		return "–"
 	}
-	if s.N == 1 || s.Min == s.Max {
-		return fmtMB(s.Med)
-	}
-	return fmtMB(s.Med) + " (" + fmtMB(s.Min) + "–" + fmtMB(s.Max) + ")"
+	return spreadText(s, fmtMB)
 }
 
 func mbps(r *result) float64 { return r.MBps }
@@ -672,7 +669,7 @@ func spreadText(s spread, f func(float64) string) string {
 	if s.N == 0 {
 		return "–"
 	}
-	if s.N == 1 || s.Min == s.Max {
+	if s.N == 1 || f(s.Min) == f(s.Max) {
 		return f(s.Med)
 	}
 	return f(s.Med) + " (" + f(s.Min) + "–" + f(s.Max) + ")"

@@ -600,7 +600,9 @@ func (r *runner) runNATS(ctx context.Context, dir string) {
 func (r *runner) runRedis(ctx context.Context, dir string) {
 	bin, err := exec.LookPath(r.cfg.RedisServer)
 	if err != nil {
-		r.note("redis: skipped: %s not found (apt-get install -y redis-server)", r.cfg.RedisServer)
+		if r.round == 0 {
+			r.note("redis: skipped: %s not found (apt-get install -y redis-server)", r.cfg.RedisServer)
+		}
 		r.add(result{Target: "redis", Phase: "skipped", Note: "redis-server not installed"})
 		r.skipSteps("redis")
 		return
