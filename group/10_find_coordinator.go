@@ -38,24 +38,17 @@ func (c *Coordinator) FindCoordinator(ctx context.Context, req *kmsg.FindCoordin
 	return resp
 }
 
-// advertised returns the address clients should use for this broker.
+// advertised returns the address clients should use for this broker:
+// Config.Host and Port where set, else what the broker put in the
+// request's Conn (it knows its listeners; see WithConn).
 func (c *Coordinator) advertised(ctx context.Context) (string, int32) {
 	host, port := c.cfg.Host, c.cfg.Port
-	if host != "" && port != 0 {
-		return host, port
-	}
 	conn := connFrom(ctx)
 	if host == "" {
 		host = conn.Host
 	}
 	if port == 0 {
 		port = conn.Port
-	}
-	if host == "" {
-		host = "localhost"
-	}
-	if port <= 0 {
-		port = 9092
 	}
 	return host, port
 }

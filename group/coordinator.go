@@ -36,8 +36,9 @@ const (
 // default; the Kafka name of the matching setting is given where one exists.
 type Config struct {
 	// NodeID, Host and Port are this broker, which FindCoordinator names
-	// as the coordinator of every group (Easel is a single node). An empty Host or a zero Port is taken from
-	// the request's Conn (see WithConn), then "localhost" and 9092.
+	// as the coordinator of every group (Easel is a single node). An empty
+	// Host or a zero Port is taken from the request's Conn (see WithConn),
+	// which the broker fills with the address it advertises to that client.
 	NodeID int32
 	Host   string
 	Port   int32
