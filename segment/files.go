@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/easel-io/easel/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -108,15 +109,7 @@ func isLeftover(suffix string, haveLog bool) bool {
 // syncDir fsyncs a directory, making the creations, renames and removals
 // of names in it durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("segment: fsync %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("segment: fsync %s: %w", dir, err)
 	}
 	return nil
