@@ -171,10 +171,23 @@ func (t *FaultTransport) DialAddressTimeout(a memberlist.Address, timeout time.D
 // StreamCh implements memberlist.Transport.
 func (t *FaultTransport) StreamCh() <-chan net.Conn { return t.streams }
 
-// Shutdown implements memberlist.Transport.
+// Shutdown implements memberlist.Transport. The inner transport's listeners
+// block on sending what they receive, so its channels are drained until it
+// is down; only then do the forwarders stop.
 func (t *FaultTransport) Shutdown() error {
-	t.once.Do(func() { close(t.done) })
-	err := t.inner.Shutdown()
-	t.wg.Wait()
-	return err
+	errc := make(chan error, 1)
+	go func() { errc <- t.inner.Shutdown() }()
+	for {
+		select {
+		case err := <-errc:
+			t.once.Do(func() { close(t.done) })
+			t.wg.Wait()
+			return err
+		case <-t.inner.PacketCh():
+		case c := <-t.inner.StreamCh():
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
 }
