@@ -301,12 +301,15 @@ func (l *diskLog) View(offset int64, maxBytes int, end int64) (Chunk, error) {
 	if s == nil {
 		return Chunk{FirstOffset: offset}, err
 	}
-	b, err := s.View(at, maxBytes)
+	b, err := s.ViewTo(at, maxBytes, end)
+	if errors.Is(err, segment.ErrOutOfRange) {
+		s.Release() // offset is in the batch holding end: nothing below it
+		return Chunk{FirstOffset: offset}, nil
+	}
 	if err != nil {
 		s.Release()
 		return Chunk{}, l.segmentErr(err, offset)
 	}
-	b = cutAt(b, end)
 	first := at
 	if h, herr := record.ParseHeader(b); herr == nil {
 		first = h.BaseOffset
@@ -329,24 +332,6 @@ func (l *diskLog) acquireBelow(offset, end int64) (*segment.Segment, int64, erro
 		return nil, 0, nil
 	}
 	return s, at, nil
-}
-
-// cutAt returns the whole batches of b that end below end, as ReadTo bounds
-// a region: a batch holding end is not returned.
-func cutAt(b []byte, end int64) []byte {
-	n := 0
-	for rest := b; len(rest) > 0; {
-		batch, r, err := record.Split(rest)
-		if err != nil {
-			break
-		}
-		if h, err := record.ParseHeader(batch); err != nil || h.LastOffset() >= end {
-			break
-		}
-		n += len(batch)
-		rest = r
-	}
-	return b[:n:n]
 }
 
 func (l *diskLog) segmentErr(err error, offset int64) error {

@@ -74,8 +74,8 @@ type Partition struct {
 	// follower: the partition is a follower replica; leader appends are
 	// refused (ErrNotLeader), replica appends accepted.
 	follower atomic.Bool
-	// epochs is the leader-epoch cache. Changed only by the writer (under
-	// mu), read by anyone under its own lock.
+	// epochs is the leader-epoch cache. Changed only holding both mu and
+	// its own lock; read under either.
 	epochs struct {
 		sync.Mutex
 		cache epochCache

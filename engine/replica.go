@@ -136,11 +136,13 @@ func (p *Partition) EpochAt(offset int64) int32 {
 // assignEpochLocked records that epoch starts at off, writing the checkpoint
 // durably when the cache changes. The caller holds mu.
 func (p *Partition) assignEpochLocked(epoch int32, off int64) error {
+	// Every writer of the cache holds mu, so the common case reads it
+	// without the cache's own lock: no lock, no copy, no write.
+	if l, ok := p.epochs.cache.latest(); ok && l.epoch == epoch {
+		return nil
+	}
 	p.epochs.Lock()
 	defer p.epochs.Unlock()
-	if l, ok := p.epochs.cache.latest(); ok && l.epoch == epoch {
-		return nil // the common case: no copy, no write
-	}
 	was := append([]epochEntry(nil), p.epochs.cache.entries...)
 	changed, err := p.epochs.cache.assign(epoch, off)
 	if err != nil {
@@ -371,12 +373,14 @@ func (p *Partition) DeleteRecords(before int64) (int64, error) {
 // went. The caller holds cleanMu.
 func (p *Partition) dropBelowStartLocked() (int, error) {
 	start := p.log.StartOffset()
+	p.mu.Lock() // every writer of the epoch cache holds mu (see assignEpochLocked)
 	p.epochs.Lock()
 	var err error
 	if p.epochs.cache.truncateFromStart(start) {
 		err = p.saveEpochsLocked()
 	}
 	p.epochs.Unlock()
+	p.mu.Unlock()
 	segs := p.log.Segments()
 	n := 0
 	for n+1 < len(segs) && segs[n+1].BaseOffset <= start {
