@@ -5,7 +5,7 @@
 // Run it from the repository root (the -C flag makes the go command work in
 // this nested module):
 //
-//	go -C bench/peers run . -quick          # 3 rounds, about 3 minutes on a 2-core machine
+//	go -C bench/peers run . -quick          # 3 rounds, about 5 minutes on a 2-core machine
 //	go -C bench/peers run . -full -pprof    # 5 rounds, with broker CPU profiles
 //	go -C bench/peers run . -quick -benchmarks-md BENCHMARKS.md
 //

@@ -62,8 +62,9 @@ func presets(mode string) (config, error) {
 	c := config{Mode: mode, Targets: allTargets, Gens: allGens}
 	switch mode {
 	case "quick":
-		// Three rounds in about three minutes: two workloads (16
-		// partitions and acks=all are in full mode).
+		// Three rounds of two workloads (16 partitions and acks=all are
+		// in full mode): about 5 minutes on the 2-core build machine,
+		// much of it outside the phases, deleting topics (BENCHMARKS.md).
 		c.Duration, c.MaxBytes, c.Repeat = 800*time.Millisecond, 512<<20, 3
 		c.Workloads = []workload{base, with(func(w *workload) { w.Size = 100 })}
 		c.If5, c.Linger0, c.Prealloc = []workload{base}, []workload{base}, []workload{base}
@@ -133,7 +134,7 @@ func main() {
 }
 
 func mainErr() error {
-	quick := flag.Bool("quick", false, "quick mode (the default): 3 rounds of 0.8 s phases, 1 KiB and 100 B records, 1 partition; about 3 min")
+	quick := flag.Bool("quick", false, "quick mode (the default): 3 rounds of 0.8 s phases, 1 KiB and 100 B records, 1 partition; about 5 min")
 	full := flag.Bool("full", false, "full mode: 5 rounds of 2 s phases, 100 B, 1 KiB and 16 KiB, acks, lz4/zstd, fsync, 10,000 partitions, 10 GiB start-up data")
 	targets := flag.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
 	gens := flag.String("gens", strings.Join(allGens, ","), "load generators for Kafka-protocol targets")
