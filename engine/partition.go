@@ -209,7 +209,7 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 	}
 	off := p.log.NextOffset()
 	epoch := p.leaderEpoch.Load()
-	if err := p.assignEpochLocked(epoch, off); err != nil {
+	if err := p.assignEpochLocked(epoch, off, true); err != nil {
 		return AppendResult{}, 0, err
 	}
 	record.SetBaseOffset(batch, off)
@@ -488,7 +488,9 @@ func (p *Partition) close() error {
 }
 
 // abandon closes the partition as a crash would: no fsync, no snapshot, no
-// recovery point; files and mappings are released (tests).
+// recovery point; files and mappings are released. For a log about to be
+// deleted (an fsync of it would only write what is thrown away) and for
+// tests.
 func (p *Partition) abandon() {
 	p.mu.Lock()
 	p.mu.closed = true

@@ -85,7 +85,7 @@ func (p *Partition) BecomeLeader(epoch int32) error {
 	if cur := p.leaderEpoch.Load(); epoch < cur {
 		return fmt.Errorf("%w: %d < current %d on %s/%d", ErrFencedLeaderEpoch, epoch, cur, p.topic, p.id)
 	}
-	if err := p.assignEpochLocked(epoch, p.log.NextOffset()); err != nil {
+	if err := p.assignEpochLocked(epoch, p.log.NextOffset(), true); err != nil {
 		return err
 	}
 	p.leaderEpoch.Store(epoch)
@@ -134,12 +134,19 @@ func (p *Partition) EpochAt(offset int64) int32 {
 }
 
 // assignEpochLocked records that epoch starts at off, writing the checkpoint
-// durably when the cache changes. The caller holds mu.
-func (p *Partition) assignEpochLocked(epoch int32, off int64) error {
+// durably when the cache changes. A leader (strict) never writes under an
+// epoch older than the cache's latest, even one that holds no batch: that
+// is a stale leader (ErrFencedLeaderEpoch). A follower's batches may be of
+// an older epoch than an empty latest entry, which then gives way. The
+// caller holds mu.
+func (p *Partition) assignEpochLocked(epoch int32, off int64, strict bool) error {
 	// Every writer of the cache holds mu, so the common case reads it
 	// without the cache's own lock: no lock, no copy, no write.
 	if l, ok := p.epochs.cache.latest(); ok && l.epoch == epoch {
 		return nil
+	}
+	if l, ok := p.epochs.cache.latest(); ok && strict && epoch < l.epoch {
+		return fmt.Errorf("%w: %s/%d appends in epoch %d, the log has epoch %d", ErrFencedLeaderEpoch, p.topic, p.id, epoch, l.epoch)
 	}
 	p.epochs.Lock()
 	defer p.epochs.Unlock()
@@ -312,7 +319,7 @@ func (p *Partition) AppendReplica(records []byte) (ReplicaAppendResult, error) {
 	var flushTo int64
 	var err error
 	for _, it := range items {
-		if err = p.assignEpochLocked(it.h.PartitionLeaderEpoch, it.h.BaseOffset); err != nil {
+		if err = p.assignEpochLocked(it.h.PartitionLeaderEpoch, it.h.BaseOffset, false); err != nil {
 			break
 		}
 		var f int64

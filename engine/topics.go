@@ -344,7 +344,7 @@ func (e *Engine) CreateTopic(name string, cfg TopicConfig) error {
 	t, err := e.openTopic(name, id, cfg, nil)
 	if err == nil {
 		if err = e.writeMeta(name, id, cfg); err != nil {
-			t.closeAll()
+			t.abandonAll()
 			e.removeLogs(t)
 			t = nil
 		}
@@ -373,7 +373,18 @@ func (e *Engine) DeleteTopic(name string) error {
 	if err := fsutil.SyncDir(filepath.Join(e.dir, metaDir)); err != nil {
 		return fmt.Errorf("engine: delete topic: %w", err)
 	}
-	return errors.Join(t.closeAll(), e.removeLogs(t))
+	t.abandonAll()
+	return e.removeLogs(t)
+}
+
+// abandonAll closes t's partitions without flushing them: their logs are
+// about to be removed.
+func (t *topic) abandonAll() {
+	for _, p := range t.parts {
+		if p != nil {
+			p.abandon()
+		}
+	}
 }
 
 func (e *Engine) removeLogs(t *topic) error {
@@ -464,11 +475,11 @@ func (e *Engine) StopHosting(topic string, partition int32, deleteData bool) err
 		delete(e.mu.topics, topic)
 	}
 	e.mu.Unlock()
-	err := p.close()
 	if deleteData {
-		err = errors.Join(err, e.store.RemoveLog(logName(topic, partition)))
+		p.abandon() // no fsync of what is about to be removed
+		return e.store.RemoveLog(logName(topic, partition))
 	}
-	return err
+	return p.close()
 }
 
 // Topics lists the topics, sorted by name.
