@@ -170,44 +170,12 @@ func TestCrashKill(t *testing.T) {
 	rounds, totalAcks := 24, 0
 	start := time.Now()
 	for round := 1; round <= rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir,
+		cmd, lines, stderr, err := startChild(t, crashChildEnv+"="+dir,
 			crashEpochEnv+"="+strconv.Itoa(round), crashSeedEnv+"="+strconv.FormatUint(seed+uint64(round), 10))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		stdout, err := cmd.StdoutPipe()
 		if err != nil {
-			t.Fatal(err)
+			fail("round %d: %v", round, err)
 		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 1024)
-		go func() {
-			defer close(lines)
-			br := bufio.NewReader(stdout)
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					return // a last line without its newline was cut by the kill: not an ack
-				}
-				lines <- l
-			}
-		}()
 		var got []string
-		// Wait for the child to be ready, then let it run.
-		select {
-		case l, ok := <-lines:
-			if !ok || l != "R\n" {
-				cmd.Process.Kill()
-				cmd.Wait()
-				fail("round %d: child did not start: %q %s", round, l, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			cmd.Wait()
-			fail("round %d: child did not start: %s", round, stderr.String())
-		}
 		time.Sleep(time.Duration(20+r.IntN(280)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			fail("round %d: kill: %v", round, err)
@@ -335,4 +303,48 @@ func parseAck(l string) (crashAck, error) {
 		n[i] = v
 	}
 	return crashAck{part: int32(n[1]), base: n[2], last: n[3], sum: f[4], pid: n[5], epoch: int16(n[6]), seq: int32(n[7]), nrecs: int32(n[8])}, nil
+}
+
+// startChild re-executes the test binary with env added and returns once the
+// child printed its ready line "R": the running command, its stdout lines
+// (with their newline; a last line cut short by a kill is dropped), and its
+// stderr.
+func startChild(t *testing.T, env ...string) (*exec.Cmd, <-chan string, *bytes.Buffer, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 4096)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReader(stdout)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return // a last line without its newline was cut by the kill
+			}
+			lines <- l
+		}
+	}()
+	select {
+	case l, ok := <-lines:
+		if ok && l == "R\n" {
+			return cmd, lines, stderr, nil
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, nil, nil, fmt.Errorf("child did not start: %q %s", l, stderr.String())
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, nil, nil, fmt.Errorf("child did not start: %s", stderr.String())
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -129,41 +128,10 @@ func TestReplicaCrashKill(t *testing.T) {
 	const rounds = 40
 	truncKills, appendKills := 0, 0
 	for round := 1; round <= rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), replicaCrashChildEnv+"="+dir,
+		cmd, lines, stderr, err := startChild(t, replicaCrashChildEnv+"="+dir,
 			crashEpochEnv+"="+strconv.Itoa(round), crashSeedEnv+"="+strconv.FormatUint(seed+uint64(round), 10))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		stdout, err := cmd.StdoutPipe()
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string, 4096)
-		go func() {
-			defer close(lines)
-			br := bufio.NewReader(stdout)
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				lines <- strings.TrimSpace(l)
-			}
-		}()
-		select {
-		case l := <-lines:
-			if l != "R" {
-				cmd.Process.Kill()
-				cmd.Wait()
-				fail("round %d: child did not start: %q %s", round, l, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			cmd.Wait()
-			fail("round %d: child did not start: %s", round, stderr.String())
+			fail("round %d: %v", round, err)
 		}
 		time.Sleep(time.Duration(10+r.IntN(150)) * time.Millisecond)
 		var early []string
@@ -176,6 +144,7 @@ func TestReplicaCrashKill(t *testing.T) {
 			early = append(early, l)
 		}
 		for _, l := range early {
+			l = strings.TrimSpace(l)
 			var v int64
 			switch {
 			case strings.HasPrefix(l, "D "):
@@ -245,7 +214,7 @@ func untilTruncation(lines <-chan string, timeout time.Duration) []string {
 				return got
 			}
 			got = append(got, l)
-			if strings.HasPrefix(l, "T ") {
+			if strings.HasPrefix(strings.TrimSpace(l), "T ") {
 				return got
 			}
 		case <-deadline:
