@@ -197,21 +197,24 @@ func (s *producerState) unmarshal(b []byte) (int64, error) {
 	return end, nil
 }
 
-// saveSnapshot writes data, the producer state as of end, unless a
-// snapshot as new is already on disk, and prunes the oldest beyond
+// saveSnapshot writes data, the producer state as of end, unless the newest
+// snapshot on disk is of end already, and prunes the oldest beyond
 // keepSnapshots. Without sync, the write is not fsynced: a snapshot lost in
 // a machine crash only means a longer replay, and one that is torn fails
 // its checksum.
 func (p *Partition) saveSnapshot(data []byte, end int64, sync bool) error {
 	p.snap.Lock()
 	defer p.snap.Unlock()
-	if p.snap.end >= end {
+	if p.snap.end == end {
 		return nil
 	}
+	// Roll snapshots are written in the background and may land out of
+	// order: an older one is still written, for truncations below the
+	// newer.
 	if err := p.log.SaveState(snapshotName(end), data, sync); err != nil {
 		return err
 	}
-	p.snap.end = end
+	p.snap.end = max(p.snap.end, end)
 	ends, err := p.snapshotEnds()
 	for i := 0; err == nil && i+keepSnapshots < len(ends); i++ {
 		err = p.log.RemoveState(snapshotName(ends[i]))
