@@ -19,6 +19,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{},
 		{NodeID: 7, KafkaAddr: "127.0.0.1:9092", RaftAddr: "127.0.0.1:9093", Rack: "a", ControllerEligible: true, Incarnation: -5},
 		{NodeID: -1, KafkaAddr: strings.Repeat("h", 255), RaftAddr: strings.Repeat("r", 200)},
+		{NodeID: 2, KafkaAddr: "127.0.0.2:9092", VoterSet: 0x0123456789abcdef},
 	} {
 		b, err := m.MarshalBinary()
 		if err != nil {
