@@ -198,7 +198,7 @@ func (w *produceWait) fail(pp *producePending, err error) {
 
 // produceTopic checks that clients may produce to the topic called name.
 func (b *Broker) produceTopic(name string) error {
-	info, err := b.eng.Topic(name)
+	info, err := b.topic(name)
 	if err != nil {
 		if errors.Is(err, engine.ErrUnknownTopic) {
 			if verr := engine.ValidateTopicName(name); verr != nil {
@@ -216,7 +216,7 @@ func (b *Broker) produceTopic(name string) error {
 // appendBatch appends the one batch in recs to a partition and returns the
 // partition and where the batch went.
 func (b *Broker) appendBatch(topic string, partition int32, recs []byte) (*engine.Partition, engine.AppendResult, error) {
-	p, err := b.eng.Partition(topic, partition)
+	p, err := b.localPartition(topic, partition, true)
 	if err != nil {
 		return nil, engine.AppendResult{}, err
 	}

@@ -232,7 +232,7 @@ func (st *fetchState) finish(why wakeReason) {
 // UNKNOWN_LEADER_EPOCH, and then a follower partition is
 // NOT_LEADER_OR_FOLLOWER, in the order of Kafka's Partition.getLocalLog.
 func (b *Broker) partitionFor(topic string, partition, currentEpoch int32, requireLeader bool) (*engine.Partition, error) {
-	p, err := b.eng.Partition(topic, partition)
+	p, err := b.localPartition(topic, partition, requireLeader)
 	if err != nil {
 		return nil, err
 	}

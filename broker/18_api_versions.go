@@ -11,15 +11,19 @@ import (
 
 func init() { regKey(apiVersionsKey, 0, 3, (*Broker).handleAPIVersions, smallBody) }
 
-// apiVersionsResponse lists every registered key (see regKey).
-func apiVersionsResponse(version int16, code int16) *kmsg.ApiVersionsResponse {
+// apiVersionsResponse lists every registered key (see regKey), without the
+// cluster-only ones unless clustered.
+func apiVersionsResponse(version int16, code int16, clustered bool) *kmsg.ApiVersionsResponse {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(version)
 	resp.ErrorCode = code
 	apis := apiList()
-	resp.ApiKeys = make([]kmsg.ApiVersionsResponseApiKey, len(apis))
-	for i, a := range apis {
-		resp.ApiKeys[i] = kmsg.ApiVersionsResponseApiKey{ApiKey: a.key, MinVersion: a.min, MaxVersion: a.max}
+	resp.ApiKeys = make([]kmsg.ApiVersionsResponseApiKey, 0, len(apis))
+	for _, a := range apis {
+		if a.clusterOnly && !clustered {
+			continue
+		}
+		resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: a.key, MinVersion: a.min, MaxVersion: a.max})
 	}
 	return resp
 }
@@ -30,7 +34,7 @@ func (b *Broker) handleAPIVersions(_ context.Context, req *netio.Request) netio.
 	if err := decode(req, r, false); err != nil {
 		return b.closeConn(req, err)
 	}
-	return netio.Response{Msg: apiVersionsResponse(req.APIVersion, 0)}
+	return netio.Response{Msg: apiVersionsResponse(req.APIVersion, 0, b.node != nil)}
 }
 
 // apiVersionsTooNew answers an ApiVersions request newer than we speak the
@@ -40,5 +44,5 @@ func (b *Broker) handleAPIVersions(_ context.Context, req *netio.Request) netio.
 // logged at Debug, not as a rejected request.
 func (b *Broker) apiVersionsTooNew(req *netio.Request) netio.Response {
 	b.log.Debug("broker: api versions request newer than served; answering v0 with UNSUPPORTED_VERSION", reqAttrs(req)...)
-	return netio.Response{Msg: apiVersionsResponse(0, kerr.UnsupportedVersion.Code)}
+	return netio.Response{Msg: apiVersionsResponse(0, kerr.UnsupportedVersion.Code, b.node != nil)}
 }

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/easel-io/easel/cluster"
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/netio"
 )
@@ -17,15 +20,30 @@ func init() { regKey(19, 0, 5, (*Broker).handleCreateTopics, smallBody) }
 // maxPartitions is the most partitions a topic may have (the engine's limit).
 const maxPartitions = 100000
 
-// handleCreateTopics serves CreateTopics v0–5. The replication factor must
-// be 1 or -1 (one broker); a replica assignment may only name this node.
-// Configs are the topic settings the engine knows (see
-// engine.TopicConfig.Set); others are INVALID_CONFIG. Creation is
-// synchronous, so the timeout is not used.
-func (b *Broker) handleCreateTopics(_ context.Context, req *netio.Request) netio.Response {
+// handleCreateTopics serves CreateTopics v0–5. On a single node the
+// replication factor must be 1 or -1 (one broker) and a replica assignment
+// may only name this node; creation is synchronous, so the timeout is not
+// used. In a cluster the controller places and commits each topic
+// (createTopicsInCluster), within the timeout. Configs are the topic
+// settings the engine knows (see engine.TopicConfig.Set), and in a cluster
+// also min.insync.replicas and unclean.leader.election.enable; others are
+// INVALID_CONFIG.
+func (b *Broker) handleCreateTopics(ctx context.Context, req *netio.Request) netio.Response {
 	r := kmsg.NewPtrCreateTopicsRequest()
 	if err := decode(req, r, false); err != nil {
 		return b.closeConn(req, err)
+	}
+	if b.node != nil {
+		ctx, cancel := requestTimeout(ctx, r.TimeoutMillis)
+		defer cancel()
+		resp := b.createTopicsInCluster(ctx, r)
+		resp.SetVersion(req.APIVersion)
+		for _, rt := range resp.Topics {
+			if rt.ErrorCode != 0 {
+				b.rejected(req, "create topic", kerr.ErrorForCode(rt.ErrorCode), "topic", rt.Topic)
+			}
+		}
+		return netio.Response{Msg: resp}
 	}
 	count := make(map[string]int, len(r.Topics))
 	for i := range r.Topics {
@@ -94,10 +112,8 @@ func (b *Broker) createTopic(t *kmsg.CreateTopicsRequestTopic, validateOnly bool
 		if err := cfg.Set(c.Name, *c.Value); err != nil {
 			return cfg, nil, err
 		}
-		if v, perr := strconv.ParseInt(strings.TrimSpace(*c.Value), 10, 64); perr == nil && v == 0 {
-			// The engine reads a zero setting as "use the default", which
-			// is not what Kafka means by 0; refuse rather than surprise.
-			return cfg, nil, fmt.Errorf("%w: %s=0 is not supported", engine.ErrInvalidConfig, c.Name)
+		if err := zeroSetting(c.Name, *c.Value); err != nil {
+			return cfg, nil, err
 		}
 		check.Set(c.Name, *c.Value)
 		set[c.Name] = true
@@ -120,6 +136,16 @@ func (b *Broker) createTopic(t *kmsg.CreateTopicsRequestTopic, validateOnly bool
 	}
 	b.log.Info("broker: created topic", "topic", t.Topic, "partitions", n)
 	return info.Config, set, nil
+}
+
+// zeroSetting refuses a numeric setting of 0: the engine reads a zero
+// setting as "use the default", which is not what Kafka means by 0; refuse
+// rather than surprise.
+func zeroSetting(name, value string) error {
+	if v, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64); err == nil && v == 0 {
+		return fmt.Errorf("%w: %s=0 is not supported", engine.ErrInvalidConfig, name)
+	}
+	return nil
 }
 
 // partitionCount checks the partition count, replication factor and
@@ -157,4 +183,132 @@ func (b *Broker) partitionCount(t *kmsg.CreateTopicsRequestTopic) (int32, error)
 		return 0, fmt.Errorf("%w: %d; this cluster has one broker", errReplication, rf)
 	}
 	return n, nil
+}
+
+// createTopicsInCluster has the controller create the request's topics:
+// through the node on the controller broker, else forwarded to it (whose
+// answer is returned as is). It never fails as a whole: each topic gets its
+// error code.
+func (b *Broker) createTopicsInCluster(ctx context.Context, r *kmsg.CreateTopicsRequest) *kmsg.CreateTopicsResponse {
+	if !b.node.IsController() {
+		resp, err := b.node.Forward(ctx, r)
+		if err == nil {
+			if cr, ok := resp.(*kmsg.CreateTopicsResponse); ok {
+				return cr
+			}
+			err = fmt.Errorf("unexpected response %T", resp)
+		}
+		return createTopicsFailed(r, fmt.Errorf("%w: %v", errNoController, err))
+	}
+	count := make(map[string]int, len(r.Topics))
+	for i := range r.Topics {
+		count[r.Topics[i].Topic]++
+	}
+	resp := kmsg.NewPtrCreateTopicsResponse()
+	resp.Topics = make([]kmsg.CreateTopicsResponseTopic, 0, len(r.Topics))
+	for i := range r.Topics {
+		t := &r.Topics[i]
+		rt := kmsg.NewCreateTopicsResponseTopic()
+		rt.Topic = t.Topic
+		var err error
+		if count[t.Topic] > 1 {
+			err = fmt.Errorf("%w: topic %q is listed more than once", errInvalidRequest, t.Topic)
+		} else {
+			err = b.createClusterTopic(ctx, t, r.ValidateOnly)
+		}
+		if err != nil {
+			rt.ErrorCode = errorCode(err)
+			rt.ErrorMessage = errorMessage(err)
+		} else if !r.ValidateOnly {
+			b.log.Info("broker: created topic", "topic", t.Topic)
+			b.node.View(func(s *cluster.State) {
+				ct := s.Topic(t.Topic)
+				if ct == nil {
+					return // deleted at once by another request
+				}
+				rt.NumPartitions = ct.Partitions
+				if p := s.Partition(ct.Name, 0); p != nil {
+					rt.ReplicationFactor = int16(len(p.Replicas))
+				}
+				set := make(map[string]bool, len(ct.Configs))
+				for _, c := range ct.Configs {
+					set[c.Name] = true
+				}
+				for _, e := range b.topicInfo(ct).Config.Entries() {
+					c := kmsg.NewCreateTopicsResponseTopicConfig()
+					c.Name = e.Name
+					c.Value = &e.Value
+					c.Source = int8(kmsg.ConfigSourceDefaultConfig)
+					if set[e.Name] {
+						c.Source = int8(kmsg.ConfigSourceDynamicTopicConfig)
+					}
+					rt.Configs = append(rt.Configs, c)
+				}
+			})
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// createClusterTopic turns one topic of a CreateTopics request into the
+// controller's request and has it decided: committed, or with validateOnly
+// only checked against the node's copy of the metadata.
+func (b *Broker) createClusterTopic(ctx context.Context, t *kmsg.CreateTopicsRequestTopic, validateOnly bool) error {
+	req := cluster.CreateTopicRequest{
+		Name:              t.Topic,
+		ID:                engine.NewTopicID(),
+		Partitions:        t.NumPartitions,
+		ReplicationFactor: t.ReplicationFactor,
+	}
+	if len(t.ReplicaAssignment) > 0 {
+		n := len(t.ReplicaAssignment)
+		if n > maxPartitions {
+			return fmt.Errorf("%w: %d partitions > %d", errPartitions, n, maxPartitions)
+		}
+		req.Assignment = make([][]int32, n)
+		for _, a := range t.ReplicaAssignment {
+			if a.Partition < 0 || int(a.Partition) >= n || req.Assignment[a.Partition] != nil {
+				return fmt.Errorf("%w: partitions must be 0..%d, each once", errAssignment, n-1)
+			}
+			req.Assignment[a.Partition] = a.Replicas
+		}
+	}
+	for _, c := range t.Configs {
+		if c.Value == nil {
+			continue // null: the default
+		}
+		if err := zeroSetting(c.Name, *c.Value); err != nil {
+			return err
+		}
+		req.Configs = append(req.Configs, cluster.Config{Name: c.Name, Value: *c.Value})
+	}
+	if validateOnly {
+		var err error
+		b.node.View(func(s *cluster.State) { _, err = b.node.Policy().CreateTopic(s, req) })
+		return err
+	}
+	return b.node.CreateTopic(ctx, req)
+}
+
+// createTopicsFailed answers every topic of r with err.
+func createTopicsFailed(r *kmsg.CreateTopicsRequest, err error) *kmsg.CreateTopicsResponse {
+	resp := kmsg.NewPtrCreateTopicsResponse()
+	for _, t := range r.Topics {
+		rt := kmsg.NewCreateTopicsResponseTopic()
+		rt.Topic = t.Topic
+		rt.ErrorCode = errorCode(err)
+		rt.ErrorMessage = errorMessage(err)
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}
+
+// requestTimeout bounds ctx by a request's timeout_ms (none when it is not
+// positive).
+func requestTimeout(ctx context.Context, ms int32) (context.Context, context.CancelFunc) {
+	if ms <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 }

@@ -60,7 +60,7 @@ func (b *Broker) handleDeleteRecords(_ context.Context, req *netio.Request) neti
 // deleteRecords moves one partition's log start to before and returns the
 // new log start.
 func (b *Broker) deleteRecords(topic string, partition int32, before int64) (int64, error) {
-	info, err := b.eng.Topic(topic)
+	info, err := b.topic(topic)
 	if err != nil {
 		return 0, err
 	}

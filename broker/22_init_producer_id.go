@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -11,12 +12,13 @@ import (
 func init() { regKey(22, 0, 4, (*Broker).handleInitProducerID, smallBody) }
 
 // handleInitProducerID serves InitProducerId v0–4 for idempotent producers:
-// every request gets a producer id never handed out before (see Config.DataDir)
+// every request gets a producer id never handed out before (see
+// Config.DataDir; in a cluster, from the blocks the controller hands out)
 // and epoch 0, as Kafka does for a null transactional id, so a producer that
 // re-initialises starts fresh sequences. Transactions are not supported: a
 // transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients
 // treat as fatal rather than retrying.
-func (b *Broker) handleInitProducerID(_ context.Context, req *netio.Request) netio.Response {
+func (b *Broker) handleInitProducerID(ctx context.Context, req *netio.Request) netio.Response {
 	r := kmsg.NewPtrInitProducerIDRequest()
 	if err := decode(req, r, false); err != nil {
 		return b.closeConn(req, err)
@@ -29,7 +31,20 @@ func (b *Broker) handleInitProducerID(_ context.Context, req *netio.Request) net
 		resp.ErrorCode = errorCode(errTransactions)
 		return netio.Response{Msg: resp}
 	}
-	id, err := b.pids.alloc()
+	var (
+		id  int64
+		err error
+	)
+	if b.node != nil {
+		// A block from the controller (KIP-730): unique in the cluster.
+		ctx, cancel := context.WithTimeout(ctx, clusterRequestTimeout)
+		defer cancel()
+		if id, err = b.node.NextProducerID(ctx); err != nil {
+			err = fmt.Errorf("%w: %v", errNoController, err)
+		}
+	} else {
+		id, err = b.pids.alloc()
+	}
 	if err != nil {
 		b.log.Error("broker: cannot hand out a producer id", "err", err)
 		resp.ErrorCode = errorCode(err)

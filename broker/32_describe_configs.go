@@ -96,7 +96,7 @@ func (b *Broker) handleDescribeConfigs(_ context.Context, req *netio.Request) ne
 func (b *Broker) configEntries(res *kmsg.DescribeConfigsRequestResource) ([]configEntry, error) {
 	switch res.ResourceType {
 	case kmsg.ConfigResourceTypeTopic:
-		info, err := b.eng.Topic(res.ResourceName)
+		info, err := b.topic(res.ResourceName)
 		if err != nil {
 			return nil, err
 		}

@@ -21,6 +21,10 @@ type api struct {
 	// hostile body can make the decoder allocate.
 	maxBody int
 	handle  handler
+	// clusterOnly APIs are served and advertised only by a broker in a
+	// cluster (Config.Cluster): the inter-broker requests and those that
+	// only the controller can carry out.
+	clusterOnly bool
 }
 
 const (
@@ -48,6 +52,12 @@ func regKey(key, lo, hi int16, h handler, maxBody int) {
 		panic(fmt.Sprintf("broker: bad registration of api key %d (%d..%d)", key, lo, hi))
 	}
 	registry[key] = &api{key: key, min: lo, max: hi, maxBody: maxBody, handle: h}
+}
+
+// regClusterKey is regKey for an API that only a broker in a cluster serves.
+func regClusterKey(key, lo, hi int16, h handler, maxBody int) {
+	regKey(key, lo, hi, h, maxBody)
+	registry[key].clusterOnly = true
 }
 
 // apiList returns the registered APIs sorted by key. Built once, on first
@@ -81,7 +91,7 @@ func lookupAPI(key int16) *api {
 func (b *Broker) Handle(ctx context.Context, req *netio.Request) netio.Response {
 	a := lookupAPI(req.APIKey)
 	switch {
-	case a == nil:
+	case a == nil, a.clusterOnly && b.node == nil:
 		return b.closeConn(req, errUnknownAPI)
 	case req.APIKey == apiVersionsKey && req.APIVersion > a.max:
 		return b.apiVersionsTooNew(req)

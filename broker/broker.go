@@ -3,7 +3,9 @@ package broker
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
+	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
@@ -48,8 +50,17 @@ type Config struct {
 
 	// Group configures the consumer-group coordinator (timeouts, retention
 	// of committed offsets, limits). Its NodeID, Host, Port and Logger are
-	// taken from the fields above.
+	// taken from the fields above, and in a cluster its Locate too.
 	Group group.Config
+
+	// Cluster, when set, makes the broker a member of a cluster (see
+	// cluster.go): it answers from the node's copy of the metadata log, the
+	// controller decides topics, and the broker hosts the partitions the
+	// metadata assigns to it. The engine must be opened with
+	// engine.Options.ExternalMetadata, NodeID must be the node's id, and
+	// producer ids come from the controller (DataDir's files are not used).
+	// The caller starts the node before New and shuts it down after Close.
+	Cluster *controller.Node
 }
 
 // Broker serves the Kafka API over an engine. It implements netio.Handler.
@@ -61,6 +72,13 @@ type Broker struct {
 	clusterID string
 	pids      pidAllocator
 	groups    *group.Coordinator
+
+	node *controller.Node // nil on a single node (Config.Cluster)
+	// hostingDone is closed when runHosting has returned (cluster only).
+	hostingDone chan struct{}
+	// creatingOffsets is set while a request to create __consumer_offsets
+	// is on its way to the controller (cluster only; see locateCoordinator).
+	creatingOffsets atomic.Bool
 
 	closed    chan struct{} // closed by Close: long polls return at once
 	closeOnce sync.Once
@@ -85,10 +103,25 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 		log:    cfg.Logger,
 		closed: make(chan struct{}),
 	}
-	b.clusterID = loadClusterID(cfg.DataDir, b.log)
-	b.pids.init(cfg.DataDir)
 	gc := cfg.Group
 	gc.NodeID, gc.Host, gc.Port, gc.Logger = cfg.NodeID, "", 0, cfg.Logger // the address comes per connection (advertised)
+	if cfg.Cluster != nil {
+		b.node = cfg.Cluster
+		b.hostingDone = make(chan struct{})
+		if gc.OffsetsTopicNumPartitions <= 0 {
+			gc.OffsetsTopicNumPartitions = group.DefaultOffsetsTopicNumPartitions
+		}
+		gc.Locate = b.locateCoordinator
+		gc.HasPartition = func(topic string, partition int32) bool {
+			_, known := b.leaderIn(topic, partition)
+			return known
+		}
+		b.groups = group.New(eng, gc)
+		go b.runHosting()
+		return b
+	}
+	b.clusterID = loadClusterID(cfg.DataDir, b.log)
+	b.pids.init(cfg.DataDir)
 	b.groups = group.New(eng, gc)
 	return b
 }
@@ -104,6 +137,9 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 func (b *Broker) Close() {
 	b.closeOnce.Do(func() {
 		close(b.closed)
+		if b.hostingDone != nil {
+			<-b.hostingDone
+		}
 		b.groups.Close()
 		b.parked.close()
 	})

@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/easel-io/easel/cluster"
+	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/codec"
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/record"
@@ -35,6 +37,12 @@ var (
 	errPolicy           = errors.New("broker: not allowed by the topic's cleanup.policy")
 	errFetchSession     = errors.New("broker: fetch sessions are not supported")
 	errProducerIDSource = errors.New("broker: cannot reserve producer ids")
+	// errLeaderNotAvailable: a topic being created, or a partition without
+	// a leader (cluster only).
+	errLeaderNotAvailable = errors.New("broker: leader not available")
+	// errNoController: no controller could be reached in time (cluster
+	// only); retriable.
+	errNoController = errors.New("broker: no controller reachable")
 )
 
 // errorCodes maps Go errors to Kafka error codes, checked in order with
@@ -88,6 +96,9 @@ var errorCodes = [...]struct {
 	{errPolicy, kerr.PolicyViolation},
 	{errFetchSession, kerr.FetchSessionIDNotFound},
 	{errProducerIDSource, kerr.KafkaStorageError},
+	{errLeaderNotAvailable, kerr.LeaderNotAvailable},
+	{errNoController, kerr.NotController},
+	{controller.ErrNotController, kerr.NotController},
 }
 
 // errorCode returns the Kafka error code for err: 0 for nil,
@@ -101,7 +112,9 @@ func errorCode(err error) int16 {
 			return e.code.Code
 		}
 	}
-	return kerr.UnknownServerError.Code
+	// The controller's decisions have their own table (UNKNOWN_SERVER_ERROR
+	// for what it does not know either).
+	return cluster.ErrorCode(err)
 }
 
 // errorMessage returns err's text for the error_message fields of responses,

@@ -228,12 +228,13 @@ func TestAPIVersions(t *testing.T) {
 	rc := dialRaw(t, ts.addr)
 	for v := int16(0); v <= 3; v++ {
 		resp := rc.roundTrip(kmsg.NewPtrApiVersionsRequest(), v).(*kmsg.ApiVersionsResponse)
-		if resp.ErrorCode != 0 || len(resp.ApiKeys) != len(apiList()) {
+		served := singleNodeAPIs()
+		if resp.ErrorCode != 0 || len(resp.ApiKeys) != len(served) {
 			t.Fatalf("v%d: %+v", v, resp)
 		}
 		for i, k := range resp.ApiKeys {
-			if k.ApiKey != apiList()[i].key || k.MinVersion != apiList()[i].min || k.MaxVersion != apiList()[i].max {
-				t.Errorf("v%d: key %+v, want %+v", v, k, *apiList()[i])
+			if k.ApiKey != served[i].key || k.MinVersion != served[i].min || k.MaxVersion != served[i].max {
+				t.Errorf("v%d: key %+v, want %+v", v, k, *served[i])
 			}
 		}
 	}
@@ -248,7 +249,7 @@ func TestAPIVersions(t *testing.T) {
 	if err := resp.ReadFrom(body); err != nil {
 		t.Fatal(err)
 	}
-	if resp.ErrorCode != kerr.UnsupportedVersion.Code || len(resp.ApiKeys) != len(apiList()) {
+	if resp.ErrorCode != kerr.UnsupportedVersion.Code || len(resp.ApiKeys) != len(singleNodeAPIs()) {
 		t.Fatalf("v99: error %d, %d keys", resp.ErrorCode, len(resp.ApiKeys))
 	}
 	// The connection stays usable.
@@ -266,7 +267,7 @@ func TestEveryVersionRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := dialRaw(t, ts.addr)
-	for _, a := range apiList() {
+	for _, a := range singleNodeAPIs() {
 		for v := a.min; v <= a.max; v++ {
 			req := kmsg.RequestForKey(a.key)
 			req.SetVersion(v)
@@ -319,6 +320,8 @@ func TestEveryVersionRoundTrips(t *testing.T) {
 				r.Groups = []string{"g"}
 			case *kmsg.DeleteGroupsRequest:
 				r.Groups = []string{"nope"}
+			case *kmsg.DescribeClusterRequest:
+				r.EndpointType = 1
 			}
 			resp := rc.roundTrip(req, v)
 			code := firstErrorCode(resp)
@@ -396,6 +399,11 @@ func firstErrorCode(resp kmsg.Response) int16 {
 		return r.ErrorCode
 	case *kmsg.DeleteGroupsResponse:
 		return r.Groups[0].ErrorCode
+	case *kmsg.DescribeClusterResponse:
+		if r.ErrorCode == 0 && (len(r.Brokers) != 1 || r.ClusterID == "" || r.ControllerID != r.Brokers[0].NodeID) {
+			return kerr.InvalidRequest.Code // not a single node's answer
+		}
+		return r.ErrorCode
 	}
 	return -1
 }
@@ -424,4 +432,16 @@ func TestErrorCodeTable(t *testing.T) {
 			t.Errorf("%v maps to unknown code %d", e.err, e.code.Code)
 		}
 	}
+}
+
+// singleNodeAPIs is the registry without the cluster-only APIs: what a
+// broker without Config.Cluster serves.
+func singleNodeAPIs() []*api {
+	var out []*api
+	for _, a := range apiList() {
+		if !a.clusterOnly {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -106,7 +106,7 @@ func (c *Coordinator) commit(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCom
 				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
 				continue
 			}
-			if _, err := c.eng.Partition(t.Topic, p.Partition); err != nil {
+			if !c.hasPartition(t.Topic, p.Partition) {
 				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				continue
 			}
@@ -177,4 +177,14 @@ func (g *group) validateCommitLocked(gen int32, memberID string, instance *strin
 		return kerr.UnknownMemberID.Code // only members commit for a group with members
 	}
 	return 0
+}
+
+// hasPartition reports whether a commit's topic partition exists
+// (Config.HasPartition).
+func (c *Coordinator) hasPartition(topic string, partition int32) bool {
+	if c.cfg.HasPartition != nil {
+		return c.cfg.HasPartition(topic, partition)
+	}
+	_, err := c.eng.Partition(topic, partition)
+	return err == nil
 }

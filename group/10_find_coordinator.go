@@ -10,7 +10,8 @@ import (
 func init() { regKey(10, 0, 3) } // FindCoordinator
 
 // FindCoordinator answers FindCoordinator (v0–3): this broker coordinates
-// every group. Transaction coordinators are refused with
+// every group, or in a cluster the broker Config.Locate names for the
+// group's partition. Transaction coordinators are refused with
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED (no transactions), other key types
 // with INVALID_REQUEST.
 func (c *Coordinator) FindCoordinator(ctx context.Context, req *kmsg.FindCoordinatorRequest) *kmsg.FindCoordinatorResponse {
@@ -32,6 +33,16 @@ func (c *Coordinator) FindCoordinator(ctx context.Context, req *kmsg.FindCoordin
 		return fail(kerr.InvalidRequest.Code)
 	case c.isClosed():
 		return fail(kerr.CoordinatorNotAvailable.Code)
+	}
+	if c.cfg.Locate != nil {
+		// A v4+ request (KIP-699) would carry several keys; v0-3 has one.
+		node, host, port, err := c.cfg.Locate(ctx, PartitionFor(req.CoordinatorKey, c.n))
+		if err != nil {
+			c.log.Debug("group: no coordinator for group", "group", req.CoordinatorKey, "err", err)
+			return fail(kerr.CoordinatorNotAvailable.Code)
+		}
+		resp.NodeID, resp.Host, resp.Port = node, host, port
+		return resp
 	}
 	resp.NodeID = c.cfg.NodeID
 	resp.Host, resp.Port = c.advertised(ctx)

@@ -91,6 +91,22 @@ type Config struct {
 	// becomes its leader. Default false: a single node loads them all.
 	DeferLoad bool
 
+	// Locate, when set, puts the coordinator in a cluster: the topic's
+	// metadata belongs to the cluster's controller, so New neither creates,
+	// checks nor migrates __consumer_offsets (OffsetsTopicNumPartitions must
+	// be its partition count, the same on every broker) and loads nothing
+	// (as with DeferLoad); FindCoordinator names the broker Locate returns
+	// for the group's partition: its node id and advertised address, or an
+	// error for COORDINATOR_NOT_AVAILABLE (no leader yet, or the topic is
+	// still being created). Locate must not block for long.
+	Locate func(ctx context.Context, partition int32) (node int32, host string, port int32, err error)
+
+	// HasPartition, when set, says whether a topic partition exists, for
+	// OffsetCommit's check (UNKNOWN_TOPIC_OR_PARTITION otherwise). Default:
+	// the engine has it, which in a cluster is only true where it is
+	// hosted, so a cluster answers from its metadata.
+	HasPartition func(topic string, partition int32) bool
+
 	// Logger receives group events: rebalances at Info, members removed on
 	// session or rebalance timeout at Info, rejected input at Debug.
 	// Default slog.Default().
@@ -253,7 +269,11 @@ func newCoordinator(eng *engine.Engine, cfg Config, clk clock, hooks testHooks) 
 		done:  make(chan struct{}),
 		hooks: hooks,
 	}
-	c.n, c.openErr = c.openTopic()
+	if cfg.Locate != nil {
+		c.n = cfg.OffsetsTopicNumPartitions
+	} else {
+		c.n, c.openErr = c.openTopic()
+	}
 	if c.openErr != nil {
 		c.n = cfg.OffsetsTopicNumPartitions
 		c.openErr = fmt.Errorf("group: cannot use %s: %w", engine.ConsumerOffsetsTopic, c.openErr)
@@ -267,7 +287,7 @@ func newCoordinator(eng *engine.Engine, cfg Config, clk clock, hooks testHooks) 
 		}
 	}
 	c.startErr = c.openErr
-	if c.openErr == nil && !cfg.DeferLoad {
+	if c.openErr == nil && !cfg.DeferLoad && cfg.Locate == nil {
 		start := time.Now()
 		var errs []error
 		for p := range c.n {
@@ -523,3 +543,7 @@ func stop(s stopper) {
 		s.Stop()
 	}
 }
+
+// Partitions is the partition count of __consumer_offsets that groups are
+// placed by (PartitionFor).
+func (c *Coordinator) Partitions() int32 { return c.n }

@@ -65,9 +65,10 @@
 // the partition; UnloadPartition, which drops its groups once their pending
 // writes are appended). Requests for a group whose partition is loading get
 // COORDINATOR_LOAD_IN_PROGRESS, for one not loaded here NOT_COORDINATOR. On a
-// single node New loads every partition; a cluster sets Config.DeferLoad and
-// loads a partition where it is led. FindCoordinator still names this broker
-// for every group.
+// single node New loads every partition and FindCoordinator names this
+// broker for every group; in a cluster (Config.Locate) the broker loads a
+// partition where it leads it, and FindCoordinator names the partition's
+// leader.
 //
 // # What is stored
 //

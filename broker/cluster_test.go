@@ -1,0 +1,439 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/easel-io/easel/cluster"
+	"github.com/easel-io/easel/cluster/controller"
+	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/gossip"
+	"github.com/easel-io/easel/group"
+	"github.com/easel-io/easel/internal/kclient"
+	"github.com/easel-io/easel/netio"
+)
+
+// clusterTestLogger logs at EASEL_TEST_LOG's level; default: nothing.
+func clusterTestLogger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(os.Getenv("EASEL_TEST_LOG"))); err != nil {
+		return discardLogger()
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// clusterMember is one broker of an in-process cluster: its own loopback
+// address (127.0.0.(20+id)), data directory, engine, node, broker and
+// Kafka listener. The directory and raft and gossip addresses are kept
+// across restarts.
+type clusterMember struct {
+	id                   int32
+	host                 string
+	dir                  string
+	raftAddr, gossipAddr string
+
+	eng  *engine.Engine
+	node *controller.Node
+	b    *Broker
+	srv  *netio.Server
+	addr string // Kafka address while running
+}
+
+type testBrokers struct {
+	t       *testing.T
+	voters  []controller.Voter
+	members map[int32]*clusterMember
+	hist    cluster.History
+	views   int
+}
+
+// freeHostPort returns host:port free for TCP and UDP.
+func freeHostPort(t testing.TB, host string) string {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", host+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(p)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return net.JoinHostPort(host, strconv.Itoa(p))
+		}
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+func newTestBrokers(t *testing.T, ids ...int32) *testBrokers {
+	c := &testBrokers{t: t, members: map[int32]*clusterMember{}}
+	for _, id := range ids {
+		h := "127.0.0." + strconv.Itoa(20+int(id))
+		m := &clusterMember{id: id, host: h, dir: t.TempDir(), raftAddr: freeHostPort(t, h), gossipAddr: freeHostPort(t, h)}
+		c.members[id] = m
+		c.voters = append(c.voters, controller.Voter{ID: id, Addr: m.raftAddr})
+	}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			c.stop(m.id)
+		}
+	})
+	for _, id := range ids {
+		c.start(id)
+	}
+	return c
+}
+
+func (c *testBrokers) start(id int32) {
+	t := c.t
+	t.Helper()
+	m := c.members[id]
+	log := clusterTestLogger()
+	h := &laterHandler{}
+	srv, err := netio.Listen(netio.Config{Addr: m.host + ":0", Logger: log}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := int32(srv.Addr().(*net.TCPAddr).Port)
+	eng, err := engine.Open(m.dir, engine.Options{ExternalMetadata: true, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gossip.FastConfig()
+	g.BindAddr = m.gossipAddr
+	for _, o := range c.members {
+		if o.id != id {
+			g.Seeds = append(g.Seeds, o.gossipAddr)
+		}
+	}
+	g.Logger = log
+	node, err := controller.Start(controller.Config{
+		Broker:                  cluster.BrokerInfo{ID: id, Host: m.host, Port: port, RaftAddr: m.raftAddr},
+		Dir:                     m.dir + "/__cluster_metadata",
+		Voters:                  c.voters,
+		Gossip:                  g,
+		Raft:                    controller.FastRaftTiming(),
+		PreferredLeaderInterval: time.Second,
+		Logger:                  log,
+	})
+	if err != nil {
+		t.Fatalf("start node %d: %v", id, err)
+	}
+	b := New(eng, Config{NodeID: id, Host: m.host, Port: port, AutoCreateTopics: true, Logger: log, Cluster: node,
+		Group: group.Config{InitialRebalanceDelay: -1}})
+	h.b = b
+	go srv.Serve()
+	m.eng, m.node, m.b, m.srv = eng, node, b, srv
+	m.addr = net.JoinHostPort(m.host, strconv.Itoa(int(port)))
+	c.views++
+}
+
+// stop kills a member the way a crash looks to the others: no controlled
+// shutdown, no gossip leave.
+func (c *testBrokers) stop(id int32) {
+	m := c.members[id]
+	if m.srv == nil {
+		return
+	}
+	m.srv.Close()
+	m.b.Close()
+	m.node.Close()
+	if err := m.eng.Close(); err != nil {
+		c.t.Errorf("close engine %d: %v", id, err)
+	}
+	m.eng, m.node, m.b, m.srv, m.addr = nil, nil, nil, nil, ""
+}
+
+// running lists the running members' Kafka addresses.
+func (c *testBrokers) running() []string {
+	var out []string
+	for _, m := range c.members {
+		if m.addr != "" {
+			out = append(out, m.addr)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// observe checks every running member's copy of the metadata with one
+// History: epochs only grow, and no two brokers ever see two leaders for a
+// partition in one epoch.
+func (c *testBrokers) observe() {
+	c.t.Helper()
+	for id, m := range c.members {
+		if m.node == nil {
+			continue
+		}
+		var err error
+		m.node.View(func(s *cluster.State) { err = c.hist.Observe(int(id)*1000+c.views, s) })
+		if err != nil {
+			c.t.Fatalf("broker %d: %v", id, err)
+		}
+	}
+}
+
+// waitFor polls cond (observing every state) until it holds.
+func (c *testBrokers) waitFor(what string, timeout time.Duration, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c.observe()
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *testBrokers) allReady() bool {
+	for _, m := range c.members {
+		if m.node == nil {
+			continue
+		}
+		select {
+		case <-m.node.Ready():
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// metadataAt asks one broker for the metadata of topic.
+func metadataAt(t testing.TB, kc *kclient.Client, addr, topic string) (*kmsg.MetadataResponse, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrMetadataRequest()
+	req.SetVersion(9)
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = &topic
+	req.Topics = append(req.Topics, rt)
+	resp, err := kc.Request(ctx, addr, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*kmsg.MetadataResponse), nil
+}
+
+// A 3-broker cluster in one process: topics created through any broker
+// are placed on all three; Metadata at every broker names the same
+// leaders; produce and fetch go to the leader, and another broker answers
+// NOT_LEADER_OR_FOLLOWER; when the leader dies its partitions get new
+// leaders with bumped epochs, the client follows them, and the broker comes
+// back fenced, catches up and is unfenced. No two brokers ever believe two
+// leaders for one partition and epoch.
+func TestClusterThreeBrokers(t *testing.T) {
+	c := newTestBrokers(t, 1, 2, 3)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+
+	kc := kclient.New(kclient.Config{Logger: discardLogger()})
+	defer kc.Close()
+	seeds := c.running()
+	adm := kadm.NewClient(newClusterClient(t, seeds))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Created through a broker that may not be the controller: forwarded.
+	res, err := adm.CreateTopic(ctx, 3, 3, nil, "orders")
+	if err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	var leaders map[int32]int32
+	c.waitFor("every broker's metadata has the topic on 3 replicas", 20*time.Second, func() bool {
+		leaders = map[int32]int32{}
+		for _, addr := range c.running() {
+			mr, err := metadataAt(t, kc, addr, "orders")
+			if err != nil || len(mr.Brokers) != 3 || len(mr.Topics) != 1 || mr.Topics[0].ErrorCode != 0 || len(mr.Topics[0].Partitions) != 3 {
+				return false
+			}
+			for _, p := range mr.Topics[0].Partitions {
+				if len(p.Replicas) != 3 || len(p.ISR) != 3 || p.Leader < 0 {
+					return false
+				}
+				if l, ok := leaders[p.Partition]; ok && l != p.Leader {
+					return false
+				}
+				leaders[p.Partition] = p.Leader
+			}
+		}
+		return true
+	})
+	// Leaders are spread: each broker leads one of the three partitions.
+	if got := len(uniq(leaders)); got != 3 {
+		t.Errorf("leaders %v: want each broker to lead one partition", leaders)
+	}
+
+	cl := newClusterClient(t, seeds, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	produce := func(partition int32, v string) {
+		t.Helper()
+		r := &kgo.Record{Topic: "orders", Partition: partition, Value: []byte(v)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce to partition %d: %v", partition, err)
+		}
+	}
+	for p := range int32(3) {
+		produce(p, fmt.Sprintf("before-%d", p))
+	}
+
+	// A broker that does not lead partition 0 refuses to take its writes.
+	var other *clusterMember
+	for _, m := range c.members {
+		if m.id != leaders[0] {
+			other = m
+			break
+		}
+	}
+	preq := kmsg.NewPtrProduceRequest()
+	preq.SetVersion(9)
+	preq.Acks = 1
+	preq.TimeoutMillis = 1000
+	preq.Topics = []kmsg.ProduceRequestTopic{{Topic: "orders", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: makeBatch(t, batchOpts{nrecords: 1})}}}}
+	presp, err := kc.Request(ctx, other.addr, preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := presp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code != kerr.NotLeaderForPartition.Code {
+		t.Fatalf("produce at a follower: error %d, want NOT_LEADER_OR_FOLLOWER", code)
+	}
+
+	// Kill the leader of partition 0.
+	dead := leaders[0]
+	var epochBefore int32
+	c.members[dead].node.View(func(s *cluster.State) { epochBefore = s.Partition("orders", 0).LeaderEpoch })
+	c.stop(dead)
+	c.waitFor("partition 0 led elsewhere with a bumped epoch", 20*time.Second, func() bool {
+		for _, addr := range c.running() {
+			mr, err := metadataAt(t, kc, addr, "orders")
+			if err != nil || len(mr.Topics) != 1 || len(mr.Topics[0].Partitions) != 3 {
+				return false
+			}
+			p := mr.Topics[0].Partitions[0]
+			if p.Leader < 0 || p.Leader == dead || p.LeaderEpoch <= epochBefore || slices.Contains(p.ISR, dead) {
+				return false
+			}
+			if len(mr.Brokers) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	produce(0, "after-failover") // the client follows the new leader
+
+	// The dead broker comes back: fenced under a new epoch, then caught up
+	// and unfenced, and listed again.
+	c.start(dead)
+	c.waitFor("the restarted broker ready and listed", 30*time.Second, func() bool {
+		if !c.allReady() {
+			return false
+		}
+		mr, err := metadataAt(t, kc, c.members[dead].addr, "orders")
+		return err == nil && len(mr.Brokers) == 3
+	})
+	c.observe()
+}
+
+// Consumer groups in a cluster: FindCoordinator names the leader of the
+// group's __consumer_offsets partition (created on first use through the
+// controller), and commits made there are read back.
+func TestClusterConsumerGroup(t *testing.T) {
+	c := newTestBrokers(t, 1, 2, 3)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+	seeds := c.running()
+	adm := kadm.NewClient(newClusterClient(t, seeds))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if res, err := adm.CreateTopic(ctx, 2, 1, nil, "events"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	cl := newClusterClient(t, seeds)
+	for i := range 10 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "events", Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consumer := newClusterClient(t, seeds, kgo.ConsumerGroup("g1"), kgo.ConsumeTopics("events"),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := 0
+	for got < 10 {
+		fs := consumer.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of 10: %v", got, err)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
+		got += fs.NumRecords()
+	}
+	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	offs, err := adm.FetchOffsets(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+	if sum != 10 {
+		t.Fatalf("committed offsets sum to %d, want 10: %+v", sum, offs)
+	}
+	// The coordinator is the leader of the group's partition.
+	var want int32 = -1
+	c.members[1].node.View(func(s *cluster.State) {
+		want = s.Partition(engine.ConsumerOffsetsTopic, groupPartition("g1", s)).Leader
+	})
+	for _, r := range adm.FindGroupCoordinators(ctx, "g1") {
+		if r.Err != nil || r.NodeID != want {
+			t.Fatalf("coordinator %+v, want node %d", r, want)
+		}
+	}
+	c.observe()
+}
+
+func groupPartition(id string, s *cluster.State) int32 {
+	t := s.Topic(engine.ConsumerOffsetsTopic)
+	return group.PartitionFor(id, t.Partitions)
+}
+
+func newClusterClient(t testing.TB, seeds []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	opts = append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.RetryTimeout(30 * time.Second), kgo.MetadataMinAge(50 * time.Millisecond)}, opts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func uniq(m map[int32]int32) map[int32]bool {
+	out := map[int32]bool{}
+	for _, v := range m {
+		out[v] = true
+	}
+	return out
+}
+
+// laterHandler forwards to a Broker created after its listener is bound
+// (it must know the port it advertises).
+type laterHandler struct{ b *Broker }
+
+func (h *laterHandler) Handle(ctx context.Context, req *netio.Request) netio.Response {
+	return h.b.Handle(ctx, req)
+}

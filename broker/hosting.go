@@ -1,0 +1,236 @@
+package broker
+
+import (
+	"errors"
+	"time"
+
+	"github.com/easel-io/easel/cluster"
+	"github.com/easel-io/easel/engine"
+)
+
+// hostingRetry is how soon hosting tries again after a partition could not
+// be opened or moved to its epoch (a full disk, say), when no metadata
+// change comes first.
+const hostingRetry = 2 * time.Second
+
+// hostKey names a partition by topic name, as the engine does.
+type hostKey struct {
+	topic     string
+	partition int32
+}
+
+// hostedPart is what hosting did to one partition.
+type hostedPart struct {
+	id     engine.TopicID
+	leader bool  // led here in epoch
+	epoch  int32 // the leader epoch the engine's partition was moved to
+	// groupsEpoch is the leader epoch in which this broker loaded the
+	// partition's groups (__consumer_offsets only), -1 when not loaded.
+	groupsEpoch int32
+}
+
+// wantPart is one partition the metadata assigns to this broker.
+type wantPart struct {
+	info      engine.TopicInfo
+	partition int32
+	leader    int32
+	epoch     int32
+}
+
+// runHosting keeps the engine's partitions in line with the node's copy of
+// the metadata, level-triggered: it reads the whole copy and fixes every
+// difference, each time the copy changes (and after a failure, every
+// hostingRetry). It starts once the node is Ready: before that the copy may
+// lag the cluster, and a broker acting on an old copy would lead partitions
+// that have moved on. Logs on disk that the metadata does not assign here
+// are set aside (never deleted) after the first pass that hosted everything
+// it should.
+func (b *Broker) runHosting() {
+	defer close(b.hostingDone)
+	select {
+	case <-b.node.Ready():
+	case <-b.closed:
+		return
+	}
+	hosted := make(map[hostKey]*hostedPart)
+	topics := make(map[string]engine.TopicID) // topics of the copy, for offsets of deleted ones
+	setAside := false
+	for {
+		changed := b.node.Changed()
+		ok := b.reconcileHosting(hosted, topics)
+		if ok && !setAside {
+			if n, err := b.eng.SetAsideUnhosted(); err != nil {
+				b.log.Error("broker: cannot set aside logs the cluster does not assign here", "err", err)
+				ok = false
+			} else {
+				setAside = true
+				if n > 0 {
+					b.log.Warn("broker: set aside logs the cluster does not assign here", "logs", n)
+				}
+			}
+		}
+		var retry <-chan time.Time
+		if !ok {
+			retry = time.After(hostingRetry)
+		}
+		select {
+		case <-changed:
+		case <-retry:
+		case <-b.closed:
+			return
+		}
+	}
+}
+
+// reconcileHosting makes one pass (see runHosting) and reports whether
+// every partition is as the metadata says.
+func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[string]engine.TopicID) bool {
+	self := b.cfg.NodeID
+	var (
+		wants []wantPart
+		now   = make(map[string]engine.TopicID)
+	)
+	b.node.View(func(s *cluster.State) {
+		for _, t := range s.Topics() {
+			now[t.Name] = t.ID
+		}
+		var info engine.TopicInfo
+		for _, p := range s.ReplicatedOn(self) {
+			t := s.TopicByID(p.Topic)
+			if t == nil {
+				continue // cannot happen: State keeps partitions with their topics
+			}
+			if info.ID != t.ID {
+				info = b.topicInfo(t)
+			}
+			wants = append(wants, wantPart{info: info, partition: p.Index, leader: p.Leader, epoch: p.LeaderEpoch})
+		}
+	})
+	ok := true
+
+	// Stop what the metadata no longer assigns here, or assigns under
+	// another topic id (the topic was deleted and created again), first:
+	// the engine hosts one topic of a name at a time.
+	want := make(map[hostKey]engine.TopicID, len(wants))
+	for _, w := range wants {
+		want[hostKey{w.info.Name, w.partition}] = w.info.ID
+	}
+	for k, h := range hosted {
+		if id, still := want[k]; still && id == h.id {
+			continue
+		}
+		if k.topic == engine.ConsumerOffsetsTopic && h.groupsEpoch >= 0 {
+			b.groups.UnloadPartition(k.partition)
+		}
+		// Delete the data: the topic is gone or the replica moved away
+		// (the metadata only moves forward, and hosting began once the
+		// copy had caught up, so this is not an old copy's view).
+		if err := b.eng.StopHosting(k.topic, k.partition, true); err != nil && !errors.Is(err, engine.ErrUnknownTopic) && !errors.Is(err, engine.ErrUnknownPartition) {
+			b.log.Error("broker: cannot remove a partition the cluster no longer assigns here", "topic", k.topic, "partition", k.partition, "err", err)
+			ok = false
+			continue
+		}
+		b.log.Info("broker: stopped hosting partition", "topic", k.topic, "partition", k.partition)
+		delete(hosted, k)
+	}
+
+	for _, w := range wants {
+		k := hostKey{w.info.Name, w.partition}
+		h := hosted[k]
+		if h != nil && h.epoch == w.epoch && h.leader == (w.leader == self) {
+			ok = b.groupLeadership(k, h, w) && ok
+			continue
+		}
+		p, err := b.eng.HostPartition(w.info, w.partition)
+		if err != nil {
+			b.log.Error("broker: cannot host partition", "topic", k.topic, "partition", k.partition, "err", err)
+			ok = false
+			continue
+		}
+		if h == nil {
+			h = &hostedPart{id: w.info.ID, epoch: -1, groupsEpoch: -1}
+			hosted[k] = h
+		}
+		lead := w.leader == self
+		switch {
+		case lead && (p.IsFollower() || p.LeaderEpoch() < w.epoch):
+			err = p.BecomeLeader(w.epoch)
+		case !lead && (!p.IsFollower() || p.LeaderEpoch() < w.epoch):
+			err = p.BecomeFollower(w.epoch)
+		}
+		if err != nil {
+			b.log.Error("broker: cannot move partition to its leader epoch", "topic", k.topic, "partition", k.partition, "leader", w.leader, "epoch", w.epoch, "err", err)
+			ok = false
+			continue
+		}
+		if h.epoch != w.epoch || h.leader != lead {
+			b.log.Info("broker: partition role", "topic", k.topic, "partition", k.partition, "leader", lead, "epoch", w.epoch)
+		}
+		h.epoch, h.leader = w.epoch, lead
+		ok = b.groupLeadership(k, h, w) && ok
+	}
+
+	// Committed offsets of deleted topics go too, on whichever broker
+	// coordinates their groups (not only where the topic was hosted).
+	for name, id := range topics {
+		if now[name] == id {
+			continue
+		}
+		if err := b.groups.DeleteTopicOffsets(name); err != nil {
+			b.log.Warn("broker: cannot delete the committed offsets of a deleted topic", "topic", name, "err", err)
+		}
+		delete(topics, name)
+	}
+	for name, id := range now {
+		topics[name] = id
+	}
+	return ok
+}
+
+// groupLeadership loads the groups of a __consumer_offsets partition this
+// broker leads and unloads them where it does not. A partition led here in
+// a newer epoch than the one its groups were loaded in is loaded again:
+// another leader may have written in between. It reports false when a load
+// failed.
+func (b *Broker) groupLeadership(k hostKey, h *hostedPart, w wantPart) bool {
+	if k.topic != engine.ConsumerOffsetsTopic {
+		return true
+	}
+	lead := w.leader == b.cfg.NodeID
+	if h.groupsEpoch >= 0 && (!lead || h.groupsEpoch != w.epoch) {
+		b.groups.UnloadPartition(k.partition)
+		h.groupsEpoch = -1
+	}
+	if lead && h.groupsEpoch < 0 {
+		if err := b.groups.LoadPartition(k.partition); err != nil {
+			b.log.Error("broker: cannot load consumer groups", "partition", k.partition, "err", err)
+			return false
+		}
+		h.groupsEpoch = w.epoch
+	}
+	return true
+}
+
+// topicInfo is the engine's description of a topic of the metadata: its
+// name, id, partition count and storage settings (the controller's own
+// settings, such as min.insync.replicas, are not the engine's).
+func (b *Broker) topicInfo(t *cluster.Topic) engine.TopicInfo {
+	info := engine.TopicInfo{
+		Name:     t.Name,
+		ID:       t.ID,
+		Internal: t.Name == engine.ConsumerOffsetsTopic,
+	}
+	info.Config.Partitions = t.Partitions
+	for _, c := range t.Configs {
+		switch c.Name {
+		case cluster.ConfigUncleanLeaderElection, cluster.ConfigMinInsyncReplicas:
+			continue
+		}
+		// The controller validated every config before committing the
+		// topic; one this broker does not know came from a newer broker.
+		if err := info.Config.Set(c.Name, c.Value); err != nil {
+			b.log.Warn("broker: topic config unknown to this broker; the default applies", "topic", t.Name, "config", c.Name, "err", err)
+		}
+	}
+	return info
+}
