@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
 )
@@ -63,6 +64,33 @@ type config struct {
 	// OffsetsTopicPartitions is offsets.topic.num.partitions: the partition
 	// count of __consumer_offsets when it is created. Invariant: >= 1.
 	OffsetsTopicPartitions int32
+
+	// Cluster holds the cluster settings; Cluster.Voters empty means a
+	// single node.
+	Cluster clusterConfig
+}
+
+// clusterConfig is what makes the broker a member of a cluster.
+type clusterConfig struct {
+	// Voters are the raft voters (controller.quorum.voters): the
+	// controller-eligible brokers and their raft addresses.
+	Voters []controller.Voter
+	// RaftListen is the raft address this broker binds; default its voter
+	// address, required for a broker that is not a voter.
+	RaftListen string
+	// GossipListen is the gossip (memberlist) address; Join the gossip
+	// addresses of other brokers to join.
+	GossipListen string
+	Join         []string
+	// Rack is broker.rack.
+	Rack string
+	// ClusterID is the cluster's id; empty derives one from the voters.
+	ClusterID string
+	// DefaultReplicationFactor is default.replication.factor.
+	DefaultReplicationFactor int16
+	// Timing is "default" (production failure detection and elections) or
+	// "fast" (loopback tests).
+	Timing string
 }
 
 // levelFlag is a flag.Value for a slog.Level ("debug", "info", "warn",
@@ -117,6 +145,14 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.Var(levelFlag{&cfg.LogLevel}, "log-level", "least severe `level` logged: debug, info, warn or error")
 	offsetsParts := fs.Int64("offsets-topic-num-partitions", int64(group.DefaultOffsetsTopicNumPartitions), "partitions of __consumer_offsets when it is created (offsets.topic.num.partitions); an existing topic keeps its count")
 	fs.StringVar(&cfg.Pprof, "pprof", "", "`host:port` for a net/http/pprof endpoint at /debug/pprof/ (default off; keep it on loopback)")
+	voters := fs.String("controller-voters", "", "raft voters of a cluster, `id@host:port,...` (controller.quorum.voters); empty runs a single node")
+	fs.StringVar(&cfg.Cluster.RaftListen, "raft-listen", "", "`host:port` of this broker's raft transport (default: its --controller-voters address; required if it is not a voter)")
+	fs.StringVar(&cfg.Cluster.GossipListen, "gossip-listen", "", "`host:port` of this broker's gossip (membership and failure detection), TCP and UDP; required in a cluster")
+	join := fs.String("join", "", "gossip addresses of other brokers to join, `host:port,...`")
+	fs.StringVar(&cfg.Cluster.Rack, "rack", "", "this broker's rack (broker.rack): replicas are spread over racks")
+	fs.StringVar(&cfg.Cluster.ClusterID, "cluster-id", "", "the cluster's id (default: derived from --controller-voters, the same on every broker)")
+	rf := fs.Int64("default-replication-factor", 1, "replication factor of auto-created topics and of CreateTopics requests asking for the default (default.replication.factor)")
+	fs.StringVar(&cfg.Cluster.Timing, "cluster-timing", "default", "failure detection and election timing: default (a dead broker is found in about 2-3 s) or fast (under a second; loopback tests only, it flaps under load)")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [" + envName(f.Name) + "]" })
 
 	if err := fs.Parse(args); err != nil {
@@ -195,14 +231,72 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 			return config{}, fmt.Errorf("%w: --pprof: %v", errUsage, err)
 		}
 	}
+	if err := parseCluster(&cfg, *voters, *join, *rf); err != nil {
+		return config{}, err
+	}
 	return cfg, nil
+}
+
+// parseCluster checks the cluster flags and fills cfg.Cluster.
+func parseCluster(cfg *config, voters, join string, rf int64) error {
+	c := &cfg.Cluster
+	if rf < 1 || rf > math.MaxInt16 {
+		return fmt.Errorf("%w: --default-replication-factor %d must be at least 1", errUsage, rf)
+	}
+	c.DefaultReplicationFactor = int16(rf)
+	if c.Timing != "default" && c.Timing != "fast" {
+		return fmt.Errorf("%w: --cluster-timing %q: want default or fast", errUsage, c.Timing)
+	}
+	if voters == "" {
+		for name, v := range map[string]string{"raft-listen": c.RaftListen, "gossip-listen": c.GossipListen, "join": join, "cluster-id": c.ClusterID} {
+			if v != "" {
+				return fmt.Errorf("%w: --%s needs --controller-voters (a cluster)", errUsage, name)
+			}
+		}
+		return nil
+	}
+	vs, err := controller.ParseVoters(voters)
+	if err != nil {
+		return fmt.Errorf("%w: --controller-voters: %v", errUsage, err)
+	}
+	c.Voters = vs
+	if c.RaftListen == "" {
+		for _, v := range vs {
+			if v.ID == cfg.NodeID {
+				c.RaftListen = v.Addr
+			}
+		}
+		if c.RaftListen == "" {
+			return fmt.Errorf("%w: --raft-listen is required: node %d is not one of the --controller-voters", errUsage, cfg.NodeID)
+		}
+	}
+	if _, _, err := splitHostPort(c.RaftListen, false); err != nil {
+		return fmt.Errorf("%w: --raft-listen: %v", errUsage, err)
+	}
+	if c.GossipListen == "" {
+		return fmt.Errorf("%w: --gossip-listen is required in a cluster", errUsage)
+	}
+	if _, _, err := splitHostPort(c.GossipListen, false); err != nil {
+		return fmt.Errorf("%w: --gossip-listen: %v", errUsage, err)
+	}
+	if join != "" {
+		for _, a := range strings.Split(join, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := splitHostPort(a, false); err != nil {
+				return fmt.Errorf("%w: --join: %v", errUsage, err)
+			}
+			c.Join = append(c.Join, a)
+		}
+	}
+	return nil
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, `Usage: easel [flags]
 
-Easel runs a single-node Kafka-compatible broker. With no flags it listens on
-%s and keeps its data in ./%s. Every flag can also be set
+Easel runs a Kafka-compatible broker. With no flags it is a single node that
+listens on %s and keeps its data in ./%s; with
+--controller-voters it is a member of a cluster. Every flag can also be set
 by the environment variable named in brackets; a flag on the command line wins.
 
 Flags:

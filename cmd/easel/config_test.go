@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,8 +36,9 @@ func TestParseConfigDefaults(t *testing.T) {
 		LogLevel:         slog.LevelInfo,
 
 		OffsetsTopicPartitions: 50,
+		Cluster:                clusterConfig{DefaultReplicationFactor: 1, Timing: "default"},
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
 	if cfg.Topic.Partitions != 1 {

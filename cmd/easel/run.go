@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/easel-io/easel/broker"
+	"github.com/easel-io/easel/cluster"
+	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/gossip"
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
 )
@@ -45,7 +48,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		srv.Close()
 		return err
 	}
-	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log})
+	clustered := len(cfg.Cluster.Voters) > 0
+	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: clustered})
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
@@ -58,6 +62,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			err = errors.Join(err, fmt.Errorf("close engine: %w", cerr))
 		}
 	}()
+	var node *controller.Node
+	if clustered {
+		if node, err = startNode(cfg, host, port, log); err != nil {
+			srv.Close()
+			return err
+		}
+		defer node.Close()
+	}
 	h.b = broker.New(eng, broker.Config{
 		NodeID:           cfg.NodeID,
 		Host:             host,
@@ -67,6 +79,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		DataDir:          cfg.DataDir,
 		Logger:           log,
 		Group:            group.Config{OffsetsTopicNumPartitions: cfg.OffsetsTopicPartitions},
+		Cluster:          node,
 	})
 	if err := h.b.Groups().Err(); err != nil {
 		// A __consumer_offsets that cannot be used (or migrated) would
@@ -109,6 +122,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	if node != nil {
+		// Controlled shutdown first, while still serving: the controller
+		// moves this broker's leaderships away, so clients and followers
+		// move on before it stops.
+		if err := node.Shutdown(sctx); err != nil {
+			log.Warn("controlled shutdown did not complete", "err", err)
+		}
+	}
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(sctx) }()
 	h.b.Close() // ends long polls so that Shutdown need not wait them out
@@ -124,6 +145,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		if err := pprofSrv.Shutdown(sctx); err != nil {
 			pprofSrv.Close()
 		}
+	}
+	if node != nil {
+		node.Close()
 	}
 	if cerr := eng.Close(); cerr != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close engine: %w", cerr))
@@ -154,4 +178,47 @@ func startPprof(addr string, log *slog.Logger) (*http.Server, error) {
 	}()
 	log.Info("pprof listening", "addr", ln.Addr().String())
 	return hs, nil
+}
+
+// metadataDir is where a cluster member keeps its raft state, inside the
+// data directory (a name the engine never takes for a partition log).
+const metadataDir = "__cluster_metadata"
+
+// startNode starts this broker's part in the cluster: raft on the metadata
+// log and gossip.
+func startNode(cfg config, host string, port int32, log *slog.Logger) (*controller.Node, error) {
+	c := cfg.Cluster
+	g := gossip.DefaultConfig()
+	raftTiming := controller.DefaultRaftTiming()
+	if c.Timing == "fast" {
+		g = gossip.FastConfig()
+		raftTiming = controller.FastRaftTiming()
+	}
+	g.BindAddr = c.GossipListen
+	g.Seeds = c.Join
+	g.Logger = log
+	node, err := controller.Start(controller.Config{
+		Broker: cluster.BrokerInfo{
+			ID:       cfg.NodeID,
+			Host:     host,
+			Port:     port,
+			RaftAddr: c.RaftListen,
+			Rack:     c.Rack,
+		},
+		Dir:       filepath.Join(cfg.DataDir, metadataDir),
+		Voters:    c.Voters,
+		ClusterID: c.ClusterID,
+		Gossip:    g,
+		Policy: cluster.Policy{
+			DefaultPartitions:        cfg.Topic.Partitions,
+			DefaultReplicationFactor: c.DefaultReplicationFactor,
+		},
+		Raft:   raftTiming,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	log.Info("cluster member started", "voters", controller.FormatVoters(c.Voters), "raft", c.RaftListen, "gossip", c.GossipListen, "join", c.Join)
+	return node, nil
 }
