@@ -546,3 +546,62 @@ func TestGossipMetaOfNode(t *testing.T) {
 		t.Fatalf("meta %+v, want %+v", ms[0].Meta, want)
 	}
 }
+
+// A non-voter that shuts down leaves gossip and is removed from raft.
+func TestNonVoterLeaves(t *testing.T) {
+	c := newTestCluster(t, []int32{1}, []int32{2})
+	n1 := c.start(1)
+	n2 := c.start(2)
+	c.allReady()
+	servers := func() int {
+		f := n1.raft.GetConfiguration()
+		if f.Error() != nil {
+			return -1
+		}
+		return len(f.Configuration().Servers)
+	}
+	c.waitFor(10*time.Second, "non-voter added", func() bool { return servers() == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n2.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	delete(c.nodes, 2)
+	c.waitFor(10*time.Second, "non-voter removed", func() bool { return servers() == 1 })
+	n1.View(func(s *cluster.State) {
+		if b := s.Broker(2); b == nil || !b.Fenced {
+			t.Fatalf("broker 2: %+v", b)
+		}
+	})
+}
+
+// A cluster id learned after Start that is not the configured one stops the
+// node: Err says why and requests fail.
+func TestClusterIDLearnedLater(t *testing.T) {
+	addr := net.JoinHostPort(hostOf(1), strconv.Itoa(freePort(t, hostOf(1))))
+	cfg := singleConfig(t, t.TempDir(), addr)
+	cfg.ClusterID = "cluster-a"
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	waitReady(t, n)
+	// As if the leader's log named another cluster.
+	n.checkClusterID("cluster-b")
+	if !errors.Is(n.Err(), cluster.ErrClusterIDMismatch) {
+		t.Fatalf("Err: %v", n.Err())
+	}
+	err = n.CreateTopic(context.Background(), cluster.CreateTopicRequest{Name: "x", Partitions: 1, ReplicationFactor: 1})
+	if !errors.Is(err, cluster.ErrClusterIDMismatch) {
+		t.Fatalf("CreateTopic after the mismatch: %v", err)
+	}
+	waitFor(t, 10*time.Second, "node stopped", func() bool {
+		select {
+		case <-n.stop:
+			return n.raft.State().String() == "Shutdown"
+		default:
+			return false
+		}
+	})
+}
