@@ -30,7 +30,7 @@
 //	| Metadata (3)              | 0–9      | auto-creation per Config.AutoCreateTopics                         |
 //	| OffsetCommit (8)          | 2–8      | consumer groups: package group (Config.Group)                     |
 //	| OffsetFetch (9)           | 1–7      |                                                                   |
-//	| ControlledShutdown (7)    | 3–3      | cluster only, inter-broker: leaderships move off the broker       |
+//	| ControlledShutdown (7)    | 2–3      | cluster only, inter-broker: leaderships move off the broker       |
 //	| FindCoordinator (10)      | 0–3      | this broker, or the leader of the group's offsets partition       |
 //	| JoinGroup (11)            | 0–7      | held until the rebalance completes                                |
 //	| Heartbeat (12)            | 0–4      |                                                                   |
@@ -49,7 +49,7 @@
 //	| DeleteGroups (42)         | 0–2      |                                                                   |
 //	| AlterPartition (56)       | 2–3      | cluster only, inter-broker: a leader's ISR change                 |
 //	| DescribeCluster (60)      | 0–1      | brokers, controller, cluster id                                   |
-//	| BrokerHeartbeat (63)      | 0–1      | cluster only, inter-broker: a caught-up broker is unfenced        |
+//	| BrokerHeartbeat (63)      | 0–2      | cluster only, inter-broker: a caught-up broker is unfenced        |
 //	| AllocateProducerIDs (67)  | 0–0      | cluster only, inter-broker: producer id blocks (KIP-730)          |
 //
 // The cluster-only APIs are neither served nor advertised without

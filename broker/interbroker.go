@@ -5,17 +5,19 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/netio"
 )
 
 // The inter-broker APIs: brokers of a cluster send them to the controller
 // broker, whose node decides them (controller.Node.ServeInterBroker). Only a
-// broker in a cluster serves or advertises them.
+// broker in a cluster serves or advertises them: ControlledShutdown (7),
+// AlterPartition (56), BrokerHeartbeat (63) and AllocateProducerIds (67), at
+// the versions the node serves.
 func init() {
-	regClusterKey(7, 3, 3, (*Broker).handleInterBroker, smallBody)  // ControlledShutdown (with the broker epoch)
-	regClusterKey(56, 2, 3, (*Broker).handleInterBroker, smallBody) // AlterPartition (topic ids)
-	regClusterKey(63, 0, 1, (*Broker).handleInterBroker, smallBody) // BrokerHeartbeat
-	regClusterKey(67, 0, 0, (*Broker).handleInterBroker, smallBody) // AllocateProducerIds
+	for _, a := range controller.InterBrokerAPIs() {
+		regClusterKey(a.Key, a.Min, a.Max, (*Broker).handleInterBroker, smallBody)
+	}
 }
 
 // handleInterBroker decodes an inter-broker request and has the node answer
