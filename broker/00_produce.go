@@ -198,7 +198,16 @@ func (w *produceWait) fail(pp *producePending, err error) {
 
 // produceTopic checks that clients may produce to the topic called name.
 func (b *Broker) produceTopic(name string) error {
-	info, err := b.topic(name)
+	if b.node != nil {
+		// In a cluster the partition lookup (localPartition) finds unknown
+		// topics and partitions led elsewhere; only the internal topic is
+		// refused here, without building the topic's settings per request.
+		if name == engine.ConsumerOffsetsTopic {
+			return fmt.Errorf("%w: %q", errInternalTopic, name)
+		}
+		return nil
+	}
+	info, err := b.eng.Topic(name)
 	if err != nil {
 		if errors.Is(err, engine.ErrUnknownTopic) {
 			if verr := engine.ValidateTopicName(name); verr != nil {
