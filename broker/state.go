@@ -127,3 +127,30 @@ func (a *pidAllocator) alloc() (int64, error) {
 	a.mu.next++
 	return id, nil
 }
+
+// LegacyState reads what a single-node broker kept in dir (Config.DataDir)
+// before it was a member of a cluster: its cluster id ("" if it kept none)
+// and the first producer id it had not handed out (0 if it kept none), for
+// the metadata log to take over (cluster.Policy.InitCluster).
+func LegacyState(dir string) (clusterID string, nextProducerID int64, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, clusterIDFile))
+	switch {
+	case err == nil:
+		if id := string(bytes.TrimSpace(b)); id != "" && len(id) <= 128 {
+			clusterID = id
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return "", 0, fmt.Errorf("broker: reading the cluster id: %w", err)
+	}
+	var a pidAllocator
+	a.init(dir)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.loadLocked(); err != nil {
+		return "", 0, err
+	}
+	if a.mu.limit > 1 {
+		nextProducerID = a.mu.limit
+	}
+	return clusterID, nextProducerID, nil
+}

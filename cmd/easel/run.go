@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/easel-io/easel/broker"
 	"github.com/easel-io/easel/cluster"
 	"github.com/easel-io/easel/cluster/controller"
@@ -48,8 +50,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		srv.Close()
 		return err
 	}
+	// Without --controller-voters the broker is a cluster of one (see
+	// single.go); a data directory of an older single node is imported.
 	clustered := len(cfg.Cluster.Voters) > 0
-	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: clustered})
+	var legacy *legacyData
+	if !clustered {
+		if legacy, err = readLegacy(cfg, log); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true})
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
@@ -62,13 +73,27 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			err = errors.Join(err, fmt.Errorf("close engine: %w", cerr))
 		}
 	}()
-	var node *controller.Node
-	if clustered {
-		if node, err = startNode(cfg, host, port, log); err != nil {
+	node, err := startNode(cfg, host, port, log, legacy)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	defer node.Close()
+	offsetsPartitions := cfg.OffsetsTopicPartitions
+	if !clustered {
+		// A cluster of one is ready once its raft node has elected itself
+		// and registered and unfenced its broker (well under a second):
+		// serve only then, so that the first requests find their leaders.
+		if err := waitSingleNode(ctx, cfg, node, legacy); err != nil {
 			srv.Close()
 			return err
 		}
-		defer node.Close()
+		// An existing __consumer_offsets keeps its partition count.
+		node.View(func(s *cluster.State) {
+			if t := s.Topic(engine.ConsumerOffsetsTopic); t != nil {
+				offsetsPartitions = t.Partitions
+			}
+		})
 	}
 	h.b = broker.New(eng, broker.Config{
 		NodeID:           cfg.NodeID,
@@ -76,9 +101,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		Port:             port,
 		AutoCreateTopics: cfg.AutoCreateTopics,
 		NumPartitions:    cfg.Topic.Partitions,
-		DataDir:          cfg.DataDir,
 		Logger:           log,
-		Group:            group.Config{OffsetsTopicNumPartitions: cfg.OffsetsTopicPartitions},
+		Group:            group.Config{OffsetsTopicNumPartitions: offsetsPartitions},
 		Cluster:          node,
 	})
 	if err := h.b.Groups().Err(); err != nil {
@@ -122,10 +146,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if node != nil {
+	if clustered {
 		// Controlled shutdown first, while still serving: the controller
 		// moves this broker's leaderships away, so clients and followers
-		// move on before it stops.
+		// move on before it stops. (A cluster of one has nobody to hand
+		// them to.)
 		if err := node.Shutdown(sctx); err != nil {
 			log.Warn("controlled shutdown did not complete", "err", err)
 		}
@@ -146,9 +171,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			pprofSrv.Close()
 		}
 	}
-	if node != nil {
-		node.Close()
-	}
+	node.Close()
 	if cerr := eng.Close(); cerr != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("close engine: %w", cerr))
 	} else {
@@ -185,19 +208,12 @@ func startPprof(addr string, log *slog.Logger) (*http.Server, error) {
 const metadataDir = "__cluster_metadata"
 
 // startNode starts this broker's part in the cluster: raft on the metadata
-// log and gossip.
-func startNode(cfg config, host string, port int32, log *slog.Logger) (*controller.Node, error) {
+// log and, in a real cluster, gossip. A cluster of one runs its single
+// voter on an in-process transport, without gossip, and imports legacy's
+// topics.
+func startNode(cfg config, host string, port int32, log *slog.Logger, legacy *legacyData) (*controller.Node, error) {
 	c := cfg.Cluster
-	g := gossip.DefaultConfig()
-	raftTiming := controller.DefaultRaftTiming()
-	if c.Timing == "fast" {
-		g = gossip.FastConfig()
-		raftTiming = controller.FastRaftTiming()
-	}
-	g.BindAddr = c.GossipListen
-	g.Seeds = c.Join
-	g.Logger = log
-	node, err := controller.Start(controller.Config{
+	ncfg := controller.Config{
 		Broker: cluster.BrokerInfo{
 			ID:       cfg.NodeID,
 			Host:     host,
@@ -208,17 +224,68 @@ func startNode(cfg config, host string, port int32, log *slog.Logger) (*controll
 		Dir:       filepath.Join(cfg.DataDir, metadataDir),
 		Voters:    c.Voters,
 		ClusterID: c.ClusterID,
-		Gossip:    g,
 		Policy: cluster.Policy{
 			DefaultPartitions:        cfg.Topic.Partitions,
 			DefaultReplicationFactor: c.DefaultReplicationFactor,
 		},
-		Raft:   raftTiming,
+		Raft:   controller.DefaultRaftTiming(),
 		Logger: log,
-	})
+	}
+	if len(c.Voters) == 0 {
+		ncfg.Voters = []controller.Voter{{ID: cfg.NodeID, Addr: singleNodeRaftAddr}}
+		ncfg.Broker.RaftAddr = singleNodeRaftAddr
+		_, ncfg.RaftTransport = raft.NewInmemTransport(singleNodeRaftAddr)
+		// No network: a lone voter elects itself after one heartbeat
+		// timeout, and nothing can flap.
+		ncfg.Raft = controller.FastRaftTiming()
+		if legacy != nil {
+			ncfg.ClusterID, ncfg.NextProducerID = legacy.clusterID, legacy.nextPID
+			ncfg.Import = legacy.importRecords(cfg.NodeID)
+		}
+	} else {
+		g := gossip.DefaultConfig()
+		if c.Timing == "fast" {
+			g = gossip.FastConfig()
+			ncfg.Raft = controller.FastRaftTiming()
+		}
+		g.BindAddr = c.GossipListen
+		g.Seeds = c.Join
+		g.Logger = log
+		ncfg.Gossip = g
+	}
+	node, err := controller.Start(ncfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	log.Info("cluster member started", "voters", controller.FormatVoters(c.Voters), "raft", c.RaftListen, "gossip", c.GossipListen, "join", c.Join)
+	if len(c.Voters) > 0 {
+		log.Info("cluster member started", "voters", controller.FormatVoters(c.Voters), "raft", c.RaftListen, "gossip", c.GossipListen, "join", c.Join)
+	}
 	return node, nil
+}
+
+// singleNodeStartTimeout bounds how long a cluster of one may take to elect
+// itself and unfence its broker.
+const singleNodeStartTimeout = time.Minute
+
+// waitSingleNode waits until a cluster of one is ready and, for a legacy
+// data directory, its topics are in the metadata log.
+func waitSingleNode(ctx context.Context, cfg config, node *controller.Node, legacy *legacyData) error {
+	ctx, cancel := context.WithTimeout(ctx, singleNodeStartTimeout)
+	defer cancel()
+	select {
+	case <-node.Ready():
+	case <-ctx.Done():
+		if err := node.Err(); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		return fmt.Errorf("cluster: the single node did not become ready: %w", ctx.Err())
+	}
+	if legacy == nil {
+		return nil
+	}
+	has := func(name string) (ok bool) {
+		node.View(func(s *cluster.State) { ok = s.Topic(name) != nil })
+		return ok
+	}
+	return finishLegacy(ctx, cfg, legacy, has, node.Changed)
 }
