@@ -128,4 +128,3 @@ func TestSingleNodeLegacyImport(t *testing.T) {
 	}
 	check(startEasel(t, "--data-dir", dir))
 }
-
