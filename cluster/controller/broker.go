@@ -108,12 +108,16 @@ func (n *Node) controllerAddr(id int32) string {
 // else sent with Config.Forward to the controller's Kafka address (which may
 // be this broker's own, for CreateTopics and the like). While there is no
 // controller, it cannot be reached, or it answers NOT_CONTROLLER, Forward
-// tries again with backoff until ctx ends. The controller's response is
+// tries again with backoff (10 ms doubling to 100 ms, or at once when the
+// metadata changes) until ctx ends. The controller's response is
 // returned as is.
 func (n *Node) Forward(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
 	backoff := 10 * time.Millisecond
 	var last error
 	for {
+		// A metadata change (a new controller fencing the old one, say)
+		// ends the wait early.
+		changed := n.Changed()
 		if err := n.Err(); err != nil {
 			return nil, err
 		}
@@ -156,9 +160,12 @@ func (n *Node) Forward(ctx context.Context, req kmsg.Request) (kmsg.Response, er
 			return nil, fmt.Errorf("controller: reaching the controller: %w (last: %v)", ctx.Err(), last)
 		case <-n.stop:
 			return nil, ErrClosed
+		case <-changed:
 		case <-time.After(backoff + jitter):
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
+		// A low cap: requests wait here only while the controller moves,
+		// and each retry is one small request.
+		backoff = min(2*backoff, 100*time.Millisecond)
 	}
 }
 
