@@ -71,8 +71,14 @@ func (b *Broker) handleProduce(ctx context.Context, req *netio.Request) netio.Re
 			err := topicErr
 			var res engine.AppendResult
 			var p *engine.Partition
+			if err == nil && r.Acks == -1 && b.isr != nil {
+				err = b.isr.enough(t.Topic, pt.Partition, errNotEnoughReplicas)
+			}
 			if err == nil {
 				p, res, err = b.appendBatch(t.Topic, pt.Partition, pt.Records)
+			}
+			if err == nil && b.isr != nil {
+				b.isr.appended(t.Topic, pt.Partition)
 			}
 			if err != nil {
 				failed = true
@@ -146,6 +152,12 @@ func (w *produceWait) check() bool {
 			continue
 		}
 		if pp.p.HighWatermark() > pp.last {
+			if w.b.isr != nil {
+				if err := w.b.isr.enough(pp.p.Topic(), pp.p.ID(), errNotEnoughReplicasAfterAppend); err != nil {
+					w.fail(pp, err)
+					continue
+				}
+			}
 			pp.settled = true
 			continue
 		}

@@ -55,6 +55,14 @@ func (b *Broker) handleFetch(ctx context.Context, req *netio.Request) netio.Resp
 		return st.response()
 	}
 	st.init(req, r)
+	if st.replica && b.isr != nil {
+		// A follower's fetch offset is its log end: the leader's view of
+		// its progress, before the read reports the high watermark.
+		for i := range st.parts {
+			fp := &st.parts[i]
+			b.isr.fetched(r.ReplicaID, fp.topic, fp.partition, fp.offset, fp.lastFetchedEpoch)
+		}
+	}
 	total, now := b.fetchRead(st)
 	if now || total >= st.minBytes || r.MaxWaitMillis <= 0 || b.isClosed() {
 		return st.response()

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
@@ -61,6 +62,14 @@ type Config struct {
 	// producer ids come from the controller (DataDir's files are not used).
 	// The caller starts the node before New and shuts it down after Close.
 	Cluster *controller.Node
+
+	// ReplicaLagTimeMax is replica.lag.time.max.ms: a follower not caught
+	// up for this long leaves the ISR (cluster only). Default 30 s.
+	ReplicaLagTimeMax time.Duration
+	// MinInsyncReplicas is the broker's min.insync.replicas, for topics
+	// that do not set it: an acks=all produce needs that many replicas in
+	// the ISR (cluster only). Default 1.
+	MinInsyncReplicas int
 }
 
 // Broker serves the Kafka API over an engine. It implements netio.Handler.
@@ -74,8 +83,11 @@ type Broker struct {
 	groups    *group.Coordinator
 
 	node *controller.Node // nil on a single node (Config.Cluster)
-	// hostingDone is closed when runHosting has returned (cluster only).
-	hostingDone chan struct{}
+	// hostingDone is closed when runHosting has returned, lagDone when
+	// the ISR lag check has (cluster only).
+	hostingDone, lagDone chan struct{}
+	// isr is the leader side of replication (cluster only; isr.go).
+	isr *isrTracker
 	// creatingOffsets is set while a request to create __consumer_offsets
 	// is on its way to the controller (cluster only; see locateCoordinator).
 	creatingOffsets atomic.Bool
@@ -111,6 +123,9 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 		if gc.OffsetsTopicNumPartitions <= 0 {
 			gc.OffsetsTopicNumPartitions = group.DefaultOffsetsTopicNumPartitions
 		}
+		b.isr = newISRTracker(b, cfg.ReplicaLagTimeMax, cfg.MinInsyncReplicas)
+		b.lagDone = make(chan struct{})
+		go b.isr.runLagCheck(b.lagDone)
 		gc.Locate = b.locateCoordinator
 		gc.HasPartition = func(topic string, partition int32) bool {
 			_, known := b.leaderIn(topic, partition)
@@ -139,6 +154,7 @@ func (b *Broker) Close() {
 		close(b.closed)
 		if b.hostingDone != nil {
 			<-b.hostingDone
+			<-b.lagDone
 		}
 		b.groups.Close()
 		b.parked.close()

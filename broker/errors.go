@@ -43,6 +43,12 @@ var (
 	// errNoController: no controller could be reached in time (cluster
 	// only); retriable.
 	errNoController = errors.New("broker: no controller reachable")
+	// errNotEnoughReplicas: an acks=all produce to a partition whose ISR is
+	// smaller than min.insync.replicas, refused before the append;
+	// errNotEnoughReplicasAfterAppend: the ISR shrank below it while the
+	// produce waited (the records are appended, not acknowledged).
+	errNotEnoughReplicas            = errors.New("broker: not enough in-sync replicas")
+	errNotEnoughReplicasAfterAppend = errors.New("broker: not enough in-sync replicas after the append")
 )
 
 // errorCodes maps Go errors to Kafka error codes, checked in order with
@@ -98,6 +104,8 @@ var errorCodes = [...]struct {
 	{errProducerIDSource, kerr.KafkaStorageError},
 	{errLeaderNotAvailable, kerr.LeaderNotAvailable},
 	{errNoController, kerr.NotController},
+	{errNotEnoughReplicas, kerr.NotEnoughReplicas},
+	{errNotEnoughReplicasAfterAppend, kerr.NotEnoughReplicasAfterAppend},
 	{controller.ErrNotController, kerr.NotController},
 }
 

@@ -21,6 +21,7 @@ type hostKey struct {
 
 // hostedPart is what hosting did to one partition.
 type hostedPart struct {
+	p      *engine.Partition
 	id     engine.TopicID
 	leader bool  // led here in epoch
 	epoch  int32 // the leader epoch the engine's partition was moved to
@@ -35,6 +36,8 @@ type wantPart struct {
 	partition int32
 	leader    int32
 	epoch     int32
+	meta      *cluster.Partition // immutable
+	topic     *cluster.Topic     // immutable
 }
 
 // runHosting keeps the engine's partitions in line with the node's copy of
@@ -103,7 +106,7 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 			if info.ID != t.ID {
 				info = b.topicInfo(t)
 			}
-			wants = append(wants, wantPart{info: info, partition: p.Index, leader: p.Leader, epoch: p.LeaderEpoch})
+			wants = append(wants, wantPart{info: info, partition: p.Index, leader: p.Leader, epoch: p.LeaderEpoch, meta: p, topic: t})
 		}
 	})
 	ok := true
@@ -119,6 +122,7 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 		if id, still := want[k]; still && id == h.id {
 			continue
 		}
+		b.isr.drop(k)
 		if k.topic == engine.ConsumerOffsetsTopic && h.groupsEpoch >= 0 {
 			b.groups.UnloadPartition(k.partition)
 		}
@@ -138,6 +142,9 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 		k := hostKey{w.info.Name, w.partition}
 		h := hosted[k]
 		if h != nil && h.epoch == w.epoch && h.leader == (w.leader == self) {
+			if h.leader {
+				b.isr.lead(k, h.p, w.meta, w.topic) // the ISR may have changed
+			}
 			ok = b.groupLeadership(k, h, w) && ok
 			continue
 		}
@@ -151,6 +158,7 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 			h = &hostedPart{id: w.info.ID, epoch: -1, groupsEpoch: -1}
 			hosted[k] = h
 		}
+		h.p = p
 		lead := w.leader == self
 		switch {
 		case lead && (p.IsFollower() || p.LeaderEpoch() < w.epoch):
@@ -167,6 +175,11 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 			b.log.Info("broker: partition role", "topic", k.topic, "partition", k.partition, "leader", lead, "epoch", w.epoch)
 		}
 		h.epoch, h.leader = w.epoch, lead
+		if lead {
+			b.isr.lead(k, p, w.meta, w.topic)
+		} else {
+			b.isr.drop(k)
+		}
 		ok = b.groupLeadership(k, h, w) && ok
 	}
 
