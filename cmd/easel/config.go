@@ -88,6 +88,10 @@ type clusterConfig struct {
 	ClusterID string
 	// DefaultReplicationFactor is default.replication.factor.
 	DefaultReplicationFactor int16
+	// MinInsyncReplicas is min.insync.replicas for topics that do not set
+	// it; ReplicaLagTimeMax is replica.lag.time.max.ms.
+	MinInsyncReplicas int
+	ReplicaLagTimeMax time.Duration
 	// Timing is "default" (production failure detection and elections) or
 	// "fast" (loopback tests).
 	Timing string
@@ -152,6 +156,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), usage io.
 	fs.StringVar(&cfg.Cluster.Rack, "rack", "", "this broker's rack (broker.rack): replicas are spread over racks")
 	fs.StringVar(&cfg.Cluster.ClusterID, "cluster-id", "", "the cluster's id (default: derived from --controller-voters, the same on every broker)")
 	rf := fs.Int64("default-replication-factor", 1, "replication factor of auto-created topics and of CreateTopics requests asking for the default (default.replication.factor)")
+	fs.IntVar(&cfg.Cluster.MinInsyncReplicas, "min-insync-replicas", 1, "min.insync.replicas of topics that do not set it: an acks=all produce needs that many in-sync replicas")
+	fs.DurationVar(&cfg.Cluster.ReplicaLagTimeMax, "replica-lag-time-max", 30*time.Second, "replica.lag.time.max.ms: a follower not caught up for this long leaves the ISR")
 	fs.StringVar(&cfg.Cluster.Timing, "cluster-timing", "default", "failure detection and election timing: default (a dead broker is found in about 2-3 s) or fast (under a second; loopback tests only, it flaps under load)")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [" + envName(f.Name) + "]" })
 
@@ -244,6 +250,12 @@ func parseCluster(cfg *config, voters, join string, rf int64) error {
 		return fmt.Errorf("%w: --default-replication-factor %d must be at least 1", errUsage, rf)
 	}
 	c.DefaultReplicationFactor = int16(rf)
+	if c.MinInsyncReplicas < 1 {
+		return fmt.Errorf("%w: --min-insync-replicas %d must be at least 1", errUsage, c.MinInsyncReplicas)
+	}
+	if c.ReplicaLagTimeMax <= 0 {
+		return fmt.Errorf("%w: --replica-lag-time-max %v must be positive", errUsage, c.ReplicaLagTimeMax)
+	}
 	if c.Timing != "default" && c.Timing != "fast" {
 		return fmt.Errorf("%w: --cluster-timing %q: want default or fast", errUsage, c.Timing)
 	}

@@ -36,7 +36,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		LogLevel:         slog.LevelInfo,
 
 		OffsetsTopicPartitions: 50,
-		Cluster:                clusterConfig{DefaultReplicationFactor: 1, Timing: "default"},
+		Cluster:                clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)

@@ -96,14 +96,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		})
 	}
 	h.b = broker.New(eng, broker.Config{
-		NodeID:           cfg.NodeID,
-		Host:             host,
-		Port:             port,
-		AutoCreateTopics: cfg.AutoCreateTopics,
-		NumPartitions:    cfg.Topic.Partitions,
-		Logger:           log,
-		Group:            group.Config{OffsetsTopicNumPartitions: offsetsPartitions},
-		Cluster:          node,
+		NodeID:            cfg.NodeID,
+		Host:              host,
+		Port:              port,
+		AutoCreateTopics:  cfg.AutoCreateTopics,
+		NumPartitions:     cfg.Topic.Partitions,
+		Logger:            log,
+		Group:             group.Config{OffsetsTopicNumPartitions: offsetsPartitions},
+		Cluster:           node,
+		MinInsyncReplicas: cfg.Cluster.MinInsyncReplicas,
+		ReplicaLagTimeMax: cfg.Cluster.ReplicaLagTimeMax,
 	})
 	if err := h.b.Groups().Err(); err != nil {
 		// A __consumer_offsets that cannot be used (or migrated) would
