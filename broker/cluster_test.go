@@ -437,3 +437,72 @@ type laterHandler struct{ b *Broker }
 func (h *laterHandler) Handle(ctx context.Context, req *netio.Request) netio.Response {
 	return h.b.Handle(ctx, req)
 }
+
+// min.insync.replicas: an acks=all produce to a partition whose ISR is
+// smaller gets NOT_ENOUGH_REPLICAS and appends nothing; acks=1 still goes.
+func TestClusterMinInsyncReplicas(t *testing.T) {
+	c := newTestBrokers(t, 1, 2, 3)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+	kc := kclient.New(kclient.Config{Logger: discardLogger()})
+	defer kc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClusterClient(t, c.running()))
+	three := "3"
+	if res, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": &three}, "strict"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	var leader, victim int32
+	c.waitFor("the topic led somewhere", 20*time.Second, func() bool {
+		for _, m := range c.members {
+			m.node.View(func(s *cluster.State) {
+				if p := s.Partition("strict", 0); p != nil {
+					leader = p.Leader
+				}
+			})
+		}
+		return leader > 0
+	})
+	for id := range c.members {
+		if id != leader {
+			victim = id
+			break
+		}
+	}
+	c.stop(victim)
+	lm := c.members[leader]
+	c.waitFor("the ISR without the dead broker", 20*time.Second, func() bool {
+		var isr []int32
+		lm.node.View(func(s *cluster.State) {
+			if p := s.Partition("strict", 0); p != nil {
+				isr = p.ISR
+			}
+		})
+		return len(isr) == 2
+	})
+	produce := func(acks int16) int16 {
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks, req.TimeoutMillis = acks, 5000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "strict", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: makeBatch(t, batchOpts{nrecords: 1})}}}}
+		resp, err := kc.Request(ctx, lm.addr, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	p, err := lm.eng.Partition("strict", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := p.EndOffset()
+	if code := produce(-1); code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with 2 of 3 in sync: error %d, want NOT_ENOUGH_REPLICAS", code)
+	}
+	if p.EndOffset() != before {
+		t.Fatalf("the refused batch was appended: log end %d, was %d", p.EndOffset(), before)
+	}
+	if code := produce(1); code != 0 {
+		t.Fatalf("acks=1: error %d", code)
+	}
+}
