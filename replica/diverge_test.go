@@ -1,4 +1,4 @@
-package replica
+package replica_test
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"github.com/easel-io/easel/codec"
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/record"
+	"github.com/easel-io/easel/replica"
 )
 
 // step is a run of batches written by a leader in one epoch.
@@ -106,8 +107,8 @@ func TestDivergence(t *testing.T) {
 				if v < 12 {
 					req.fetchCap = v
 				}
-				f := newFetchers(t, fe, Config{NodeID: 2, Request: req.request})
-				f.Set([]Assignment{l.asg(info, 0, 1, c.leaderEpoch)})
+				f := newFetchers(t, fe, replica.Config{NodeID: 2, Request: req.request})
+				f.Set([]replica.Assignment{l.asg(info, 0, 1, c.leaderEpoch)})
 				waitSame(t, lp, fp)
 				if n := req.count(23); (v < 12) != (n > 0) {
 					t.Fatalf("%d OffsetForLeaderEpoch requests with Fetch v%d", n, v)
@@ -142,8 +143,8 @@ func TestTruncationBelowHighWatermarkRefused(t *testing.T) {
 			if v < 12 {
 				req.fetchCap = v
 			}
-			f := newFetchers(t, fe, Config{NodeID: 2, Request: req.request})
-			f.Set([]Assignment{l.asg(info, 0, 1, 2)})
+			f := newFetchers(t, fe, replica.Config{NodeID: 2, Request: req.request})
+			f.Set([]replica.Assignment{l.asg(info, 0, 1, 2)})
 			waitFor(t, "the partition to stop", func() bool { return statusOf(t, f, "t", 0).Stopped })
 			if s := statusOf(t, f, "t", 0); !errors.Is(s.Err, engine.ErrBelowHighWatermark) {
 				t.Fatalf("status %+v, want ErrBelowHighWatermark", s)

@@ -1,4 +1,4 @@
-package replica
+package replica_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/easel-io/easel/codec"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/replica"
 )
 
 // TestConnectionLoss: the leader's listener closes (with its connections)
@@ -24,8 +25,8 @@ func TestConnectionLoss(t *testing.T) {
 	produce(t, lp, codec.None, 3, 2, 10)
 	fe := openFollower(t)
 	fp := host(t, fe, info, 0, 0)
-	f := newFetchers(t, fe, Config{NodeID: 2})
-	f.Set([]Assignment{l.asg(info, 0, 1, 0)})
+	f := newFetchers(t, fe, replica.Config{NodeID: 2})
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 0)})
 	waitSame(t, lp, fp)
 	for range 3 {
 		l.restart()
@@ -47,8 +48,8 @@ func TestLeaderChange(t *testing.T) {
 	lp1.SetHighWatermark(lp1.EndOffset())
 	fe := openFollower(t)
 	fp := host(t, fe, info, 0, 1)
-	f := newFetchers(t, fe, Config{NodeID: 3})
-	f.Set([]Assignment{l1.asg(info, 0, 1, 1)})
+	f := newFetchers(t, fe, replica.Config{NodeID: 3})
+	f.Set([]replica.Assignment{l1.asg(info, 0, 1, 1)})
 	waitSame(t, lp1, fp)
 
 	// l2 has the same topic (by id: it is hosted under l1's) and log,
@@ -68,12 +69,9 @@ func TestLeaderChange(t *testing.T) {
 	a2 := l2.asg(info, 0, 2, 2)
 	a2.TopicID = engine.TopicID{} // l2's own topic id differs; Fetch v12 goes by name
 	// The follower's partition is hosted under l1's id: look it up by name.
-	f.Set([]Assignment{a2})
+	f.Set([]replica.Assignment{a2})
 	waitSame(t, lp2, fp)
-	f.mu.Lock()
-	n := len(f.mu.fetchers)
-	f.mu.Unlock()
-	if n != 1 {
+	if n, _ := replica.Counts(f); n != 1 {
 		t.Fatalf("%d fetchers, want 1", n)
 	}
 	// And back to l1 in epoch 3 (it took l2's log).
@@ -86,7 +84,7 @@ func TestLeaderChange(t *testing.T) {
 	if err := fp.BecomeFollower(3); err != nil {
 		t.Fatal(err)
 	}
-	f.Set([]Assignment{l1.asg(info, 0, 1, 3)})
+	f.Set([]replica.Assignment{l1.asg(info, 0, 1, 3)})
 	waitSame(t, lp1, fp)
 }
 
@@ -121,8 +119,8 @@ func TestStaleResponseIgnored(t *testing.T) {
 		}
 		return resp, err // whatever ctx says now: the fetcher must drop it
 	})
-	f := newFetchers(t, fe, Config{NodeID: 2, Request: req.request})
-	f.Set([]Assignment{l.asg(info, 0, 1, 1)})
+	f := newFetchers(t, fe, replica.Config{NodeID: 2, Request: req.request})
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 1)})
 	produce(t, lp, codec.None, 2, 2, 10)
 	<-held
 	// A new epoch for the same leader (re-elected): the response of
@@ -133,10 +131,10 @@ func TestStaleResponseIgnored(t *testing.T) {
 	if err := fp.BecomeFollower(2); err != nil {
 		t.Fatal(err)
 	}
-	dropped := f.dropped.Load()
-	f.Set([]Assignment{l.asg(info, 0, 1, 2)})
+	dropped := replica.Dropped(f)
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 2)})
 	close(release)
-	waitFor(t, "the stale response to be dropped", func() bool { return f.dropped.Load() > dropped })
+	waitFor(t, "the stale response to be dropped", func() bool { return replica.Dropped(f) > dropped })
 	if end := fp.EndOffset(); end != 0 {
 		t.Fatalf("log end %d: the stale response was appended", end)
 	}
@@ -156,22 +154,22 @@ func TestFencedStopsUntilSet(t *testing.T) {
 	fe := openFollower(t)
 	fp := host(t, fe, info, 0, 4)
 	req := newRequester(t)
-	f := newFetchers(t, fe, Config{NodeID: 2, Request: req.request})
-	f.Set([]Assignment{l.asg(info, 0, 1, 4)})
+	f := newFetchers(t, fe, replica.Config{NodeID: 2, Request: req.request})
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 4)})
 	waitFor(t, "the partition to stop", func() bool { return statusOf(t, f, "t", 0).Stopped })
-	if s := statusOf(t, f, "t", 0); !errors.Is(s.Err, ErrFenced) || fp.EndOffset() != 0 {
+	if s := statusOf(t, f, "t", 0); !errors.Is(s.Err, replica.ErrFenced) || fp.EndOffset() != 0 {
 		t.Fatalf("status %+v, log end %d", s, fp.EndOffset())
 	}
 	n := req.count(1)
-	f.Set([]Assignment{l.asg(info, 0, 1, 4)}) // nothing new: stays stopped
-	time.Sleep(5 * testBackoff)               // not synchronisation: a window for a wrong fetch to happen
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 4)}) // nothing new: stays stopped
+	time.Sleep(5 * testBackoff)                       // not synchronisation: a window for a wrong fetch to happen
 	if m := req.count(1); m != n {
 		t.Fatalf("%d fetches while stopped", m-n)
 	}
 	if err := fp.BecomeFollower(5); err != nil {
 		t.Fatal(err)
 	}
-	f.Set([]Assignment{l.asg(info, 0, 1, 5)})
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 5)})
 	waitSame(t, lp, fp)
 }
 
@@ -189,8 +187,8 @@ func TestUnknownEpochRetried(t *testing.T) {
 	produce(t, lp1, codec.None, 2, 2, 10)
 	fe := openFollower(t)
 	fp0, fp1 := host(t, fe, info, 0, 3), host(t, fe, info, 1, 3)
-	f := newFetchers(t, fe, Config{NodeID: 2})
-	f.Set([]Assignment{l.asg(info, 0, 1, 3), l.asg(info, 1, 1, 3)})
+	f := newFetchers(t, fe, replica.Config{NodeID: 2})
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 3), l.asg(info, 1, 1, 3)})
 	waitSame(t, lp0, fp0)
 	waitFor(t, "UNKNOWN_LEADER_EPOCH", func() bool { return statusOf(t, f, "t", 1).Err != nil })
 	if s := statusOf(t, f, "t", 1); s.Stopped || fp1.EndOffset() != 0 {
@@ -213,9 +211,9 @@ func TestNotFollowerSkipped(t *testing.T) {
 	produce(t, lp, codec.None, 2, 2, 10)
 	fe := openFollower(t)
 	fp := host(t, fe, info, 0, 1)
-	f := newFetchers(t, fe, Config{NodeID: 2})
-	f.Set([]Assignment{l.asg(info, 0, 1, 2)})
-	waitFor(t, "ErrNotFollower", func() bool { return errors.Is(statusOf(t, f, "t", 0).Err, ErrNotFollower) })
+	f := newFetchers(t, fe, replica.Config{NodeID: 2})
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 2)})
+	waitFor(t, "replica.ErrNotFollower", func() bool { return errors.Is(statusOf(t, f, "t", 0).Err, replica.ErrNotFollower) })
 	if fp.EndOffset() != 0 {
 		t.Fatal("appended to a partition in another epoch")
 	}
@@ -244,14 +242,14 @@ func TestSetCloseRace(t *testing.T) {
 	}
 	base := runtime.NumGoroutine()
 	for round := range 5 {
-		f := New(Config{NodeID: 9, Engine: fe, Logger: quietLogger(), Backoff: testBackoff, MaxWait: 20 * time.Millisecond})
+		f := replica.New(replica.Config{NodeID: 9, Engine: fe, Logger: quietLogger(), Backoff: testBackoff, MaxWait: 20 * time.Millisecond})
 		var wg sync.WaitGroup
 		for g := range 3 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := range 20 {
-					var as []Assignment
+					var as []replica.Assignment
 					for p := range int32(4) {
 						if (int(p)+i+g)%3 == 0 {
 							continue
@@ -274,13 +272,49 @@ func TestSetCloseRace(t *testing.T) {
 		}
 		wg.Wait()
 		f.Close()
-		f.Set([]Assignment{l1.asg(info, 0, 0, 0)}) // after Close: nothing
-		f.mu.Lock()
-		if len(f.mu.fetchers) != 0 || len(f.mu.parts) != 0 {
+		f.Set([]replica.Assignment{l1.asg(info, 0, 0, 0)}) // after Close: nothing
+		if n, m := replica.Counts(f); n != 0 || m != 0 {
 			t.Fatal("Set after Close started fetchers")
 		}
-		f.mu.Unlock()
 	}
 	// The broker's side of the closed connections winds down on its own.
 	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= base })
+}
+
+// TestPromotedBeforeSet: the broker makes the partition a leader before it
+// tells Set; a response in flight from the old leader is not written to it.
+func TestPromotedBeforeSet(t *testing.T) {
+	l := startLeader(t, engine.Options{})
+	info := l.topic("t", 1)
+	lp := l.part("t", 0)
+	load(t, lp, nil, 1, false)
+	fe := openFollower(t)
+	fp := host(t, fe, info, 0, 1)
+	req := newRequester(t)
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	req.setHook(func(ctx context.Context, addr string, r kmsg.Request, send func() (kmsg.Response, error)) (kmsg.Response, error) {
+		resp, err := send()
+		if fr, ok := resp.(*kmsg.FetchResponse); ok && err == nil && len(fr.Topics[0].Partitions[0].RecordBatches) > 0 {
+			once.Do(func() { close(held) })
+			<-release
+		}
+		return resp, err
+	})
+	f := newFetchers(t, fe, replica.Config{NodeID: 2, Request: req.request})
+	f.Set([]replica.Assignment{l.asg(info, 0, 1, 1)})
+	produce(t, lp, codec.None, 2, 2, 10)
+	<-held
+	if err := fp.BecomeLeader(2); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	waitFor(t, "ErrNotFollower", func() bool { return errors.Is(statusOf(t, f, "t", 0).Err, replica.ErrNotFollower) })
+	if end := fp.EndOffset(); end != 0 {
+		t.Fatalf("log end %d: the old leader's records were written to the new leader", end)
+	}
+	f.Set(nil)
+	if n, m := replica.Counts(f); n != 0 || m != 0 {
+		t.Fatalf("%d fetchers, %d partitions after Set(nil)", n, m)
+	}
 }

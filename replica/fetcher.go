@@ -59,20 +59,19 @@ func (fe *fetcher) drop(k tp) int {
 	return len(fe.mu.parts)
 }
 
-// kick wakes the fetcher; with interrupt, a request in flight is abandoned
-// (its response is dropped by kclient) so the next one includes the change.
-func (fe *fetcher) kick(interrupt bool) {
+// kick wakes the fetcher after Set added or restarted a partition: a fetch
+// in flight is abandoned (kclient drops its response) so that the next one
+// includes the change at once.
+func (fe *fetcher) kick() {
 	select {
 	case fe.wake <- struct{}{}:
 	default:
 	}
-	if interrupt {
-		fe.mu.Lock()
-		if fe.mu.inflight != nil {
-			fe.mu.inflight()
-		}
-		fe.mu.Unlock()
+	fe.mu.Lock()
+	if fe.mu.inflight != nil {
+		fe.mu.inflight()
 	}
+	fe.mu.Unlock()
 }
 
 // run fetches until the fetcher is stopped.
@@ -311,6 +310,9 @@ func (fe *fetcher) applyFetch(it item, rp *kmsg.FetchResponseTopicPartition, ver
 		return fe.partitionErrorLocked(p, rp.ErrorCode)
 	}
 	ep := it.ep
+	if fe.movedOnLocked(it) {
+		return false
+	}
 	if ep.EndOffset() != it.leo {
 		return false // the log changed under the request; ask again
 	}
@@ -388,6 +390,10 @@ func (fe *fetcher) outOfRange(it item) {
 	if p.mu.removed || p.mu.gen != it.gen {
 		p.mu.Unlock()
 		fe.f.dropped.Add(1)
+		return
+	}
+	if fe.movedOnLocked(it) {
+		p.mu.Unlock()
 		return
 	}
 	if leo := it.ep.EndOffset(); end < leo {
@@ -515,6 +521,9 @@ func (fe *fetcher) applyEpoch(it item, rp *kmsg.OffsetForLeaderEpochResponseTopi
 		return fe.partitionErrorLocked(p, rp.ErrorCode)
 	}
 	ep := it.ep
+	if fe.movedOnLocked(it) {
+		return false
+	}
 	if ep.EndOffset() != it.leo {
 		return false
 	}
@@ -537,6 +546,19 @@ func (fe *fetcher) applyEpoch(it item, rp *kmsg.OffsetForLeaderEpochResponseTopi
 	}
 	fe.okLocked(p)
 	return false
+}
+
+// movedOnLocked reports (and backs off for) an engine partition that is no
+// longer a follower in the epoch it was asked under: the broker moved it on
+// (BecomeLeader, a newer BecomeFollower) before Set told us, and nothing of
+// the old assignment may be written to it.
+func (fe *fetcher) movedOnLocked(it item) bool {
+	ep := it.ep
+	if ep.IsFollower() && ep.LeaderEpoch() == it.asg.LeaderEpoch {
+		return false
+	}
+	fe.backoffLocked(it.p, fmt.Errorf("%w: now follower %v in epoch %d, asked in epoch %d", ErrNotFollower, ep.IsFollower(), ep.LeaderEpoch(), it.asg.LeaderEpoch))
+	return true
 }
 
 // truncateLocked cuts ep's log to off (nothing if off is at or past its

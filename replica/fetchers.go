@@ -237,7 +237,7 @@ func (f *Fetchers) Set(as []Assignment) {
 		case p != nil && p.src == sourceOf(a):
 			p.want = a
 			p.reassign(a)
-			f.mu.fetchers[p.src].kick(true)
+			f.mu.fetchers[p.src].kick()
 			continue
 		case p != nil:
 			f.removeLocked(k, p)
@@ -249,7 +249,7 @@ func (f *Fetchers) Set(as []Assignment) {
 			fe = f.startFetcherLocked(p.src)
 		}
 		fe.add(p)
-		fe.kick(true)
+		fe.kick()
 	}
 }
 

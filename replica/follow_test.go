@@ -1,10 +1,11 @@
-package replica
+package replica_test
 
 import (
 	"testing"
 
 	"github.com/easel-io/easel/codec"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/replica"
 )
 
 // TestFollow: a follower of a real broker gets a byte-identical log over
@@ -16,7 +17,7 @@ func TestFollow(t *testing.T) {
 	fe := openFollower(t)
 	type pair struct{ l, f *engine.Partition }
 	var pairs []pair
-	var as []Assignment
+	var as []replica.Assignment
 	for _, x := range []struct {
 		info engine.TopicInfo
 		p    int32
@@ -26,7 +27,7 @@ func TestFollow(t *testing.T) {
 		pairs = append(pairs, pair{lp, host(t, fe, x.info, x.p, 0)})
 		as = append(as, l.asg(x.info, x.p, 1, 0))
 	}
-	f := newFetchers(t, fe, Config{NodeID: 2})
+	f := newFetchers(t, fe, replica.Config{NodeID: 2})
 	f.Set(as)
 	for _, pr := range pairs {
 		waitFor(t, "the follower log end", func() bool { return pr.f.EndOffset() == pr.l.EndOffset() })

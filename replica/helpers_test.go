@@ -1,4 +1,4 @@
-package replica
+package replica_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/easel-io/easel/internal/kclient"
 	"github.com/easel-io/easel/netio"
 	"github.com/easel-io/easel/record"
+	"github.com/easel-io/easel/replica"
 )
 
 // testTimeout bounds every wait of a test; reaching it means a hang.
@@ -119,8 +120,8 @@ func (l *leader) part(topic string, partition int32) *engine.Partition {
 	return p
 }
 
-func (l *leader) asg(info engine.TopicInfo, partition, id, epoch int32) Assignment {
-	return Assignment{Topic: info.Name, TopicID: info.ID, Partition: partition, Leader: id, LeaderAddr: l.addr, LeaderEpoch: epoch}
+func (l *leader) asg(info engine.TopicInfo, partition, id, epoch int32) replica.Assignment {
+	return replica.Assignment{Topic: info.Name, TopicID: info.ID, Partition: partition, Leader: id, LeaderAddr: l.addr, LeaderEpoch: epoch}
 }
 
 // produce appends n batches of recs records each with value size size.
@@ -163,9 +164,9 @@ func host(t testing.TB, e *engine.Engine, info engine.TopicInfo, partition, epoc
 	return p
 }
 
-// newFetchers returns Fetchers for e closed at the end of the test, and
+// newFetchers returns replica.Fetchers for e closed at the end of the test, and
 // checks that Close leaves no goroutine of theirs behind.
-func newFetchers(t testing.TB, e *engine.Engine, cfg Config) *Fetchers {
+func newFetchers(t testing.TB, e *engine.Engine, cfg replica.Config) *replica.Fetchers {
 	t.Helper()
 	cfg.Engine = e
 	if cfg.Logger == nil {
@@ -177,7 +178,7 @@ func newFetchers(t testing.TB, e *engine.Engine, cfg Config) *Fetchers {
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 100 * time.Millisecond
 	}
-	f := New(cfg)
+	f := replica.New(cfg)
 	t.Cleanup(func() { f.Close() })
 	return f
 }
@@ -253,7 +254,7 @@ func waitSame(t testing.TB, leader, follower *engine.Partition) {
 }
 
 // statusOf returns one partition's status.
-func statusOf(t testing.TB, f *Fetchers, topic string, partition int32) Status {
+func statusOf(t testing.TB, f *replica.Fetchers, topic string, partition int32) replica.Status {
 	t.Helper()
 	for _, s := range f.Status() {
 		if s.Topic == topic && s.Partition == partition {
@@ -261,7 +262,7 @@ func statusOf(t testing.TB, f *Fetchers, topic string, partition int32) Status {
 		}
 	}
 	t.Fatalf("no status for %s/%d", topic, partition)
-	return Status{}
+	return replica.Status{}
 }
 
 // requester is a fault-injecting Request: a real kclient, with hooks.
