@@ -10,6 +10,7 @@ import (
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
+	"github.com/easel-io/easel/replica"
 )
 
 // Config configures a Broker. The zero value is a valid single-node broker
@@ -57,8 +58,10 @@ type Config struct {
 	// Cluster, when set, makes the broker a member of a cluster (see
 	// cluster.go): it answers from the node's copy of the metadata log, the
 	// controller decides topics, and the broker hosts the partitions the
-	// metadata assigns to it. The engine must be opened with
-	// engine.Options.ExternalMetadata, NodeID must be the node's id, and
+	// metadata assigns to it, replicating them (package replica follows the
+	// leaders; isr.go is the leader side). The engine must be opened with
+	// engine.Options.ExternalMetadata and ManagedHighWatermarks, NodeID must
+	// be the node's id, and
 	// producer ids come from the controller (DataDir's files are not used).
 	// The caller starts the node before New and shuts it down after Close.
 	Cluster *controller.Node
@@ -86,8 +89,10 @@ type Broker struct {
 	// hostingDone is closed when runHosting has returned, lagDone when
 	// the ISR lag check has (cluster only).
 	hostingDone, lagDone chan struct{}
-	// isr is the leader side of replication (cluster only; isr.go).
-	isr *isrTracker
+	// isr is the leader side of replication (cluster only; isr.go), and
+	// fetchers the follower side (package replica).
+	isr      *isrTracker
+	fetchers *replica.Fetchers
 	// creatingOffsets is set while a request to create __consumer_offsets
 	// is on its way to the controller (cluster only; see locateCoordinator).
 	creatingOffsets atomic.Bool
@@ -124,6 +129,7 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 			gc.OffsetsTopicNumPartitions = group.DefaultOffsetsTopicNumPartitions
 		}
 		b.isr = newISRTracker(b, cfg.ReplicaLagTimeMax, cfg.MinInsyncReplicas)
+		b.fetchers = replica.New(replica.Config{NodeID: cfg.NodeID, Engine: eng, Logger: cfg.Logger})
 		b.lagDone = make(chan struct{})
 		go b.isr.runLagCheck(b.lagDone)
 		gc.Locate = b.locateCoordinator
@@ -155,6 +161,7 @@ func (b *Broker) Close() {
 		if b.hostingDone != nil {
 			<-b.hostingDone
 			<-b.lagDone
+			b.fetchers.Close()
 		}
 		b.groups.Close()
 		b.parked.close()

@@ -2,10 +2,13 @@ package broker
 
 import (
 	"errors"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/easel-io/easel/cluster"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/replica"
 )
 
 // hostingRetry is how soon hosting tries again after a partition could not
@@ -38,6 +41,8 @@ type wantPart struct {
 	epoch     int32
 	meta      *cluster.Partition // immutable
 	topic     *cluster.Topic     // immutable
+	// leaderAddr is the leader's Kafka address ("" if it has none).
+	leaderAddr string
 }
 
 // runHosting keeps the engine's partitions in line with the node's copy of
@@ -106,7 +111,11 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 			if info.ID != t.ID {
 				info = b.topicInfo(t)
 			}
-			wants = append(wants, wantPart{info: info, partition: p.Index, leader: p.Leader, epoch: p.LeaderEpoch, meta: p, topic: t})
+			w := wantPart{info: info, partition: p.Index, leader: p.Leader, epoch: p.LeaderEpoch, meta: p, topic: t}
+			if br := s.Broker(p.Leader); br != nil && p.Leader != self {
+				w.leaderAddr = net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port)))
+			}
+			wants = append(wants, w)
 		}
 	})
 	ok := true
@@ -138,9 +147,17 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 		delete(hosted, k)
 	}
 
+	var follow []replica.Assignment
+	defer func() { b.fetchers.Set(follow) }()
 	for _, w := range wants {
 		k := hostKey{w.info.Name, w.partition}
 		h := hosted[k]
+		if w.leader != self && w.leader >= 0 && w.leaderAddr != "" {
+			// Followed once hosted as a follower in this epoch (below);
+			// Set skips a partition that is not (yet).
+			follow = append(follow, replica.Assignment{Topic: k.topic, TopicID: w.info.ID, Partition: k.partition,
+				Leader: w.leader, LeaderAddr: w.leaderAddr, LeaderEpoch: w.epoch})
+		}
 		if h != nil && h.epoch == w.epoch && h.leader == (w.leader == self) {
 			if h.leader {
 				b.isr.lead(k, h.p, w.meta, w.topic) // the ISR may have changed

@@ -183,9 +183,10 @@ func (t *isrTracker) appended(topic string, partition int32) {
 }
 
 // advanceLocked sets the high watermark to the smallest LEO over the
-// maximal ISR.
+// maximal ISR (the leader's own counted as far as it is durable under its
+// flush policy: engine.Partition.DurableEnd).
 func (t *isrTracker) advanceLocked(lp *ledPart) {
-	hw := lp.p.EndOffset()
+	hw := lp.p.DurableEnd()
 	for _, id := range t.maximalISR(lp) {
 		if id == t.b.cfg.NodeID {
 			continue

@@ -123,7 +123,7 @@ func startClusterOfOne(t testing.TB, opts engine.Options) *testServer {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	opts.Logger, opts.ExternalMetadata = log, true
+	opts.Logger, opts.ExternalMetadata, opts.ManagedHighWatermarks = log, true, true
 	eng, err := engine.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,17 @@ func (p *Partition) autoAdvanceHW(off int64, synced bool) bool {
 	return p.advanceHW(off)
 }
 
+// DurableEnd is how far this replica's own log counts toward a managed high
+// watermark: the log end, or under flush.messages=1 (every append waits
+// for its fsync) the end of what is fsynced, so that no record is committed
+// before it is durable where the topic asks for that.
+func (p *Partition) DurableEnd() int64 {
+	if p.cfg.FlushMessages == 1 {
+		return p.flushed.Load()
+	}
+	return p.log.NextOffset()
+}
+
 // LeaderEpoch is the partition's current leader epoch: stamped on every batch
 // appended with Append, and what Fetch and ListOffsets compare a client's
 // current_leader_epoch with.

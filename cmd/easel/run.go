@@ -60,7 +60,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			return err
 		}
 	}
-	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true})
+	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true, ManagedHighWatermarks: true})
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
