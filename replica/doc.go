@@ -61,7 +61,14 @@
 // the partition's lock to make the change, and the fetcher holds it while it
 // writes that partition: once Set returns, no response of the old assignment
 // is written (Set may therefore wait for one partition's append, never for
-// the network).
+// the network). And before it writes, truncates or moves anything, the
+// fetcher checks that the engine partition is still a follower in the epoch
+// the request was made in: a broker that promotes a partition
+// (BecomeLeader) before its next Set gets nothing more written to it (the
+// engine's AppendReplica would take the old leader's batches on a leader).
+// That check and the write are two engine calls, so a broker should remove a
+// partition with Set before it calls BecomeLeader, as Kafka removes the
+// fetcher before makeLeader: then nothing can come in between.
 //
 // Errors, per partition (the others in the response go on):
 //
