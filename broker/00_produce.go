@@ -77,9 +77,6 @@ func (b *Broker) handleProduce(ctx context.Context, req *netio.Request) netio.Re
 			if err == nil {
 				p, res, err = b.appendBatch(t.Topic, pt.Partition, pt.Records)
 			}
-			if err == nil && b.isr != nil {
-				b.isr.appended(t.Topic, pt.Partition)
-			}
 			if err != nil {
 				failed = true
 				rp.ErrorCode = errorCode(err)

@@ -404,6 +404,36 @@ func TestClusterConsumerGroup(t *testing.T) {
 		}
 	}
 	c.observe()
+
+	// __consumer_offsets is replicated: when the coordinator dies, the new
+	// leader of the group's partition loads the group from its replica and
+	// serves the committed offsets.
+	consumer.Close()
+	c.waitFor("the offsets partition fully in sync", 20*time.Second, func() bool {
+		var isr int
+		c.members[1].node.View(func(s *cluster.State) {
+			isr = len(s.Partition(engine.ConsumerOffsetsTopic, groupPartition("g1", s)).ISR)
+		})
+		return isr == 3
+	})
+	c.stop(want)
+	c.waitFor("the committed offsets at the new coordinator", 30*time.Second, func() bool {
+		// A fresh client each time: franz-go keeps dialing a cached
+		// coordinator that died, until its retry timeout.
+		cl := newClusterClient(t, c.running(), kgo.RetryTimeout(time.Second))
+		defer cl.Close()
+		offs, err := kadm.NewClient(cl).FetchOffsets(ctx, "g1")
+		if err != nil || offs.Error() != nil {
+			t.Logf("fetch offsets: %v %v", err, offs.Error())
+			return false
+		}
+		var sum int64
+		offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		if sum != 10 {
+			t.Logf("offsets %+v", offs)
+		}
+		return sum == 10
+	})
 }
 
 func groupPartition(id string, s *cluster.State) int32 {

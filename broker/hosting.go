@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -62,10 +63,11 @@ func (b *Broker) runHosting() {
 	}
 	hosted := make(map[hostKey]*hostedPart)
 	topics := make(map[string]engine.TopicID) // topics of the copy, for offsets of deleted ones
+	var following []replica.Assignment
 	setAside := false
 	for {
 		changed := b.node.Changed()
-		ok := b.reconcileHosting(hosted, topics)
+		ok := b.reconcileHosting(hosted, topics, &following)
 		if ok && !setAside {
 			if n, err := b.eng.SetAsideUnhosted(); err != nil {
 				b.log.Error("broker: cannot set aside logs the cluster does not assign here", "err", err)
@@ -92,7 +94,8 @@ func (b *Broker) runHosting() {
 
 // reconcileHosting makes one pass (see runHosting) and reports whether
 // every partition is as the metadata says.
-func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[string]engine.TopicID) bool {
+// following is the set last handed to the fetchers.
+func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[string]engine.TopicID, following *[]replica.Assignment) bool {
 	self := b.cfg.NodeID
 	var (
 		wants []wantPart
@@ -119,6 +122,30 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 		}
 	})
 	ok := true
+
+	// The partitions to follow. Those whose assignment changes, or that are
+	// about to be led here or removed, stop being fetched before the
+	// engine's partitions change (Kafka removes a fetcher before makeLeader):
+	// no old leader's batch may land on a new leader. The rest are fetched
+	// once moved to their epoch as followers, below.
+	var follow []replica.Assignment
+	next := make(map[replica.Assignment]bool)
+	for _, w := range wants {
+		if w.leader != self && w.leader >= 0 && w.leaderAddr != "" {
+			a := replica.Assignment{Topic: w.info.Name, TopicID: w.info.ID, Partition: w.partition,
+				Leader: w.leader, LeaderAddr: w.leaderAddr, LeaderEpoch: w.epoch}
+			follow = append(follow, a)
+			next[a] = true
+		}
+	}
+	keep := slices.DeleteFunc(slices.Clone(*following), func(a replica.Assignment) bool { return !next[a] })
+	if len(keep) != len(*following) {
+		b.fetchers.Set(keep)
+	}
+	defer func() {
+		b.fetchers.Set(follow)
+		*following = follow
+	}()
 
 	// Stop what the metadata no longer assigns here, or assigns under
 	// another topic id (the topic was deleted and created again), first:
@@ -147,17 +174,9 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 		delete(hosted, k)
 	}
 
-	var follow []replica.Assignment
-	defer func() { b.fetchers.Set(follow) }()
 	for _, w := range wants {
 		k := hostKey{w.info.Name, w.partition}
 		h := hosted[k]
-		if w.leader != self && w.leader >= 0 && w.leaderAddr != "" {
-			// Followed once hosted as a follower in this epoch (below);
-			// Set skips a partition that is not (yet).
-			follow = append(follow, replica.Assignment{Topic: k.topic, TopicID: w.info.ID, Partition: k.partition,
-				Leader: w.leader, LeaderAddr: w.leaderAddr, LeaderEpoch: w.epoch})
-		}
 		if h != nil && h.epoch == w.epoch && h.leader == (w.leader == self) {
 			if h.leader {
 				b.isr.lead(k, h.p, w.meta, w.topic) // the ISR may have changed

@@ -172,22 +172,17 @@ func (t *isrTracker) fetched(replica int32, topic string, partition int32, offse
 	}
 }
 
-// appended moves the high watermark of p after an append here (with no
-// follower in the ISR it follows the log end).
-func (t *isrTracker) appended(topic string, partition int32) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if lp := t.parts[hostKey{topic, partition}]; lp != nil {
-		t.advanceLocked(lp)
-	}
-}
-
 // advanceLocked sets the high watermark to the smallest LEO over the
 // maximal ISR (the leader's own counted as far as it is durable under its
 // flush policy: engine.Partition.DurableEnd).
 func (t *isrTracker) advanceLocked(lp *ledPart) {
+	maximal := t.maximalISR(lp)
+	// Alone in the ISR, the leader's own appends commit: the engine moves
+	// the high watermark itself, also for writes that do not come through
+	// Produce (the group coordinator's).
+	lp.p.SetSoleReplica(len(maximal) == 1 && maximal[0] == t.b.cfg.NodeID)
 	hw := lp.p.DurableEnd()
-	for _, id := range t.maximalISR(lp) {
+	for _, id := range maximal {
 		if id == t.b.cfg.NodeID {
 			continue
 		}

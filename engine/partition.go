@@ -68,6 +68,9 @@ type Partition struct {
 	// hw follows the log end after each append, or the flushed offset when
 	// flush.messages=1 makes every append wait for an fsync.
 	hwManaged atomic.Bool
+	// hwSole: a managed high watermark of a replica alone in its ISR
+	// follows the log end as an unmanaged one does (SetSoleReplica).
+	hwSole atomic.Bool
 
 	// leaderEpoch is stamped on every batch appended as leader.
 	leaderEpoch atomic.Int32

@@ -106,7 +106,8 @@ var rr atomic.Uint64
 type RecordIterator struct {
 	p      *Partition
 	next   int64 // next offset wanted
-	end    int64 // stop before this offset (the high watermark when created)
+	end    int64 // stop before this offset (the high watermark, or the log end, when created)
+	toEnd  bool  // read up to the log end, not the high watermark
 	chunk  Chunk
 	rest   []byte
 	it     *record.Iterator // created on first use, then Reset per batch
@@ -118,6 +119,14 @@ type RecordIterator struct {
 // the partition's high watermark at the time of the call.
 func (p *Partition) Records(offset int64) *RecordIterator {
 	return &RecordIterator{p: p, next: offset, end: p.HighWatermark()}
+}
+
+// RecordsToEnd is Records up to the log end at the time of the call,
+// committed or not: for a new leader loading state from its own log (the
+// group coordinator), whose every record stays once it leads, while its
+// high watermark may still lag the log end until the followers fetch.
+func (p *Partition) RecordsToEnd(offset int64) *RecordIterator {
+	return &RecordIterator{p: p, next: offset, end: p.EndOffset(), toEnd: true}
 }
 
 // Next advances to the next record; false at the end or on error (see Err).
@@ -170,7 +179,11 @@ func (r *RecordIterator) Next() bool {
 			return false
 		}
 		r.chunk.Release()
-		c, err := r.p.ReadBatches(r.next, 1<<20)
+		end := r.p.HighWatermark()
+		if r.toEnd {
+			end = r.p.EndOffset()
+		}
+		c, err := r.p.read(r.next, 1<<20, end, true)
 		if err != nil {
 			r.err = err
 			return false

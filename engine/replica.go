@@ -39,6 +39,25 @@ func (p *Partition) SetHighWatermark(off int64) int64 {
 	return p.hw.Load()
 }
 
+// SetSoleReplica says whether this replica leads alone, the only member of
+// its ISR, for a managed high watermark: then every append (or, under
+// flush.messages=1, every fsync) moves the high watermark as on a single
+// node, without SetHighWatermark, and it catches up with the log end at
+// once; otherwise only SetHighWatermark moves it. BecomeLeader and
+// BecomeFollower end it.
+// Without managed high watermarks it changes nothing.
+func (p *Partition) SetSoleReplica(sole bool) {
+	if !p.hwManaged.Load() || p.hwSole.Swap(sole) == sole || !sole {
+		return
+	}
+	p.mu.Lock()
+	moved := p.advanceHW(p.DurableEnd())
+	p.mu.Unlock()
+	if moved {
+		p.notify()
+	}
+}
+
 // advanceHW moves hw forward to off; it reports whether it moved.
 func (p *Partition) advanceHW(off int64) bool {
 	for {
@@ -57,7 +76,7 @@ func (p *Partition) advanceHW(off int64) bool {
 // only fsyncs move it, so consumers never see a record that a machine crash
 // could take back.
 func (p *Partition) autoAdvanceHW(off int64, synced bool) bool {
-	if p.hwManaged.Load() || (!synced && p.cfg.FlushMessages == 1) {
+	if (p.hwManaged.Load() && !p.hwSole.Load()) || (!synced && p.cfg.FlushMessages == 1) {
 		return false
 	}
 	return p.advanceHW(off)
@@ -101,6 +120,7 @@ func (p *Partition) BecomeLeader(epoch int32) error {
 	}
 	p.leaderEpoch.Store(epoch)
 	p.follower.Store(false)
+	p.hwSole.Store(false)
 	p.notify() // waiters (acks=all, long polls) look again at the new role
 	return nil
 }
@@ -119,6 +139,7 @@ func (p *Partition) BecomeFollower(epoch int32) error {
 	}
 	p.leaderEpoch.Store(epoch)
 	p.follower.Store(true)
+	p.hwSole.Store(false)
 	p.notify() // waiters (acks=all, long polls) look again at the new role
 	return nil
 }

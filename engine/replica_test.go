@@ -218,6 +218,48 @@ func TestManagedHighWatermark(t *testing.T) {
 	}
 }
 
+// Records stops at the high watermark, RecordsToEnd at the log end; the
+// leader's DurableEnd is the log end (the fsynced end under flush.messages=1).
+func TestRecordsToEnd(t *testing.T) {
+	for _, flush1 := range []bool{false, true} {
+		opts := quietOpts()
+		opts.ManagedHighWatermarks = true
+		e := mustOpen(t, t.TempDir(), opts)
+		var cfg TopicConfig
+		if flush1 {
+			cfg.FlushMessages = 1
+		}
+		e.CreateTopic("t", cfg)
+		p, _ := e.Partition("t", 0)
+		for range 3 {
+			if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.SetHighWatermark(2)
+		count := func(it *RecordIterator) int {
+			n := 0
+			for it.Next() {
+				n++
+			}
+			if err := it.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count(p.Records(0)); n != 2 {
+			t.Fatalf("Records read %d, want 2 (the high watermark)", n)
+		}
+		if n := count(p.RecordsToEnd(1)); n != 5 {
+			t.Fatalf("RecordsToEnd(1) read %d, want 5", n)
+		}
+		if got := p.DurableEnd(); got != 6 {
+			t.Fatalf("flush.messages=1 %v: DurableEnd %d, want 6", flush1, got)
+		}
+		e.Close()
+	}
+}
+
 // With flush.messages=1 the high watermark moves only after the fsync.
 func TestHighWatermarkFollowsLogEnd(t *testing.T) {
 	e := mustOpen(t, t.TempDir(), quietOpts())
@@ -491,4 +533,40 @@ func mustStates(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// A managed high watermark of a sole replica follows the log end (the
+// fsynced end under flush.messages=1) until it is not sole, or changes role.
+func TestSoleReplica(t *testing.T) {
+	opts := quietOpts()
+	opts.ManagedHighWatermarks = true
+	e := mustOpen(t, t.TempDir(), opts)
+	defer e.Close()
+	e.CreateTopic("t", TopicConfig{})
+	p, _ := e.Partition("t", 0)
+	p.Append(simpleBatch(t, 2, 10, 1))
+	if p.HighWatermark() != 0 {
+		t.Fatalf("managed hw moved by itself: %d", p.HighWatermark())
+	}
+	p.SetSoleReplica(true)
+	if p.HighWatermark() != 2 {
+		t.Fatalf("sole: hw %d, want the log end 2", p.HighWatermark())
+	}
+	p.Append(simpleBatch(t, 2, 10, 1))
+	if p.HighWatermark() != 4 {
+		t.Fatalf("sole: hw %d after an append, want 4", p.HighWatermark())
+	}
+	p.SetSoleReplica(false)
+	p.Append(simpleBatch(t, 2, 10, 1))
+	if p.HighWatermark() != 4 {
+		t.Fatalf("not sole: hw %d moved by an append", p.HighWatermark())
+	}
+	p.SetSoleReplica(true)
+	if err := p.BecomeLeader(1); err != nil {
+		t.Fatal(err)
+	}
+	p.Append(simpleBatch(t, 2, 10, 1))
+	if p.HighWatermark() != 6 {
+		t.Fatalf("after BecomeLeader: hw %d, want 6 (not sole any more)", p.HighWatermark())
+	}
 }

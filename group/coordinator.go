@@ -26,6 +26,7 @@ const (
 	DefaultMaxMetadataBytes          = 1 << 20            // protocol metadata or assignment of one member
 	DefaultMaxOffsetMetadataBytes    = 4096               // offset.metadata.max.bytes
 	DefaultOffsetsTopicNumPartitions = 50                 // offsets.topic.num.partitions
+	DefaultOffsetCommitTimeout       = 5 * time.Second    // offsets.commit.timeout.ms
 	newMemberJoinTimeout             = 5 * time.Minute    // Kafka's GroupCoordinator.NewMemberJoinTimeoutMs
 	maxLockRetries                   = 4                  // lookups of a group that keeps dying under us
 	minRejoinWait                    = time.Second        // shortest wait for absent static members to rejoin
@@ -85,6 +86,12 @@ type Config struct {
 	// Default 50. An existing topic keeps its count (groups are placed by
 	// it), so changing this later has no effect.
 	OffsetsTopicNumPartitions int32
+
+	// OffsetCommitTimeout is offsets.commit.timeout.ms: how long a write
+	// to __consumer_offsets (a commit, a group's metadata) may wait to be
+	// committed, that is replicated to the in-sync replicas, before the
+	// request gets COORDINATOR_NOT_AVAILABLE. Default 5 s.
+	OffsetCommitTimeout time.Duration
 
 	// DeferLoad leaves every __consumer_offsets partition unloaded at New,
 	// for a cluster that loads a partition (LoadPartition) when this broker
@@ -257,6 +264,9 @@ func newCoordinator(eng *engine.Engine, cfg Config, clk clock, hooks testHooks) 
 	}
 	if cfg.OffsetsTopicNumPartitions <= 0 {
 		cfg.OffsetsTopicNumPartitions = DefaultOffsetsTopicNumPartitions
+	}
+	if cfg.OffsetCommitTimeout <= 0 {
+		cfg.OffsetCommitTimeout = DefaultOffsetCommitTimeout
 	}
 	if clk == nil {
 		clk = realClock{}

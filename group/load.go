@@ -133,7 +133,7 @@ func (c *Coordinator) replay(s *shard) (*writer, map[string]*group, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w := newWriter(part, int(info.Config.MaxMessageBytes), c.cfg.Now, &c.wg)
+	w := newWriter(part, int(info.Config.MaxMessageBytes), c.cfg.Now, c.cfg.OffsetCommitTimeout, &c.wg)
 	type loaded struct {
 		offsets map[engine.TopicPartition]committed
 		meta    *stored
@@ -148,7 +148,9 @@ func (c *Coordinator) replay(s *shard) (*writer, map[string]*group, error) {
 		return l
 	}
 	skipped := 0
-	it := part.Records(part.StartOffset())
+	// To the log end: on a new leader the high watermark may lag it until
+	// the followers fetch, and every record in a leader's log stays.
+	it := part.RecordsToEnd(part.StartOffset())
 	for it.Next() {
 		r := it.Record()
 		st, err := decodeStored(r.Key, r.Value)

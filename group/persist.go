@@ -199,7 +199,8 @@ func (g *group) restoreLocked(v *kmsg.GroupMetadataValue, loadTime time.Time) {
 // MESSAGE_TOO_LARGE for group metadata); NOT_COORDINATOR when the partition
 // is no longer served or led here; KAFKA_STORAGE_ERROR when the log failed (an
 // fsync error: nothing more is appended to the partition until the broker
-// restarts); COORDINATOR_NOT_AVAILABLE while the engine closes.
+// restarts); COORDINATOR_NOT_AVAILABLE while the engine closes or when the
+// write was not replicated in time.
 func storeErrorCode(err error, tooLarge int16) int16 {
 	switch {
 	case err == nil:
@@ -211,7 +212,7 @@ func storeErrorCode(err error, tooLarge int16) int16 {
 	case errors.Is(err, engine.ErrLogFailed):
 		return kerr.KafkaStorageError.Code
 	case errors.Is(err, engine.ErrClosed), errors.Is(err, engine.ErrUnknownTopic), errors.Is(err, engine.ErrUnknownPartition),
-		errors.Is(err, engine.ErrTopicBusy):
+		errors.Is(err, engine.ErrTopicBusy), errors.Is(err, errCommitTimeout):
 		return kerr.CoordinatorNotAvailable.Code
 	}
 	return kerr.UnknownServerError.Code

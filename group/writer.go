@@ -2,6 +2,7 @@ package group
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -12,6 +13,11 @@ import (
 // errNotLoaded is what a write gets once its partition is unloaded (or the
 // coordinator closed): clients see NOT_COORDINATOR and look again.
 var errNotLoaded = errors.New("group: __consumer_offsets partition is not loaded here")
+
+// errCommitTimeout: an appended batch was not committed (the high
+// watermark did not pass it) within Config.OffsetCommitTimeout; Kafka
+// answers COORDINATOR_NOT_AVAILABLE then, and the client retries.
+var errCommitTimeout = errors.New("group: write to __consumer_offsets not replicated in time")
 
 // recordOverhead bounds what a record adds to a batch beyond its key and
 // value: the length, attributes, timestamp and offset deltas, key and value
@@ -39,16 +45,22 @@ func newWrite(recs []record.Record, done func(error)) *write {
 }
 
 // writer appends the writes of one __consumer_offsets partition. It is the
-// group commit of offset commits: writes submitted while an append (and its
-// fsync, when the topic's flush policy asks for one) runs are gathered into
-// the next batch, one Append for all of them, instead of each waiting its turn
-// behind a lock. One goroutine, started on demand and ended when the queue is
-// empty, does every append, so writes are appended in submission order.
+// group commit of offset commits: writes submitted while an append (its
+// fsync, when the topic's flush policy asks for one, and its replication)
+// runs are gathered into the next batch, one Append for all of them, instead
+// of each waiting its turn behind a lock. One goroutine, started on demand
+// and ended when the queue is empty, does every append, so writes are
+// appended in submission order. A write is done once its batch is committed:
+// the partition's high watermark has passed it (at once on a single node; in
+// a cluster once the in-sync replicas have it, as Kafka appends offset
+// commits with acks=all).
 type writer struct {
 	part     *engine.Partition
 	maxBytes int // max.message.bytes of the topic: writes are packed into batches up to it
 	now      func() time.Time
 	wg       *sync.WaitGroup // the coordinator's: the run goroutine is counted in it
+	timeout  time.Duration   // how long a batch may wait to be committed
+	closing  chan struct{}   // closed by close: a wait for the commit ends
 
 	mu struct {
 		sync.Mutex
@@ -64,8 +76,9 @@ type writer struct {
 	buf   []byte
 }
 
-func newWriter(part *engine.Partition, maxBytes int, now func() time.Time, wg *sync.WaitGroup) *writer {
-	return &writer{part: part, maxBytes: maxBytes, now: now, wg: wg, b: record.NewBuilder(record.BuilderOptions{})}
+func newWriter(part *engine.Partition, maxBytes int, now func() time.Time, timeout time.Duration, wg *sync.WaitGroup) *writer {
+	return &writer{part: part, maxBytes: maxBytes, now: now, timeout: timeout, wg: wg, closing: make(chan struct{}),
+		b: record.NewBuilder(record.BuilderOptions{})}
 }
 
 // submit queues w for appending. It never blocks on I/O, so it may be
@@ -92,7 +105,10 @@ func (wr *writer) submit(w *write) error {
 // them.
 func (wr *writer) close() {
 	wr.mu.Lock()
-	wr.mu.closed = true
+	if !wr.mu.closed {
+		wr.mu.closed = true
+		close(wr.closing)
+	}
 	wr.mu.Unlock()
 	wr.wait()
 }
@@ -154,14 +170,50 @@ func (wr *writer) appendAll(ws []*write) {
 		var err error
 		if wr.b.Len() > 0 {
 			wr.buf, err = wr.b.AppendTo(wr.buf[:0])
+			var res engine.AppendResult
 			if err == nil {
-				_, err = wr.part.Append(wr.buf)
+				res, err = wr.part.Append(wr.buf)
+			}
+			if err == nil {
+				err = wr.committed(res.LastOffset)
 			}
 		}
 		for _, w := range ws[i:j] {
 			w.done(err)
 		}
 		i = j
+	}
+}
+
+// committed waits until the high watermark passes last: the batch is on
+// every in-sync replica. It fails when the partition stops being led here
+// or loses the batch (a truncation), when the writer closes (the partition
+// is unloaded: the client retries at the new coordinator), or after the
+// timeout.
+func (wr *writer) committed(last int64) error {
+	var timer *time.Timer
+	for {
+		changed := wr.part.Changed()
+		switch {
+		case wr.part.HighWatermark() > last:
+			if timer != nil {
+				timer.Stop()
+			}
+			return nil
+		case wr.part.IsFollower() || wr.part.EndOffset() <= last:
+			return fmt.Errorf("%w: %s/%d no longer holds offset %d as leader", engine.ErrNotLeader, wr.part.Topic(), wr.part.ID(), last)
+		}
+		if timer == nil {
+			timer = time.NewTimer(wr.timeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-wr.closing:
+			return errNotLoaded
+		case <-timer.C:
+			return fmt.Errorf("%w: offset %d after %v", errCommitTimeout, last, wr.timeout)
+		}
 	}
 }
 
