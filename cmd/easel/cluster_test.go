@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -257,5 +261,127 @@ func TestClusterProcesses(t *testing.T) {
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			t.Fatalf("produce after SIGTERM: %v", err)
 		}
+	}
+}
+
+// No acknowledged record is lost: a franz-go producer with acks=all keeps
+// writing to a topic with RF 3 and min.insync.replicas=2 while brokers are
+// SIGKILLed one at a time (partition leaders and the controller) and
+// restarted; afterwards every acknowledged record is read back at the
+// partition and offset it was acknowledged at.
+func TestClusterNoAcknowledgedLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three brokers and kills them")
+	}
+	c := newProcCluster(t, 1, 2, 3)
+	ctx := testContext(t, 150*time.Second)
+	adm := kadm.NewClient(c.client())
+	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
+		m, err := adm.BrokerMetadata(ctx)
+		return err == nil && len(m.Brokers) == 3
+	})
+	two := "2"
+	if res, err := adm.CreateTopic(ctx, 3, 3, map[string]*string{"min.insync.replicas": &two}, "acked"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	fullISR := func() bool {
+		m, err := adm.Metadata(ctx, "acked")
+		if err != nil {
+			return false
+		}
+		td := m.Topics["acked"]
+		if len(td.Partitions) != 3 {
+			return false
+		}
+		for _, p := range td.Partitions {
+			if p.Err != nil || p.Leader < 0 || len(p.ISR) != 3 {
+				return false
+			}
+		}
+		return true
+	}
+	waitUntil(ctx, t, "every partition fully in sync", fullISR)
+
+	type ack struct {
+		partition int32
+		offset    int64
+	}
+	var (
+		mu     sync.Mutex
+		acked  = map[string]ack{}
+		failed int
+	)
+	cl := c.client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic("acked"), kgo.ProducerLinger(0))
+	pctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; pctx.Err() == nil; i++ {
+			v := strconv.Itoa(i)
+			r := &kgo.Record{Value: []byte(v)}
+			err := cl.ProduceSync(pctx, r).FirstErr()
+			mu.Lock()
+			if err == nil {
+				acked[v] = ack{r.Partition, r.Offset}
+			} else {
+				failed++
+			}
+			mu.Unlock()
+		}
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	_, ctrl := func() (int, int32) { m, _ := adm.BrokerMetadata(ctx); return 0, m.Controller }()
+	victims := []int32{}
+	for round := range 4 {
+		before := count()
+		waitUntil(ctx, t, "records acknowledged before the kill", func() bool { return count() >= before+50 })
+		m, err := adm.Metadata(ctx, "acked")
+		if err != nil {
+			t.Fatal(err)
+		}
+		victim := m.Topics["acked"].Partitions[int32(round%3)].Leader
+		if round == 3 {
+			victim = ctrl
+			if mm, err := adm.BrokerMetadata(ctx); err == nil && mm.Controller >= 0 {
+				victim = mm.Controller
+			}
+		}
+		victims = append(victims, victim)
+		c.kill(victim)
+		after := count()
+		waitUntil(ctx, t, "records acknowledged with a broker down", func() bool { return count() >= after+50 })
+		c.start(victim)
+		waitUntil(ctx, t, "every partition fully in sync again", fullISR)
+	}
+	stop()
+	wg.Wait()
+
+	mu.Lock()
+	want := maps.Clone(acked)
+	nfailed := failed
+	mu.Unlock()
+	t.Logf("killed %v; %d records acknowledged, %d produce calls failed", victims, len(want), nfailed)
+	cons := c.client(kgo.ConsumeTopics("acked"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for len(want) > 0 {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			n := 0
+			for v, a := range want {
+				if n++; n <= 5 {
+					t.Errorf("acknowledged record %s (partition %d offset %d) not read", v, a.partition, a.offset)
+				}
+			}
+			t.Fatalf("%d acknowledged records lost", len(want))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			v := string(r.Value)
+			if a, ok := want[v]; ok {
+				if a.partition != r.Partition || a.offset != r.Offset {
+					t.Fatalf("record %s acknowledged at %d/%d, read at %d/%d", v, a.partition, a.offset, r.Partition, r.Offset)
+				}
+				delete(want, v)
+			}
+		})
 	}
 }
