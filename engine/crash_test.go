@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(replicaCrashChildEnv); dir != "" {
 		os.Exit(replicaCrashChild(dir))
 	}
+	if dir := os.Getenv(startOverChildEnv); dir != "" {
+		os.Exit(startOverChild(dir))
+	}
 	os.Exit(m.Run())
 }
 

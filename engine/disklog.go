@@ -571,3 +571,54 @@ func (l *diskLog) TruncateTo(offset int64) (int64, error) {
 	l.recoveryMu.Unlock()
 	return l.next.Load(), errors.Join(err, l.syncDirs())
 }
+
+// TruncateFullyAndStartAt starts the log over at offset; see Log. The
+// commit point is the durable write of the log start offset past the old
+// end: before it the directory holds the old log untouched, after it
+// recovery (load) drops every segment below that start and creates the new
+// one, should a crash interrupt what follows. Then the new active segment
+// is created, the list swapped and the old segments deleted (renamed to
+// .deleted and removed once the last reader releases them).
+func (l *diskLog) TruncateFullyAndStartAt(offset int64) error {
+	if end := l.next.Load(); offset <= end {
+		return fmt.Errorf("%w: start over at %d, log end %d", ErrOffsetOutOfRange, offset, end)
+	}
+	// Background fsyncs of rolled segments move the recovery point: let
+	// them finish before the segments go.
+	l.syncWG.Wait()
+	l.lastRoll = nil
+	name := filepath.Base(l.dir)
+	l.startMu.Lock()
+	defer l.startMu.Unlock()
+	// The commit: published (l.start) only once the new segment is in
+	// place, so that readers never see a start past the end.
+	if err := fsutil.WriteFileAtomic(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(offset, 10)+"\n"), true); err != nil {
+		return fmt.Errorf("engine: start %s over at %d: %w", name, offset, err)
+	}
+	s, err := segment.Create(l.dir, offset, l.seg)
+	if err != nil {
+		return fmt.Errorf("engine: start %s over at %d: %w", name, offset, err)
+	}
+	l.dirDirty.Store(true)
+	l.listMu.Lock()
+	old := l.segments()
+	segs := []*segment.Segment{s}
+	l.next.Store(offset)
+	l.start.Store(offset)
+	l.segs.Store(&segs)
+	l.listMu.Unlock()
+	for _, o := range old {
+		err = errors.Join(err, o.Delete())
+	}
+	err = errors.Join(err, l.syncDirs())
+	l.recoveryMu.Lock()
+	if err == nil {
+		// The new segment and the removals are durable.
+		err = l.writeRecoveryPointLocked(offset)
+	}
+	l.recoveryMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("engine: start %s over at %d: %w", name, offset, err)
+	}
+	return nil
+}

@@ -21,7 +21,9 @@ const recoveryFile = "recovery-point"
 // the oldest segment retention kept. It is written durably before retention
 // removes any file, so segments below it that a crash left behind in the
 // middle of a deletion are removed at the next open instead of coming back
-// with a hole in the offsets after them. Format: decimal offset and a newline.
+// with a hole in the offsets after them. A start past the end of the last
+// segment means the log starts over there (TruncateFullyAndStartAt writes it
+// first): every segment goes at open. Format: decimal offset and a newline.
 const logStartFile = "log-start-offset"
 
 func (l *diskLog) load(clean bool) error {
@@ -77,8 +79,23 @@ func (l *diskLog) load(clean bool) error {
 		l.closeSegments(segs)
 		return err
 	}
+	start := l.readOffsetFile(logStartFile)
+	if n := len(segs); n > 0 && start > segs[n-1].NextOffset() {
+		// Nothing is left at or above the log start: the log was being
+		// started over there (TruncateFullyAndStartAt: the start is
+		// written first) or a crash took the tail below a start that
+		// DeleteRecords had moved. As in Kafka's LogLoader, every
+		// segment goes and the log begins at its start.
+		l.log.Warn("log start past the end of the log; starting the log over at its start", "dir", l.dir,
+			"log_start", start, "end", segs[n-1].NextOffset(), "removed", n)
+		for _, s := range segs {
+			err = errors.Join(err, s.Delete())
+		}
+		if segs = nil; err != nil {
+			return err
+		}
+	}
 	if len(segs) == 0 {
-		start := l.readOffsetFile(logStartFile)
 		s, err := segment.Create(l.dir, start, l.seg)
 		if err != nil {
 			return err

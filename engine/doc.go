@@ -31,7 +31,13 @@
 // epoch (BecomeLeader; 0 on a single node). The epoch cache maps each epoch
 // to the offset where it began and answers OffsetForLeaderEpoch
 // (EndOffsetForEpoch). A follower (BecomeFollower) takes batches as the
-// leader wrote them (AppendReplica) and cuts a diverged tail (TruncateTo).
+// leader wrote them, cuts a diverged tail, and starts its log over at the
+// leader's log start when it ends below it: through Follower(epoch), a
+// FollowerWriter whose Append, TruncateTo and TruncateFullyAndStartAt each
+// check, under the partition's append lock, that the partition still
+// follows that epoch (ErrNotFollowerInEpoch once BecomeLeader or a newer
+// BecomeFollower came in between). AppendReplica and TruncateTo on the
+// Partition itself work in any role, for tools that copy logs.
 //
 // # Metadata
 //
@@ -68,7 +74,11 @@
 // indexes rebuilt and a torn tail cut; a segment that lost its tail takes
 // the segments after it along (their offsets no longer follow on), as in
 // Kafka. Segments wholly below log-start-offset that a crash left behind are
-// removed, and so are files a crash left half deleted or half truncated.
+// removed, and so are files a crash left half deleted or half truncated. A
+// log whose log-start-offset lies past the end of its last segment is
+// started over there, empty, as Kafka's LogLoader does: that is how an
+// interrupted TruncateFullyAndStartAt completes (it writes the new start
+// first, then replaces the segments).
 // The recovery point moves when a rolled segment's background fsync
 // completes (and every earlier one has), and to the active segment on
 // Close. The recovery point and producer snapshot are hints written without

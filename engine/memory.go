@@ -266,6 +266,18 @@ func (l *memLog) TruncateTo(offset int64) (int64, error) {
 	return l.next, nil
 }
 
+func (l *memLog) TruncateFullyAndStartAt(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if offset <= l.next {
+		return fmt.Errorf("%w: start over at %d, log end %d", ErrOffsetOutOfRange, offset, l.next)
+	}
+	// Readers got copies (Read): nothing to keep alive.
+	l.segs = []memSegment{{base: offset, maxTS: -1}}
+	l.next, l.start = offset, offset
+	return nil
+}
+
 func lastOffset(batch []byte) int64 {
 	h, _ := record.ParseHeader(batch)
 	return h.LastOffset()

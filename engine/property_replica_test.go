@@ -29,7 +29,8 @@ import (
 // not contiguous), truncations (to where the two logs diverge, and to
 // random offsets, clean and unclean), high watermark moves, DeleteRecords,
 // BecomeLeader and BecomeFollower with growing (and sometimes stale)
-// epochs, reopens and crashes. After each step it compares the offsets,
+// epochs, follower start overs (TruncateFullyAndStartAt), reopens and
+// crashes. After each step it compares the offsets,
 // the high watermark, the leader epoch and the whole epoch cache (through
 // EndOffsetForEpoch) with an in-memory model, and now and then every read
 // path. Readers hold chunks (mmap views and file regions) across
@@ -260,9 +261,12 @@ func (pr *replicaRun) run(ops int) {
 		case n < 50:
 			pr.op = "reconcile " + x.name()
 			pr.reconcile(x)
-		case n < 57:
+		case n < 53:
 			pr.op = "truncate " + x.name()
 			pr.randomTruncate(x)
+		case n < 57:
+			pr.op = "start over " + x.name()
+			pr.startOver(x)
 		case n < 64:
 			pr.op = "set hw of " + x.name()
 			pr.setHW(x)
@@ -770,9 +774,7 @@ func (pr *replicaRun) fetch(x, s *replica) bool {
 		pr.fatalf("%s: %+v, %v; want %+v", what, res, err, want)
 	}
 	pr.tracef("%s: replica append %+v from %s", x.name(), res, s.name())
-	for _, b := range whole {
-		x.batches = append(x.batches, b)
-	}
+	x.batches = append(x.batches, whole...)
 	if n := 0; len(whole) > 0 {
 		for _, b := range whole {
 			n += len(b.stored)
@@ -907,6 +909,82 @@ func (pr *replicaRun) truncate(x *replica, off int64, unclean bool) {
 				if !slices.Contains(y.ckpt, y.hw) {
 					y.ckpt = append(y.ckpt, y.hw)
 				}
+			}
+		}
+	}
+}
+
+// startOver starts x's log over (FollowerWriter.TruncateFullyAndStartAt)
+// at a batch boundary of its peer's log past x's end, as a follower whose
+// log ends below its leader's log start does, or is refused: at or below
+// the end, as a leader, in another epoch. The model keeps the peer's
+// batches below the new start in x.batches (below the log start nothing
+// reads them), so that offsets stay contiguous from 0 and a reconcile
+// finds where the two logs agree.
+func (pr *replicaRun) startOver(x *replica) {
+	pr.t.Helper()
+	r := pr.r
+	if !x.follower && x.peer.follower && r.IntN(4) != 0 {
+		x = x.peer // mostly what followers do
+	}
+	s := x.peer
+	p := pr.partition(x)
+	epoch := x.leaderEpoch
+	if r.IntN(8) == 0 {
+		epoch += int32(r.IntN(3)) - 1
+	}
+	w, err := p.Follower(epoch)
+	if !x.follower || epoch != x.leaderEpoch {
+		if !errors.Is(err, ErrNotFollowerInEpoch) || errors.Is(err, ErrNotLeader) != !x.follower {
+			pr.fatalf("%s: Follower(%d) in epoch %d, follower %v: %v", x.name(), epoch, x.leaderEpoch, x.follower, err)
+		}
+		pr.count("start over refused: not a follower in the epoch")
+		return
+	}
+	if err != nil {
+		pr.fatalf("%s: Follower(%d): %v", x.name(), epoch, err)
+	}
+	var j int // s.batches[:j] end at the new start
+	var cands []int
+	for i := 1; i <= len(s.batches); i++ {
+		if s.batches[i-1].last+1 > x.leo() {
+			cands = append(cands, i)
+		}
+	}
+	off := x.leo() - r.Int64N(3) // refused
+	if len(cands) > 0 && r.IntN(5) != 0 {
+		j = cands[r.IntN(len(cands))]
+		off = s.batches[j-1].last + 1
+	}
+	err = w.TruncateFullyAndStartAt(off)
+	what := fmt.Sprintf("%s: TruncateFullyAndStartAt(%d) with start %d, hw %d, end %d", x.name(), off, x.start, x.hw, x.leo())
+	if off <= x.leo() {
+		if !errors.Is(err, ErrOffsetOutOfRange) {
+			pr.fatalf("%s: %v, want ErrOffsetOutOfRange", what, err)
+		}
+		pr.count("start over refused: not past the end")
+		return
+	}
+	if err != nil {
+		pr.fatalf("%s: %v", what, err)
+	}
+	pr.tracef("%s: started over at %d", x.name(), off)
+	pr.count("start over")
+	for _, h := range pr.held {
+		if h.x == x {
+			pr.count("start over while a reader holds a chunk")
+			pr.checkOne(h)
+		}
+	}
+	x.batches = append([]rBatch(nil), s.batches[:j]...)
+	x.start, x.tail = off, nil
+	pr.hwMoved(x, off)
+	if pr.managed {
+		// The start over wrote the checkpoint: every replica's current
+		// high watermark is a value the file may hold.
+		for _, y := range pr.reps {
+			if !slices.Contains(y.ckpt, y.hw) {
+				y.ckpt = append(y.ckpt, y.hw)
 			}
 		}
 	}

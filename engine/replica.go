@@ -104,8 +104,9 @@ func (p *Partition) IsFollower() bool { return p.follower.Load() }
 
 // BecomeLeader makes the partition a leader in epoch: Append stamps epoch on
 // every batch, and the epoch cache records that epoch starts at the log end
-// (durably, before BecomeLeader returns), as Kafka's makeLeader does. epoch
-// must not be older than the current one (ErrFencedLeaderEpoch).
+// (durably, before BecomeLeader returns), as Kafka's makeLeader does. Every
+// FollowerWriter fails from now on. epoch must not be older than the current
+// one (ErrFencedLeaderEpoch).
 func (p *Partition) BecomeLeader(epoch int32) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -126,8 +127,9 @@ func (p *Partition) BecomeLeader(epoch int32) error {
 }
 
 // BecomeFollower makes the partition a follower in epoch: Append is refused
-// (ErrNotLeader) and AppendReplica accepted. epoch must not be older than
-// the current one (ErrFencedLeaderEpoch).
+// (ErrNotLeader), and Follower(epoch) gives the write path for what is
+// fetched from that epoch's leader; writers of an older epoch fail from now
+// on. epoch must not be older than the current one (ErrFencedLeaderEpoch).
 func (p *Partition) BecomeFollower(epoch int32) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -303,13 +305,27 @@ type ReplicaAppendResult struct {
 // (ErrNotContiguous); nothing is appended unless all pass. A batch of a new
 // epoch records that epoch in the epoch cache first. Producer state is
 // updated without deduplication: the leader already did that. It works on
-// leaders too (a partition that is not a follower), for tools that copy logs.
+// leaders too (a partition that is not a follower), for tools that copy
+// logs; a replica fetcher writes with Follower(epoch).Append instead, which
+// also checks that the partition still follows that epoch.
 func (p *Partition) AppendReplica(records []byte) (ReplicaAppendResult, error) {
+	return p.appendReplica(records, 0, false)
+}
+
+// appendReplica is AppendReplica; with fenced, only on a follower in epoch
+// (see FollowerWriter).
+func (p *Partition) appendReplica(records []byte, epoch int32, fenced bool) (ReplicaAppendResult, error) {
 	res := ReplicaAppendResult{FirstOffset: -1, LastOffset: -1}
 	p.mu.Lock()
 	if err := p.writableLocked(); err != nil {
 		p.mu.Unlock()
 		return res, err
+	}
+	if fenced {
+		if err := p.followerIn(epoch); err != nil {
+			p.mu.Unlock()
+			return res, err
+		}
 	}
 	type item struct {
 		b []byte
@@ -321,7 +337,7 @@ func (p *Partition) AppendReplica(records []byte) (ReplicaAppendResult, error) {
 	// log end hold no batch (an epoch led without appends) and give way,
 	// as in Kafka's assign.
 	p.epochs.Lock()
-	epoch := p.epochs.cache.epochAt(next - 1)
+	last := p.epochs.cache.epochAt(next - 1)
 	p.epochs.Unlock()
 	for rest := records; len(rest) > 0; {
 		batch, r, err := record.Split(rest)
@@ -334,12 +350,12 @@ func (p *Partition) AppendReplica(records []byte) (ReplicaAppendResult, error) {
 			if err == nil && h.BaseOffset != next {
 				err = fmt.Errorf("%w: batch at %d, log end %d", ErrNotContiguous, h.BaseOffset, next)
 			}
-			if err == nil && h.PartitionLeaderEpoch < epoch {
-				err = fmt.Errorf("%w: epoch %d after %d at offset %d", ErrNotContiguous, h.PartitionLeaderEpoch, epoch, h.BaseOffset)
+			if err == nil && h.PartitionLeaderEpoch < last {
+				err = fmt.Errorf("%w: epoch %d after %d at offset %d", ErrNotContiguous, h.PartitionLeaderEpoch, last, h.BaseOffset)
 			}
 			if err == nil {
 				items = append(items, item{batch, h})
-				next, epoch = h.LastOffset()+1, h.PartitionLeaderEpoch
+				next, last = h.LastOffset()+1, h.PartitionLeaderEpoch
 			}
 		}
 		if err != nil {
@@ -440,14 +456,28 @@ func (p *Partition) dropBelowStartLocked() (int, error) {
 // intact; long polls are woken. Cutting below the high watermark loses
 // committed records and is refused (ErrBelowHighWatermark) unless unclean
 // is set (unclean leader election). Offsets below the log start are
-// ErrOffsetOutOfRange. It returns the new log end offset.
+// ErrOffsetOutOfRange. It returns the new log end offset. It works in any
+// role (tools, tests); a replica fetcher truncates with
+// Follower(epoch).TruncateTo, which also checks that the partition still
+// follows that epoch.
 func (p *Partition) TruncateTo(offset int64, unclean bool) (int64, error) {
+	return p.truncateTo(offset, unclean, 0, false)
+}
+
+// truncateTo is TruncateTo; with fenced, only on a follower in epoch (see
+// FollowerWriter).
+func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced bool) (int64, error) {
 	p.cleanMu.Lock() // retention and DeleteRecords change the segment list too
 	defer p.cleanMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.writableLocked(); err != nil {
 		return 0, err
+	}
+	if fenced {
+		if err := p.followerIn(epoch); err != nil {
+			return 0, err
+		}
 	}
 	leo := p.log.NextOffset()
 	if offset >= leo {

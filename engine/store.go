@@ -32,8 +32,8 @@ type LogConfig struct {
 }
 
 // Log is one partition's sequence of record batches. The engine serialises
-// Append, TruncateTo and Close (one writer), and DeleteOldest with itself,
-// TruncateTo and Close;
+// Append, TruncateTo, TruncateFullyAndStartAt and Close (one writer), and
+// DeleteOldest with itself, both truncations and Close;
 // DeleteOldest runs concurrently with Append. Read, View,
 // OffsetForTimestamp, Segments and the offset getters may run concurrently
 // with everything and with each other.
@@ -72,6 +72,17 @@ type Log interface {
 	// them. A crash in the middle leaves a valid log between the new and the
 	// old end. The engine serialises it with Append and DeleteOldest.
 	TruncateTo(offset int64) (int64, error)
+	// TruncateFullyAndStartAt removes every segment and starts the log
+	// over, empty, at offset, which must be past NextOffset: afterwards
+	// StartOffset and NextOffset are offset (Kafka's
+	// Log.truncateFullyAndStartAt). Readers holding chunks of the removed
+	// bytes keep reading them unchanged. It is durable when it returns,
+	// and a crash in the middle leaves either the old log or the new one:
+	// the log start offset past the old end is written first and decides
+	// (a log whose persisted start lies past its last segment's end is
+	// started over there when it is opened). The engine serialises it as
+	// it does TruncateTo.
+	TruncateFullyAndStartAt(offset int64) error
 	// Sync makes everything appended so far durable.
 	Sync() error
 	// Segments describes the log's segments, oldest first, for retention.
