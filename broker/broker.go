@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
+	"github.com/easel-io/easel/internal/kclient"
 	"github.com/easel-io/easel/netio"
 	"github.com/easel-io/easel/replica"
 )
@@ -73,6 +76,11 @@ type Config struct {
 	// that do not set it: an acks=all produce needs that many replicas in
 	// the ISR (cluster only). Default 1.
 	MinInsyncReplicas int
+
+	// Dial, if set, opens the broker's connections to other brokers (the
+	// follower fetches; cluster only). Default net.Dialer. Tests wrap it to
+	// cut links.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Broker serves the Kafka API over an engine. It implements netio.Handler.
@@ -93,6 +101,7 @@ type Broker struct {
 	// fetchers the follower side (package replica).
 	isr      *isrTracker
 	fetchers *replica.Fetchers
+	kc       *kclient.Client // the fetchers' client when Config.Dial is set
 	// creatingOffsets is set while a request to create __consumer_offsets
 	// is on its way to the controller (cluster only; see locateCoordinator).
 	creatingOffsets atomic.Bool
@@ -129,7 +138,12 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 			gc.OffsetsTopicNumPartitions = group.DefaultOffsetsTopicNumPartitions
 		}
 		b.isr = newISRTracker(b, cfg.ReplicaLagTimeMax, cfg.MinInsyncReplicas)
-		b.fetchers = replica.New(replica.Config{NodeID: cfg.NodeID, Engine: eng, Logger: cfg.Logger})
+		rc := replica.Config{NodeID: cfg.NodeID, Engine: eng, Logger: cfg.Logger}
+		if cfg.Dial != nil {
+			b.kc = kclient.New(kclient.Config{ClientID: "easel-replica", Dial: cfg.Dial, Logger: cfg.Logger})
+			rc.Request = b.kc.Request
+		}
+		b.fetchers = replica.New(rc)
 		b.lagDone = make(chan struct{})
 		go b.isr.runLagCheck(b.lagDone)
 		gc.Locate = b.locateCoordinator
@@ -162,6 +176,9 @@ func (b *Broker) Close() {
 			<-b.hostingDone
 			<-b.lagDone
 			b.fetchers.Close()
+			if b.kc != nil {
+				b.kc.Close()
+			}
 		}
 		b.groups.Close()
 		b.parked.close()

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,9 +9,11 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,6 +26,7 @@ import (
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/internal/kclient"
 	"github.com/easel-io/easel/netio"
+	"github.com/easel-io/easel/record"
 )
 
 // clusterTestLogger logs at EASEL_TEST_LOG's level; default: nothing.
@@ -49,9 +53,15 @@ type clusterMember struct {
 	b    *Broker
 	srv  *netio.Server
 	addr string // Kafka address while running
+
+	// Faults on this member's links to the others (see isolate).
+	gfault *gossip.FaultTransport
+	dialer *faultDialer
+	kc     *kclient.Client // the node's Forward client, over dialer
 }
 
 type testBrokers struct {
+	mu      sync.Mutex // guards members' engines for watchHW (start and stop hold it)
 	t       *testing.T
 	voters  []controller.Voter
 	members map[int32]*clusterMember
@@ -121,7 +131,14 @@ func (c *testBrokers) start(id int32) {
 		}
 	}
 	g.Logger = log
+	g.Wrap = func(inner memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
+		m.gfault = gossip.NewFaultTransport(inner)
+		return m.gfault
+	}
+	m.dialer = newFaultDialer()
+	m.kc = kclient.New(kclient.Config{Dial: m.dialer.DialContext, Logger: log})
 	node, err := controller.Start(controller.Config{
+		Forward:                 m.kc.Request,
 		Broker:                  cluster.BrokerInfo{ID: id, Host: m.host, Port: port, RaftAddr: m.raftAddr},
 		Dir:                     m.dir + "/__cluster_metadata",
 		Voters:                  c.voters,
@@ -134,10 +151,12 @@ func (c *testBrokers) start(id int32) {
 		t.Fatalf("start node %d: %v", id, err)
 	}
 	b := New(eng, Config{NodeID: id, Host: m.host, Port: port, AutoCreateTopics: true, Logger: log, Cluster: node,
-		Group: group.Config{InitialRebalanceDelay: -1}})
+		Group: group.Config{InitialRebalanceDelay: -1}, Dial: m.dialer.DialContext})
 	h.b = b
 	go srv.Serve()
+	c.mu.Lock()
 	m.eng, m.node, m.b, m.srv = eng, node, b, srv
+	c.mu.Unlock()
 	m.addr = net.JoinHostPort(m.host, strconv.Itoa(int(port)))
 	c.views++
 }
@@ -152,10 +171,43 @@ func (c *testBrokers) stop(id int32) {
 	m.srv.Close()
 	m.b.Close()
 	m.node.Close()
+	m.kc.Close()
 	if err := m.eng.Close(); err != nil {
 		c.t.Errorf("close engine %d: %v", id, err)
 	}
+	c.mu.Lock()
 	m.eng, m.node, m.b, m.srv, m.addr = nil, nil, nil, nil, ""
+	c.mu.Unlock()
+}
+
+// isolate cuts every link between member id and the others: gossip, raft
+// and Kafka (follower fetches, requests to the controller), both ways.
+// Clients still reach it.
+func (c *testBrokers) isolate(id int32) {
+	m := c.members[id]
+	for oid, o := range c.members {
+		if oid == id || o.node == nil {
+			continue
+		}
+		m.gfault.Block(o.gossipAddr)
+		o.gfault.Block(m.gossipAddr)
+		m.node.Faults().Block(o.raftAddr)
+		o.node.Faults().Block(m.raftAddr)
+		m.dialer.Block(o.addr)
+		o.dialer.Block(m.addr)
+	}
+}
+
+// heal restores every link of every running member.
+func (c *testBrokers) heal() {
+	for _, m := range c.members {
+		if m.node == nil {
+			continue
+		}
+		m.gfault.Heal()
+		m.node.Faults().Heal()
+		m.dialer.Heal()
+	}
 }
 
 // running lists the running members' Kafka addresses.
@@ -628,4 +680,219 @@ func TestClusterReplication(t *testing.T) {
 	c.waitFor("all three in the ISR again", 30*time.Second, func() bool { _, isr, _ := state(); return len(isr) == 3 })
 	produce(20)
 	readAll()
+}
+
+// hwMonitor samples the high watermark of one partition on every running
+// member until stopped and reports a move backwards on any of them (per
+// engine: a restarted broker starts a new series).
+type hwMonitor struct {
+	stop chan struct{}
+	done chan error
+}
+
+func (c *testBrokers) watchHW(topic string, partition int32) *hwMonitor {
+	m := &hwMonitor{stop: make(chan struct{}), done: make(chan error, 1)}
+	type series struct {
+		eng *engine.Engine
+		hw  int64
+	}
+	last := map[int32]*series{}
+	// The members' fields change on stop and start: sample what each has
+	// now from the test goroutine's view, copied under this lock.
+	engines := func() map[int32]*engine.Engine {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		out := map[int32]*engine.Engine{}
+		for id, mb := range c.members {
+			if mb.eng != nil {
+				out[id] = mb.eng
+			}
+		}
+		return out
+	}
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-m.stop:
+				m.done <- nil
+				return
+			case <-tick.C:
+			}
+			for id, eng := range engines() {
+				p, err := eng.Partition(topic, partition)
+				if err != nil {
+					continue
+				}
+				hw := p.HighWatermark()
+				s := last[id]
+				if s == nil || s.eng != eng {
+					last[id] = &series{eng: eng, hw: hw}
+					continue
+				}
+				if hw < s.hw {
+					m.done <- fmt.Errorf("broker %d: high watermark of %s/%d went back from %d to %d", id, topic, partition, s.hw, hw)
+					return
+				}
+				s.hw = hw
+			}
+		}
+	}()
+	return m
+}
+
+func (m *hwMonitor) check(t *testing.T) {
+	t.Helper()
+	close(m.stop)
+	if err := <-m.done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A zombie leader: the leader of a partition is cut off from the other
+// brokers (gossip, raft, follower fetches) while clients still reach it.
+// Nothing produced to it with acks=all is acknowledged (its followers
+// cannot fetch, so its high watermark stays); the others elect a new leader
+// that takes acks=all writes; once healed, the old leader follows, cuts its
+// uncommitted tail and ends byte-identical to the new leader; every
+// acknowledged record is there; no high watermark ever moved back.
+func TestClusterZombieLeader(t *testing.T) {
+	c := newTestBrokers(t, 1, 2, 3)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClusterClient(t, c.running()))
+	two := "2"
+	if res, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": &two}, "z"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	view := func(id int32) (leader int32, isr []int32, epoch int32) {
+		leader = -1
+		if m := c.members[id]; m.node != nil {
+			m.node.View(func(s *cluster.State) {
+				if p := s.Partition("z", 0); p != nil {
+					leader, isr, epoch = p.Leader, p.ISR, p.LeaderEpoch
+				}
+			})
+		}
+		return
+	}
+	c.waitFor("a full ISR", 20*time.Second, func() bool { _, isr, _ := view(1); return len(isr) == 3 })
+	mon := c.watchHW("z", 0)
+
+	kc := kclient.New(kclient.Config{Logger: discardLogger()})
+	defer kc.Close()
+	produceAt := func(addr string, value string) int16 {
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks, req.TimeoutMillis = -1, 2000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "z", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: makeBatch(t, batchOpts{nrecords: 1})}}}}
+		resp, err := kc.Request(ctx, addr, req)
+		if err != nil {
+			return -100
+		}
+		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	cl := newClusterClient(t, c.running(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic("z"),
+		kgo.ProduceRequestTimeout(2*time.Second))
+	var acked []string
+	produce := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			v := fmt.Sprintf("%s-%d", prefix, i)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatalf("produce %s: %v", v, err)
+			}
+			acked = append(acked, v)
+		}
+	}
+	produce("before", 20)
+
+	zombie, _, epoch := view(1)
+	c.isolate(zombie)
+	// Written to the zombie: appended there, never acknowledged.
+	if code := produceAt(c.members[zombie].addr, "zombie"); code == 0 {
+		t.Fatalf("an acks=all produce to the cut-off leader was acknowledged")
+	}
+	var other int32
+	for id := range c.members {
+		if id != zombie {
+			other = id
+			break
+		}
+	}
+	c.waitFor("a new leader on the majority side", 20*time.Second, func() bool {
+		l, _, e := view(other)
+		return l >= 0 && l != zombie && e > epoch
+	})
+	// The client still knows the zombie as leader until its metadata
+	// refresh sends it to the new one.
+	produce("after", 20)
+
+	c.heal()
+	c.waitFor("the old leader following the new one in a full ISR", 30*time.Second, func() bool {
+		l, isr, _ := view(zombie)
+		return l >= 0 && l != zombie && len(isr) == 3
+	})
+	newLeader, _, _ := view(other)
+	lp, err := c.members[newLeader].eng.Partition("z", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zp, err := c.members[zombie].eng.Partition("z", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the old leader's log equal to the new leader's", 20*time.Second, func() bool {
+		return zp.EndOffset() == lp.EndOffset() && zp.HighWatermark() == lp.HighWatermark()
+	})
+	lb, zb := readAllBytes(t, lp), readAllBytes(t, zp)
+	if !bytes.Equal(lb, zb) {
+		t.Fatalf("logs differ after the heal: leader %d bytes, old leader %d bytes", len(lb), len(zb))
+	}
+	// Every acknowledged record is in the log, and nothing the zombie took.
+	got := map[string]bool{}
+	it := lp.Records(lp.StartOffset())
+	for it.Next() {
+		got[string(it.Record().Value)] = true
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range acked {
+		if !got[v] {
+			t.Fatalf("acknowledged record %s lost", v)
+		}
+	}
+	mon.check(t)
+}
+
+// readAllBytes returns a partition's log from its start to its end, as a
+// follower would fetch it.
+func readAllBytes(t *testing.T, p *engine.Partition) []byte {
+	t.Helper()
+	var out []byte
+	for off := p.StartOffset(); off < p.EndOffset(); {
+		c, err := p.ReadBatches(off, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Bytes) == 0 {
+			c.Release()
+			break
+		}
+		out = append(out, c.Bytes...)
+		for rest := c.Bytes; len(rest) > 0; {
+			b, r, err := record.Split(rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, _ := record.ParseHeader(b)
+			off = h.LastOffset() + 1
+			rest = r
+		}
+		c.Release()
+	}
+	return out
 }
