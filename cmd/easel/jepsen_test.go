@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/easel-io/easel/internal/jepsen"
 )
@@ -25,18 +30,23 @@ import (
 // duplicate, no unseen, non-monotonic or skipped poll, no aborted read.
 //
 // Faults (each healed before the next, then every ISR full again):
+//
 //   - kill: SIGKILL of a random broker, down for 1.5-3 s, restarted with
 //     the same flags and data directory;
+//
 //   - pause: SIGSTOP of a random broker for 0.5-3 s, then SIGCONT (gossip
 //     and raft see it dead when the pause outlasts the fast failure
 //     detection; it then resumes as a zombie leader of stale epochs).
 //
-// Network partitions are not injected here (see jepsenNemeses).
+//   - partition: when run as root with iptables, one random broker cut off
+//     from the other two (both ways, every inter-broker port) for 1.5-4 s,
+//     the test's clients still reaching all three.
 //
 // EASEL_JEPSEN_ROUNDS sets the number of fault rounds (default 4; the long
 // form is 50 or more, with go test -timeout 60m), EASEL_JEPSEN_SEED the
 // seed of the choice of faults, victims and partitions (default: the
-// time; it is logged).
+// time; it is logged), EASEL_JEPSEN_NEMESES the faults (default
+// kill,pause,partition).
 func TestJepsen(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three brokers and injects faults")
@@ -46,9 +56,7 @@ func TestJepsen(t *testing.T) {
 	t.Logf("jepsen: %d rounds, EASEL_JEPSEN_SEED=%d", rounds, seed)
 	const topic, partitions = "jepsen", 4
 
-	c := newProcCluster(t, 1, 2, 3)
-	jc := &jepsenCluster{procCluster: c, paused: map[int32]bool{}}
-	t.Cleanup(jc.resumeAll) // runs before the procs' cleanups kill them
+	c := newJepsenCluster(t, 1, 2, 3)
 	ctx := testContext(t, 90*time.Second+time.Duration(rounds)*40*time.Second)
 	adm := kadm.NewClient(c.client())
 	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
@@ -76,6 +84,18 @@ func TestJepsen(t *testing.T) {
 		return true
 	}
 	waitUntil(ctx, t, "every partition fully in sync", healthy)
+	describe := func() string {
+		m, err := adm.Metadata(ctx, topic)
+		if err != nil {
+			return err.Error()
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "brokers %v, controller %d;", m.Brokers.NodeIDs(), m.Controller)
+		for _, p := range m.Topics[topic].Partitions.Sorted() {
+			fmt.Fprintf(&b, " partition %d leader %d epoch %d isr %v;", p.Partition, p.Leader, p.LeaderEpoch, p.ISR)
+		}
+		return b.String()
+	}
 
 	clientLog := &boundedLog{max: 50}
 	w, err := jepsen.Start(ctx, jepsen.Config{
@@ -97,9 +117,10 @@ func TestJepsen(t *testing.T) {
 	waitUntil(ctx, t, "writes acknowledged before the first fault", func() bool { return w.Acked() >= 100 })
 
 	var stalled []int
+	var unsettled []string
 	round := 0
 	sched := jepsen.Schedule{
-		Nemeses: jc.nemeses(t),
+		Nemeses: c.nemeses(t),
 		Rounds:  rounds,
 		Seed:    seed,
 		// With one broker faulty, two in-sync replicas remain: writes go on
@@ -118,14 +139,25 @@ func TestJepsen(t *testing.T) {
 			}
 			return nil
 		},
+		// Every fault is healed within settleTimeout: all replicas back in
+		// every ISR and writes acknowledged again; a round that does not
+		// settle fails the test (a liveness failure) at the end; the rounds
+		// go on and the workload is still finished and checked.
 		Settle: func(ctx context.Context) error {
-			waitUntil(ctx, t, fmt.Sprintf("every partition fully in sync after round %d", round), healthy)
+			defer func() { round++ }()
+			sctx, cancel := context.WithTimeout(ctx, settleTimeout)
+			defer cancel()
+			if err := waitFor(sctx, healthy); err != nil {
+				unsettled = append(unsettled, fmt.Sprintf("round %d: not every replica back in sync within %v: %v", round, settleTimeout, describe()))
+				return nil // go on: the later rounds still test safety
+			}
 			before := w.Acked()
-			waitUntil(ctx, t, fmt.Sprintf("writes acknowledged after round %d", round), func() bool { return w.Acked() >= before+20 })
-			round++
+			if err := waitFor(sctx, func() bool { return w.Acked() >= before+20 }); err != nil {
+				unsettled = append(unsettled, fmt.Sprintf("round %d: no writes acknowledged within %v once healed", round, settleTimeout))
+			}
 			return nil
 		},
-		Logf: t.Logf,
+		Logf: func(format string, args ...any) { t.Logf(format, args...) },
 	}
 	start := time.Now()
 	done, err := sched.Run(ctx)
@@ -141,6 +173,9 @@ func TestJepsen(t *testing.T) {
 	if lines := clientLog.String(); lines != "" {
 		t.Logf("jepsen: client log (first %d of %d lines):\n%s", clientLog.max, clientLog.n, lines)
 	}
+	for _, u := range unsettled {
+		t.Errorf("liveness: %s", u)
+	}
 	if ferr != nil {
 		t.Errorf("finishing the workload: %v", ferr)
 	}
@@ -152,11 +187,201 @@ func TestJepsen(t *testing.T) {
 	}
 }
 
-// jepsenCluster adds pausing to a procCluster.
+// settleTimeout bounds how long a healed fault may take to settle.
+const settleTimeout = 45 * time.Second
+
+// waitFor is waitUntil returning the context's error instead of failing.
+func waitFor(ctx context.Context, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// jepsenCluster is three easel child processes on 127.0.0.1 like
+// procCluster, with pauses and, when the test runs as root with iptables,
+// network partitions: each broker then runs as its own uid, so that an
+// owner match on loopback tells its packets from the other brokers' and
+// from the test's clients (all bind 127.0.0.1 and dial from ephemeral
+// ports: addresses and ports alone cannot).
 type jepsenCluster struct {
-	*procCluster
+	t      *testing.T
+	ids    []int32
+	kafka  map[int32]string
+	raft   map[int32]string
+	gossip map[int32]string
+	dirs   map[int32]string
+	procs  map[int32]*proc
+	voters string
+	// bin is a copy of the easel binary others than root may run; uid
+	// maps a broker to the uid it runs as (none: the test's).
+	bin string
+	uid map[int32]uint32
+	// chain is the iptables chain of this test's partition rules, jumped
+	// to from OUTPUT ("": no partitions).
+	chain string
+
 	mu     sync.Mutex
 	paused map[int32]bool
+}
+
+func newJepsenCluster(t *testing.T, ids ...int32) *jepsenCluster {
+	c := &jepsenCluster{t: t, ids: ids, kafka: map[int32]string{}, raft: map[int32]string{}, gossip: map[int32]string{},
+		dirs: map[int32]string{}, procs: map[int32]*proc{}, uid: map[int32]uint32{}, paused: map[int32]bool{}, bin: binary(t)}
+	var vs []string
+	for _, id := range ids {
+		c.kafka[id], c.raft[id], c.gossip[id], c.dirs[id] = freeAddr(t), freeAddr(t), freeAddr(t), t.TempDir()
+		vs = append(vs, fmt.Sprintf("%d@%s", id, c.raft[id]))
+	}
+	c.voters = strings.Join(vs, ",")
+	if why := c.setupPartitions(); why != "" {
+		t.Logf("jepsen: no network partitions: %s", why)
+	}
+	for _, id := range ids {
+		c.start(id)
+	}
+	t.Cleanup(c.resumeAll) // runs before the procs' cleanups kill them
+	return c
+}
+
+// setupPartitions prepares network partitions, or says why it cannot.
+func (c *jepsenCluster) setupPartitions() string {
+	if os.Geteuid() != 0 {
+		return "not root"
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return "iptables not installed"
+	}
+	chain := fmt.Sprintf("EASEL-JEPSEN-%d", os.Getpid())
+	if out, err := exec.Command("iptables", "-w", "-N", chain).CombinedOutput(); err != nil {
+		return fmt.Sprintf("iptables -N %s: %v %s", chain, err, out)
+	}
+	if out, err := exec.Command("iptables", "-w", "-I", "OUTPUT", "-o", "lo", "-j", chain).CombinedOutput(); err != nil {
+		exec.Command("iptables", "-w", "-X", chain).Run()
+		return fmt.Sprintf("iptables -I OUTPUT: %v %s", err, out)
+	}
+	c.t.Cleanup(func() {
+		for _, args := range [][]string{{"-D", "OUTPUT", "-o", "lo", "-j", chain}, {"-F", chain}, {"-X", chain}} {
+			if out, err := exec.Command("iptables", append([]string{"-w"}, args...)...).CombinedOutput(); err != nil {
+				c.t.Errorf("removing the partition rules: iptables %v: %v %s", args, err, out)
+			}
+		}
+	})
+	// A binary and data directories the brokers' uids can use.
+	dir, err := os.MkdirTemp("", "easel-jepsen-bin-")
+	if err != nil {
+		return err.Error()
+	}
+	c.t.Cleanup(func() { os.RemoveAll(dir) })
+	bin, err := os.ReadFile(c.bin)
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "easel"), bin, 0o755)
+	}
+	for _, id := range c.ids {
+		uid := 61000 + uint32(id)
+		if err == nil {
+			err = os.Chmod(filepath.Dir(c.dirs[id]), 0o755)
+		}
+		if err == nil {
+			err = os.Chown(c.dirs[id], int(uid), int(uid))
+		}
+		c.uid[id] = uid
+	}
+	if err != nil {
+		c.uid = map[int32]uint32{}
+		return err.Error()
+	}
+	c.bin, c.chain = filepath.Join(dir, "easel"), chain
+	return ""
+}
+
+// launchAs is launchIn with c's binary, run as uid when one is set.
+func (c *jepsenCluster) launchAs(id int32, args ...string) *proc {
+	t := c.t
+	t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = childEnv()
+	if uid, ok := c.uid[id]; ok {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, cmd: cmd, logs: &logLines{changed: make(chan struct{})}, exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			p.logs.add(sc.Text(), false)
+		}
+		p.logs.add("", true)
+		cmd.Wait()
+		p.state = cmd.ProcessState
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Signal(syscall.SIGCONT)
+			cmd.Process.Kill()
+			<-p.exited
+		}
+		logs := p.logs.String()
+		if strings.Contains(logs, "WARNING: DATA RACE") {
+			t.Errorf("data race in easel %d:\n%s", id, logs)
+		} else if t.Failed() {
+			t.Logf("easel %d (%s) log:\n%s", id, strings.Join(args, " "), logs)
+		}
+	})
+	return p
+}
+
+func (c *jepsenCluster) start(id int32) {
+	c.t.Helper()
+	var join []string
+	for _, o := range c.ids {
+		if o != id {
+			join = append(join, c.gossip[o])
+		}
+	}
+	p := c.launchAs(id, "--listen", c.kafka[id], "--data-dir", c.dirs[id], "--node-id", fmt.Sprint(id),
+		"--controller-voters", c.voters, "--gossip-listen", c.gossip[id], "--join", strings.Join(join, ","),
+		"--cluster-timing", "fast", "--default-replication-factor", "3")
+	p.waitLog(startedRE, 60*time.Second)
+	p.addr = c.kafka[id]
+	c.procs[id] = p
+}
+
+func (c *jepsenCluster) kill(id int32) {
+	c.t.Helper()
+	c.procs[id].signal(syscall.SIGKILL, 30*time.Second)
+	delete(c.procs, id)
+}
+
+func (c *jepsenCluster) seeds() []string {
+	var out []string
+	for _, id := range c.ids {
+		out = append(out, c.kafka[id])
+	}
+	return out
+}
+
+func (c *jepsenCluster) client(opts ...kgo.Opt) *kgo.Client {
+	c.t.Helper()
+	opts = append([]kgo.Opt{kgo.RetryTimeout(60 * time.Second), kgo.MetadataMinAge(100 * time.Millisecond), kgo.MetadataMaxAge(time.Second)}, opts...)
+	return newClient(c.t, strings.Join(c.seeds(), ","), append([]kgo.Opt{kgo.SeedBrokers(c.seeds()...)}, opts...)...)
 }
 
 // resumeAll SIGCONTs every paused broker, so that they can be killed and
@@ -172,21 +397,25 @@ func (c *jepsenCluster) resumeAll() {
 	}
 }
 
-// jepsenNemeses: SIGKILL and SIGSTOP. A network partition needs either
-// root and iptables rules on loopback that tell brokers apart (they all
-// bind 127.0.0.1 and dial from ephemeral ports, so only an owner match on
-// a per-broker uid or cgroup could), or a fault-injecting proxy on every
-// inter-broker path (memberlist UDP and TCP, raft, replica fetch); partitions
-// are injected by the in-process tests of package broker instead, with the
-// same checker.
+// nemeses: SIGKILL, SIGSTOP and, when setupPartitions could, network
+// partitions.
+// EASEL_JEPSEN_NEMESES (a comma-separated list of kill, pause, partition)
+// limits them.
 func (c *jepsenCluster) nemeses(t *testing.T) []jepsen.Nemesis {
-	return []jepsen.Nemesis{killNemesis{c, t}, pauseNemesis{c, t}}
+	ns := []jepsen.Nemesis{killNemesis{c}, pauseNemesis{c}}
+	if c.chain != "" {
+		ns = append(ns, partitionNemesis{c})
+	}
+	if only := os.Getenv("EASEL_JEPSEN_NEMESES"); only != "" {
+		ns = slices.DeleteFunc(ns, func(n jepsen.Nemesis) bool { return !slices.Contains(strings.Split(only, ","), n.Name()) })
+		if len(ns) == 0 {
+			t.Fatalf("EASEL_JEPSEN_NEMESES=%q: no nemesis left", only)
+		}
+	}
+	return ns
 }
 
-type killNemesis struct {
-	c *jepsenCluster
-	t *testing.T
-}
+type killNemesis struct{ c *jepsenCluster }
 
 func (n killNemesis) Name() string { return "kill" }
 
@@ -201,10 +430,7 @@ func (n killNemesis) Inject(ctx context.Context, rng *rand.Rand) (jepsen.Fault, 
 	}, nil
 }
 
-type pauseNemesis struct {
-	c *jepsenCluster
-	t *testing.T
-}
+type pauseNemesis struct{ c *jepsenCluster }
 
 func (n pauseNemesis) Name() string { return "pause" }
 
@@ -230,12 +456,56 @@ func (n pauseNemesis) Inject(ctx context.Context, rng *rand.Rand) (jepsen.Fault,
 	}, nil
 }
 
+// partitionNemesis cuts one random broker off from the other two, both
+// ways, on every inter-broker path (Kafka: replica fetch and controller
+// requests; raft; gossip UDP and TCP). The test's clients still reach
+// every broker, so the isolated one may go on taking writes as a zombie
+// leader.
+type partitionNemesis struct{ c *jepsenCluster }
+
+func (n partitionNemesis) Name() string { return "partition" }
+
+func (n partitionNemesis) Inject(ctx context.Context, rng *rand.Rand) (jepsen.Fault, error) {
+	c := n.c
+	id := c.ids[rng.IntN(len(c.ids))]
+	dur := 1500*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
+	ports := func(b int32) string {
+		var ps []string
+		for _, a := range []string{c.kafka[b], c.raft[b], c.gossip[b]} {
+			ps = append(ps, a[strings.LastIndexByte(a, ':')+1:])
+		}
+		return strings.Join(ps, ",")
+	}
+	heal := func(context.Context) error {
+		if out, err := exec.Command("iptables", "-w", "-F", c.chain).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables -F %s: %v %s", c.chain, err, out)
+		}
+		return nil
+	}
+	for _, o := range c.ids {
+		if o == id {
+			continue
+		}
+		for _, dir := range [][2]int32{{id, o}, {o, id}} {
+			for _, proto := range []string{"tcp", "udp"} {
+				args := []string{"-w", "-A", c.chain, "-p", proto, "-m", "owner", "--uid-owner", fmt.Sprint(c.uid[dir[0]]),
+					"-m", "multiport", "--dports", ports(dir[1]), "-j", "DROP"}
+				if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
+					heal(ctx)
+					return jepsen.Fault{}, fmt.Errorf("iptables %v: %v %s", args, err, out)
+				}
+			}
+		}
+	}
+	return jepsen.Fault{Desc: fmt.Sprintf("broker %d cut off from the others for %v", id, dur.Round(time.Millisecond)), For: dur, Heal: heal}, nil
+}
+
 func countKinds(rounds []jepsen.Round) string {
 	n := map[string]int{}
 	for _, r := range rounds {
 		n[r.Nemesis]++
 	}
-	return fmt.Sprintf("kill %d, pause %d", n["kill"], n["pause"])
+	return fmt.Sprintf("kill %d, pause %d, partition %d", n["kill"], n["pause"], n["partition"])
 }
 
 // envInt is the integer in the environment variable name, or def.
