@@ -67,6 +67,8 @@ type testBrokers struct {
 	members map[int32]*clusterMember
 	hist    cluster.History
 	views   int
+	// lagMax is the brokers' ReplicaLagTimeMax (0: the default).
+	lagMax time.Duration
 }
 
 // freeHostPort returns host:port free for TCP and UDP.
@@ -90,7 +92,12 @@ func freeHostPort(t testing.TB, host string) string {
 }
 
 func newTestBrokers(t *testing.T, ids ...int32) *testBrokers {
-	c := &testBrokers{t: t, members: map[int32]*clusterMember{}}
+	return newTestBrokersLag(t, 0, ids...)
+}
+
+// newTestBrokersLag is newTestBrokers with replica.lag.time.max set.
+func newTestBrokersLag(t *testing.T, lagMax time.Duration, ids ...int32) *testBrokers {
+	c := &testBrokers{t: t, members: map[int32]*clusterMember{}, lagMax: lagMax}
 	for _, id := range ids {
 		h := "127.0.0." + strconv.Itoa(20+int(id))
 		m := &clusterMember{id: id, host: h, dir: t.TempDir(), raftAddr: freeHostPort(t, h), gossipAddr: freeHostPort(t, h)}
@@ -151,7 +158,7 @@ func (c *testBrokers) start(id int32) {
 		t.Fatalf("start node %d: %v", id, err)
 	}
 	b := New(eng, Config{NodeID: id, Host: m.host, Port: port, AutoCreateTopics: true, Logger: log, Cluster: node,
-		Group: group.Config{InitialRebalanceDelay: -1}, Dial: m.dialer.DialContext})
+		Group: group.Config{InitialRebalanceDelay: -1}, Dial: m.dialer.DialContext, ReplicaLagTimeMax: c.lagMax})
 	h.b = b
 	go srv.Serve()
 	c.mu.Lock()
@@ -895,4 +902,69 @@ func readAllBytes(t *testing.T, p *engine.Partition) []byte {
 		c.Release()
 	}
 	return out
+}
+
+// ISR shrink and expansion: a follower whose fetches cannot reach the
+// leader (gossip and raft still can, so it is not fenced) leaves the ISR
+// after replica.lag.time.max.ms, proposed by the leader; acks=all goes on
+// with the other two; once the link heals it catches up and the leader
+// proposes it back in.
+func TestClusterISRShrinkExpand(t *testing.T) {
+	c := newTestBrokersLag(t, 600*time.Millisecond, 1, 2, 3)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClusterClient(t, c.running()))
+	two := "2"
+	if res, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": &two}, "lag"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	view := func() (leader int32, isr []int32) {
+		leader = -1
+		c.members[1].node.View(func(s *cluster.State) {
+			if p := s.Partition("lag", 0); p != nil {
+				leader, isr = p.Leader, p.ISR
+			}
+		})
+		return
+	}
+	c.waitFor("a full ISR", 20*time.Second, func() bool { _, isr := view(); return len(isr) == 3 })
+	leader, _ := view()
+	var slow int32
+	for id := range c.members {
+		if id != leader {
+			slow = id
+			break
+		}
+	}
+	cl := newClusterClient(t, c.running(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic("lag"))
+	produce := func(n int) {
+		t.Helper()
+		for range n {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+	}
+	produce(5)
+	c.members[slow].dialer.Block(c.members[leader].addr) // its fetches fail
+	c.waitFor("the slow follower out of the ISR", 20*time.Second, func() bool {
+		_, isr := view()
+		return len(isr) == 2 && !slices.Contains(isr, slow)
+	})
+	produce(5) // two in sync >= min.insync.replicas
+	c.members[slow].dialer.Heal()
+	c.waitFor("the follower back in the ISR", 20*time.Second, func() bool {
+		_, isr := view()
+		return len(isr) == 3
+	})
+	sp, err := c.members[slow].eng.Partition("lag", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, _ := c.members[leader].eng.Partition("lag", 0)
+	c.waitFor("the follower caught up", 10*time.Second, func() bool { return sp.EndOffset() == lp.EndOffset() })
+	if sp.EndOffset() < 10 {
+		t.Fatalf("follower log end %d, want the 10 records", sp.EndOffset())
+	}
 }
