@@ -39,13 +39,13 @@
 //     OffsetForLeaderEpoch (key 23) request asks for the end of the last
 //     local epoch. Either answer gives a truncation offset as Kafka computes
 //     it (see truncationOffset): the follower truncates with
-//     engine.Partition.TruncateTo(off, false), repeating while its own epoch
-//     at that point is older than the leader's (KIP-279). A log whose last
+//     engine.FollowerWriter.TruncateTo(off, false), repeating while its own
+//     epoch at that point is older than the leader's (KIP-279). A log whose last
 //     batch has no epoch in the cache is cut to its high watermark (KIP-101's
 //     fallback). A truncation the engine refuses because it would cut
 //     committed records (engine.ErrBelowHighWatermark) stops the partition
 //     with an error: it is a bug elsewhere, and it is never forced.
-//   - fetching: records are appended with engine.Partition.AppendReplica (a
+//   - fetching: records are appended (FollowerWriter.Append; a
 //     partial last batch, cut by max bytes, is ignored and fetched next
 //     time), then the local high watermark is set to min(the leader's,
 //     the local LEO) (SetHighWatermark; the engine must be opened with
@@ -61,14 +61,16 @@
 // the partition's lock to make the change, and the fetcher holds it while it
 // writes that partition: once Set returns, no response of the old assignment
 // is written (Set may therefore wait for one partition's append, never for
-// the network). And before it writes, truncates or moves anything, the
-// fetcher checks that the engine partition is still a follower in the epoch
-// the request was made in: a broker that promotes a partition
-// (BecomeLeader) before its next Set gets nothing more written to it (the
-// engine's AppendReplica would take the old leader's batches on a leader).
-// That check and the write are two engine calls, so a broker should remove a
-// partition with Set before it calls BecomeLeader, as Kafka removes the
-// fetcher before makeLeader: then nothing can come in between.
+// the network). And every write, truncation and start over goes through the
+// engine's fenced write path, engine.Partition.Follower(epoch) with the
+// epoch the request was made in: the engine checks, under the lock that
+// serialises the partition's appends with BecomeLeader and BecomeFollower,
+// that the partition still follows exactly that epoch. A broker that
+// promotes a partition (BecomeLeader) or moves it to a newer epoch before
+// its next Set therefore gets nothing more written to it, however the
+// calls interleave (the partition backs off with ErrNotFollower until Set
+// catches up). Kafka's order, Set before BecomeLeader, is still the
+// better one: no fetch is wasted.
 //
 // Errors, per partition (the others in the response go on):
 //
@@ -80,8 +82,14 @@
 //	OFFSET_OUT_OF_RANGE          ListOffsets (replica id set) for the leader's
 //	                             log end: a longer local log is cut to it; a
 //	                             local log that ends below the leader's log
-//	                             start cannot be restarted there by the engine
-//	                             yet (ErrStartOver, partition stopped)
+//	                             start (ListOffsets again) starts over there:
+//	                             a Fetch at that start gives the base of the
+//	                             batch holding it (DeleteRecords may have put
+//	                             the start inside a batch), the local log is
+//	                             started over, empty, at that base
+//	                             (FollowerWriter.TruncateFullyAndStartAt; or
+//	                             cut to it if it reaches that far) and the
+//	                             fetched records appended
 //
 // A request that fails (connection lost, timeout, top-level error) backs off
 // the whole fetcher for Config.Backoff; kclient dials again on the next one.

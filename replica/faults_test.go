@@ -1,6 +1,7 @@
 package replica_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/easel-io/easel/codec"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/record"
 	"github.com/easel-io/easel/replica"
 )
 
@@ -316,5 +318,63 @@ func TestPromotedBeforeSet(t *testing.T) {
 	f.Set(nil)
 	if n, m := replica.Counts(f); n != 0 || m != 0 {
 		t.Fatalf("%d fetchers, %d partitions after Set(nil)", n, m)
+	}
+}
+
+// TestPromotedWhileFetching: partitions are promoted (BecomeLeader) at
+// moments while their fetcher appends a stream the leader keeps producing,
+// without Set being told: the check of the role and the write are one
+// engine call (engine.FollowerWriter), so nothing is written after
+// BecomeLeader returns, whenever it lands. (The window this closes, between
+// a separate check and the write, is narrow: this test guards against it
+// coming back rather than hitting it every run.)
+func TestPromotedWhileFetching(t *testing.T) {
+	const parts = 4
+	l := startLeader(t, engine.Options{})
+	info := l.topic("t", parts)
+	fe := openFollower(t)
+	var as []replica.Assignment
+	var lps []*engine.Partition
+	for i := range int32(parts) {
+		lps = append(lps, l.part("t", i))
+		load(t, l.part("t", i), nil, 1, false)
+		host(t, fe, info, i, 1)
+		as = append(as, l.asg(info, i, 1, 1))
+	}
+	f := newFetchers(t, fe, replica.Config{NodeID: 2, MaxWait: 5 * time.Millisecond})
+	f.Set(as)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the leader produces until every partition is promoted
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v := bytes.Repeat([]byte{byte(i)}, 50)
+			if _, err := lps[i%parts].AppendRecords(codec.None, record.Record{Value: v}, record.Record{Value: v}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for i := range int32(parts) {
+		fp, _ := fe.Partition("t", i)
+		lp := l.part("t", i)
+		threshold := int64(20 * (i + 1))
+		waitFor(t, "the follower to fetch", func() bool { return fp.EndOffset() >= threshold && lp.EndOffset() > fp.EndOffset() })
+		if err := fp.BecomeLeader(2); err != nil {
+			t.Fatal(err)
+		}
+		end := fp.EndOffset()
+		waitFor(t, "replica.ErrNotFollower", func() bool { return errors.Is(statusOf(t, f, "t", i).Err, replica.ErrNotFollower) })
+		waitFor(t, "the leader to move on", func() bool { return lp.EndOffset() > end+10 })
+		if got := fp.EndOffset(); got != end {
+			t.Fatalf("partition %d: log end %d after BecomeLeader at %d: the old leader's records were written", i, got, end)
+		}
 	}
 }

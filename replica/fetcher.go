@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/record"
 )
 
 // fetcher fetches every partition followed from one leader, one request at
@@ -165,8 +166,11 @@ func (fe *fetcher) prepare(p *part, now time.Time, version int16) (it item, retr
 		return item{}, p.mu.retryAt.Sub(now), false
 	}
 	ep, err := fe.f.lookup(&p.mu.asg)
-	if err == nil && (!ep.IsFollower() || ep.LeaderEpoch() != p.mu.asg.LeaderEpoch) {
-		err = fmt.Errorf("%w: follower %v in epoch %d, assigned epoch %d", ErrNotFollower, ep.IsFollower(), ep.LeaderEpoch(), p.mu.asg.LeaderEpoch)
+	var w *engine.FollowerWriter
+	if err == nil {
+		if w, err = ep.Follower(p.mu.asg.LeaderEpoch); err != nil {
+			err = fmt.Errorf("%w: %w", ErrNotFollower, err)
+		}
 	}
 	if err != nil {
 		fe.backoffLocked(p, err)
@@ -181,7 +185,7 @@ func (fe *fetcher) prepare(p *part, now time.Time, version int16) (it item, retr
 		case last == engine.UndefinedEpoch:
 			// No epoch to ask about (KIP-101's fallback): keep only
 			// what is committed.
-			if !fe.truncateLocked(p, ep, ep.HighWatermark(), "no leader epoch for the log end") {
+			if !fe.truncateLocked(p, w, ep, ep.HighWatermark(), "no leader epoch for the log end") {
 				return item{}, 0, false
 			}
 			p.mu.truncating = false
@@ -310,7 +314,8 @@ func (fe *fetcher) applyFetch(it item, rp *kmsg.FetchResponseTopicPartition, ver
 		return fe.partitionErrorLocked(p, rp.ErrorCode)
 	}
 	ep := it.ep
-	if fe.movedOnLocked(it) {
+	w, ok := fe.writerLocked(it)
+	if !ok {
 		return false
 	}
 	if ep.EndOffset() != it.leo {
@@ -318,7 +323,7 @@ func (fe *fetcher) applyFetch(it item, rp *kmsg.FetchResponseTopicPartition, ver
 	}
 	if version >= 12 && rp.DivergingEpoch.EndOffset >= 0 {
 		off, _ := truncationOffset(ep, rp.DivergingEpoch.Epoch, rp.DivergingEpoch.EndOffset)
-		if fe.truncateLocked(p, ep, off, "diverging epoch") {
+		if fe.truncateLocked(p, w, ep, off, "diverging epoch") {
 			// Whether done or not, the next fetch carries the
 			// epoch at the new end and the leader checks again.
 			p.mu.truncating = false
@@ -332,13 +337,25 @@ func (fe *fetcher) applyFetch(it item, rp *kmsg.FetchResponseTopicPartition, ver
 		return false
 	}
 	p.mu.truncating = false
+	fe.appendLocked(p, w, ep, rp)
+	return false
+}
+
+// appendLocked appends the records of one partition of a Fetch response and
+// takes the leader's high watermark and log start.
+func (fe *fetcher) appendLocked(p *part, w *engine.FollowerWriter, ep *engine.Partition, rp *kmsg.FetchResponseTopicPartition) {
 	if len(rp.RecordBatches) > 0 {
-		if _, err := ep.AppendReplica(rp.RecordBatches); err != nil {
-			if errors.Is(err, engine.ErrNotContiguous) {
+		if _, err := w.Append(rp.RecordBatches); err != nil {
+			switch {
+			case errors.Is(err, engine.ErrNotFollowerInEpoch):
+				// Moved on between the check and the write (the engine
+				// checked again under its append lock).
+				err = fmt.Errorf("%w: %w", ErrNotFollower, err)
+			case errors.Is(err, engine.ErrNotContiguous):
 				p.mu.truncating = true // check the log against the leader's again
 			}
 			fe.backoffLocked(p, fmt.Errorf("replica: append: %w", err))
-			return false
+			return
 		}
 	}
 	if hw := rp.HighWatermark; hw >= 0 {
@@ -347,13 +364,12 @@ func (fe *fetcher) applyFetch(it item, rp *kmsg.FetchResponseTopicPartition, ver
 	if start := min(rp.LogStartOffset, ep.HighWatermark()); start > ep.StartOffset() {
 		if _, err := ep.DeleteRecords(start); err != nil {
 			fe.backoffLocked(p, fmt.Errorf("replica: moving the log start to the leader's %d: %w", start, err))
-			return false
+			return
 		}
 	}
 	p.mu.leaderHW = rp.HighWatermark
 	p.mu.caughtUp = len(rp.RecordBatches) == 0
 	fe.okLocked(p)
-	return false
 }
 
 // partitionErrorLocked handles a partition's error code from the leader
@@ -378,7 +394,7 @@ func (fe *fetcher) partitionErrorLocked(p *part, code int16) (outOfRange bool) {
 // outOfRange handles OFFSET_OUT_OF_RANGE as Kafka's
 // AbstractFetcherThread.fetchOffsetAndTruncate does: a local log longer than
 // the leader's is cut to the leader's end; one ending below the leader's log
-// start would have to start over there (ErrStartOver: the engine cannot).
+// start starts over there (see startOver).
 func (fe *fetcher) outOfRange(it item) {
 	end, err := fe.listOffset(it, -1)
 	if err != nil {
@@ -392,12 +408,13 @@ func (fe *fetcher) outOfRange(it item) {
 		fe.f.dropped.Add(1)
 		return
 	}
-	if fe.movedOnLocked(it) {
+	w, ok := fe.writerLocked(it)
+	if !ok {
 		p.mu.Unlock()
 		return
 	}
 	if leo := it.ep.EndOffset(); end < leo {
-		fe.truncateLocked(p, it.ep, end, "local log longer than the leader's")
+		fe.truncateLocked(p, w, it.ep, end, "local log longer than the leader's")
 		p.mu.Unlock()
 		return
 	}
@@ -408,19 +425,120 @@ func (fe *fetcher) outOfRange(it item) {
 		fe.backoff(it, err)
 		return
 	}
+	if leo := it.ep.EndOffset(); start > leo {
+		fe.startOver(it, start)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.removed || p.mu.gen != it.gen {
 		fe.f.dropped.Add(1)
 		return
 	}
-	if leo := it.ep.EndOffset(); start > leo {
-		fe.stopLocked(p, fmt.Errorf("%w: local log end %d, leader's log start %d", ErrStartOver, leo, start))
-		return
-	}
 	// In range after all (the leader moved meanwhile): fetch again,
 	// after the backoff in case it keeps happening.
 	fe.backoffLocked(p, fmt.Errorf("replica: fetch offset out of range; leader's log is [%d, %d): %w", start, end, kerr.OffsetOutOfRange))
+}
+
+// startOver restarts a local log that ends below the leader's log start
+// (Kafka's truncateFullyAndStartAt): it fetches the leader's log at start
+// first, because the batch holding start may begin below it (DeleteRecords
+// moves a log start into a batch) and appends must begin at the log end;
+// then it starts the local log over, empty, at that batch's base offset
+// (or start, with nothing to fetch there yet), and appends what the fetch
+// brought. Should the batch begin at or below the local log end, the log is
+// cut to it instead (a refusal stops the partition, as every truncation
+// does). Between the fetch and the writes the generation, the role and the
+// local log end are checked again, like any response's.
+func (fe *fetcher) startOver(it item, start int64) {
+	rp, err := fe.fetchAt(it, start)
+	if err != nil {
+		fe.backoff(it, err)
+		return
+	}
+	p := it.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.removed || p.mu.gen != it.gen {
+		fe.f.dropped.Add(1)
+		return
+	}
+	if rp.ErrorCode != 0 {
+		if fe.partitionErrorLocked(p, rp.ErrorCode) {
+			// The leader's log start moved on meanwhile: look again.
+			fe.backoffLocked(p, fmt.Errorf("replica: starting over at %d: %w", start, kerr.OffsetOutOfRange))
+		}
+		return
+	}
+	ep := it.ep
+	w, ok := fe.writerLocked(it)
+	if !ok {
+		return
+	}
+	leo := ep.EndOffset()
+	if leo != it.leo {
+		return // the log changed under the request; ask again
+	}
+	at := start
+	if h, err := record.ParseHeader(rp.RecordBatches); err == nil {
+		at = min(h.BaseOffset, start)
+	}
+	switch {
+	case at > leo:
+		if err := w.TruncateFullyAndStartAt(at); err != nil {
+			if errors.Is(err, engine.ErrNotFollowerInEpoch) {
+				fe.backoffLocked(p, fmt.Errorf("%w: %w", ErrNotFollower, err))
+			} else {
+				fe.stopLocked(p, fmt.Errorf("replica: starting the log over at %d: %w", at, err))
+			}
+			return
+		}
+		fe.log.Info("replica: started follower log over at the leader's log start", "topic", p.key.topic, "partition", p.key.partition,
+			"epoch", p.mu.asg.LeaderEpoch, "leader_log_start", start, "at", at, "log_end_before", leo)
+	case at < leo:
+		if !fe.truncateLocked(p, w, ep, at, "the leader's log starts in a batch below the local log end") {
+			return
+		}
+	}
+	p.mu.truncating = false
+	fe.appendLocked(p, w, ep, rp)
+}
+
+// fetchAt fetches one partition from offset, without waiting and without
+// last_fetched_epoch (the local log does not reach offset: nothing to check
+// against the leader's).
+func (fe *fetcher) fetchAt(it item, offset int64) (*kmsg.FetchResponseTopicPartition, error) {
+	cfg := &fe.f.cfg
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(maxFetchVersion)
+	req.ReplicaID = cfg.NodeID
+	req.MaxWaitMillis = 0
+	req.MinBytes, req.MaxBytes = 1, cfg.MaxBytes
+	t := kmsg.NewFetchRequestTopic()
+	t.Topic, t.TopicID = it.asg.Topic, it.asg.TopicID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition = it.asg.Partition
+	rp.CurrentLeaderEpoch = it.asg.LeaderEpoch
+	rp.FetchOffset = offset
+	rp.LastFetchedEpoch = engine.UndefinedEpoch
+	rp.LogStartOffset = it.ep.StartOffset()
+	rp.PartitionMaxBytes = cfg.PartitionMaxBytes
+	t.Partitions = append(t.Partitions, rp)
+	req.Topics = append(req.Topics, t)
+	ctx, done := fe.requestCtx(false)
+	resp, err := fe.f.request(ctx, fe.src.addr, req)
+	done()
+	if err != nil {
+		return nil, fmt.Errorf("replica: fetch at the leader's log start %d: %w", offset, err)
+	}
+	r, ok := resp.(*kmsg.FetchResponse)
+	if !ok || len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 1 {
+		return nil, fmt.Errorf("replica: fetch at the leader's log start %d: malformed response", offset)
+	}
+	if r.ErrorCode != 0 {
+		return nil, fmt.Errorf("replica: fetch at the leader's log start %d: %w", offset, kerr.ErrorForCode(r.ErrorCode))
+	}
+	return &r.Topics[0].Partitions[0], nil
 }
 
 // listOffset asks the leader for its log end (ts -1; replica id set, so the
@@ -521,7 +639,8 @@ func (fe *fetcher) applyEpoch(it item, rp *kmsg.OffsetForLeaderEpochResponseTopi
 		return fe.partitionErrorLocked(p, rp.ErrorCode)
 	}
 	ep := it.ep
-	if fe.movedOnLocked(it) {
+	w, ok := fe.writerLocked(it)
+	if !ok {
 		return false
 	}
 	if ep.EndOffset() != it.leo {
@@ -538,7 +657,7 @@ func (fe *fetcher) applyEpoch(it item, rp *kmsg.OffsetForLeaderEpochResponseTopi
 	} else {
 		off, done = truncationOffset(ep, rp.LeaderEpoch, rp.EndOffset)
 	}
-	if !fe.truncateLocked(p, ep, off, "offset for leader epoch") {
+	if !fe.truncateLocked(p, w, ep, off, "offset for leader epoch") {
 		return false
 	}
 	if done {
@@ -548,28 +667,35 @@ func (fe *fetcher) applyEpoch(it item, rp *kmsg.OffsetForLeaderEpochResponseTopi
 	return false
 }
 
-// movedOnLocked reports (and backs off for) an engine partition that is no
-// longer a follower in the epoch it was asked under: the broker moved it on
-// (BecomeLeader, a newer BecomeFollower) before Set told us, and nothing of
-// the old assignment may be written to it.
-func (fe *fetcher) movedOnLocked(it item) bool {
-	ep := it.ep
-	if ep.IsFollower() && ep.LeaderEpoch() == it.asg.LeaderEpoch {
-		return false
+// writerLocked returns the engine partition's write path in the epoch the
+// item was asked under, or backs off (ErrNotFollower) if the broker moved it
+// on (BecomeLeader, a newer BecomeFollower) before Set told us: nothing of
+// the old assignment may be written to it. The writer checks again at each
+// write, under the engine's append lock, so a move after this check is
+// caught too.
+func (fe *fetcher) writerLocked(it item) (*engine.FollowerWriter, bool) {
+	w, err := it.ep.Follower(it.asg.LeaderEpoch)
+	if err != nil {
+		fe.backoffLocked(it.p, fmt.Errorf("%w: %w", ErrNotFollower, err))
+		return nil, false
 	}
-	fe.backoffLocked(it.p, fmt.Errorf("%w: now follower %v in epoch %d, asked in epoch %d", ErrNotFollower, ep.IsFollower(), ep.LeaderEpoch(), it.asg.LeaderEpoch))
-	return true
+	return w, true
 }
 
-// truncateLocked cuts ep's log to off (nothing if off is at or past its
-// end). A truncation the engine refuses stops the partition; it reports
-// whether the log now ends at or before off.
-func (fe *fetcher) truncateLocked(p *part, ep *engine.Partition, off int64, why string) bool {
+// truncateLocked cuts ep's log to off through w (nothing if off is at or
+// past its end). A truncation the engine refuses stops the partition,
+// unless the partition moved on (then it backs off); it reports whether the
+// log now ends at or before off.
+func (fe *fetcher) truncateLocked(p *part, w *engine.FollowerWriter, ep *engine.Partition, off int64, why string) bool {
 	leo := ep.EndOffset()
 	if off >= leo {
 		return true
 	}
-	end, err := ep.TruncateTo(off, false)
+	end, err := w.TruncateTo(off, false)
+	if errors.Is(err, engine.ErrNotFollowerInEpoch) {
+		fe.backoffLocked(p, fmt.Errorf("%w: %w", ErrNotFollower, err))
+		return false
+	}
 	if err != nil {
 		fe.stopLocked(p, fmt.Errorf("replica: truncating to %d (%s): %w", off, why, err))
 		return false

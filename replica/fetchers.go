@@ -20,14 +20,10 @@ import (
 var (
 	// ErrNotFollower: the engine's partition is not a follower in the
 	// assignment's leader epoch (the broker must call BecomeFollower
-	// before Set). The partition is skipped and looked at again after
-	// Config.Backoff.
+	// before Set), or stopped being one before a write (the error then
+	// wraps engine.ErrNotFollowerInEpoch). The partition is skipped and
+	// looked at again after Config.Backoff.
 	ErrNotFollower = errors.New("replica: engine partition is not a follower in the assignment's leader epoch")
-	// ErrStartOver: the local log ends below the leader's log start, so
-	// fetching cannot go on, and the engine has no way to empty a log and
-	// restart it at another offset. The partition is stopped until Set
-	// changes its assignment.
-	ErrStartOver = errors.New("replica: local log ends below the leader's log start; cannot restart it there")
 	// ErrFenced: the leader answered FENCED_LEADER_EPOCH, so the
 	// assignment is older than the leader's. The partition is stopped
 	// until Set gives a newer one.

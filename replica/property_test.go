@@ -1,7 +1,6 @@
 package replica_test
 
 import (
-	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -62,8 +61,9 @@ func TestConvergesProperty(t *testing.T) {
 // TestOutOfRange: a follower log longer than the leader's, in an epoch the
 // leader's log has never begun, is cut to the leader's end (Fetch
 // OFFSET_OUT_OF_RANGE, then ListOffsets); a follower whose log ends below
-// the leader's log start stops with replica.ErrStartOver (the engine cannot restart
-// a log at another offset).
+// the leader's log start starts it over there (at the base of the batch
+// holding the leader's start when DeleteRecords put that inside a batch)
+// and ends byte-identical to the leader, log start included.
 func TestOutOfRange(t *testing.T) {
 	t.Run("longer", func(t *testing.T) {
 		l := startLeader(t, engine.Options{})
@@ -78,23 +78,59 @@ func TestOutOfRange(t *testing.T) {
 		produce(t, lp, codec.None, 2, 2, 10)
 		waitSame(t, lp, fp)
 	})
-	t.Run("start over", func(t *testing.T) {
-		l := startLeader(t, engine.Options{})
-		info := l.topic("t", 1)
-		lp := l.part("t", 0)
-		produce(t, lp, codec.None, 3, 2, 10)
-		if _, err := lp.DeleteRecords(4); err != nil {
+	// The leader holds batches [0,1] [2,3] [4,5] [6,7] [8,9].
+	for _, tc := range []struct {
+		name   string
+		has    int   // leader batches the follower holds
+		before int64 // the leader's DeleteRecords
+	}{
+		{"start over, empty follower", 0, 4},
+		{"start over, empty follower, start in a batch", 0, 5},
+		{"start over, short follower", 1, 6},
+		{"start over, short follower, start in a batch", 1, 7},
+		{"leader's start in the batch after the follower's end", 1, 3},
+		{"leader's start at the follower's end", 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := startLeader(t, engine.Options{})
+			info := l.topic("t", 1)
+			lp := l.part("t", 0)
+			produce(t, lp, codec.None, 5, 2, 10)
+			fe := openFollower(t)
+			fp := host(t, fe, info, 0, 0)
+			if tc.has > 0 {
+				if _, err := fp.AppendReplica(splitLog(t, logBytes(t, lp))[0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := lp.DeleteRecords(tc.before); err != nil {
+				t.Fatal(err)
+			}
+			f := newFetchers(t, fe, replica.Config{NodeID: 2})
+			f.Set([]replica.Assignment{l.asg(info, 0, 1, 0)})
+			waitFor(t, "the follower's log start", func() bool { return fp.StartOffset() == lp.StartOffset() })
+			waitSame(t, lp, fp)
+			if s := statusOf(t, f, "t", 0); s.Stopped {
+				t.Fatalf("stopped: %v", s.Err)
+			}
+			produce(t, lp, codec.Zstd, 2, 3, 10)
+			waitSame(t, lp, fp)
+		})
+	}
+}
+
+// splitLog splits a log's bytes into its batches.
+func splitLog(t *testing.T, b []byte) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for len(b) > 0 {
+		batch, rest, err := record.Split(b)
+		if err != nil {
 			t.Fatal(err)
 		}
-		fe := openFollower(t)
-		fp := host(t, fe, info, 0, 0)
-		f := newFetchers(t, fe, replica.Config{NodeID: 2})
-		f.Set([]replica.Assignment{l.asg(info, 0, 1, 0)})
-		waitFor(t, "the partition to stop", func() bool { return statusOf(t, f, "t", 0).Stopped })
-		if s := statusOf(t, f, "t", 0); !errors.Is(s.Err, replica.ErrStartOver) || fp.EndOffset() != 0 {
-			t.Fatalf("status %+v", s)
-		}
-	})
+		out, b = append(out, batch), rest
+	}
+	return out
 }
 
 // TestLogStartFollows: the leader's log start, moved by DeleteRecords, is
