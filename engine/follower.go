@@ -87,9 +87,12 @@ func (w *FollowerWriter) TruncateTo(offset int64, unclean bool) (int64, error) {
 // its log start (DeleteRecords moved that into a batch), start over at
 // that batch's base offset, as appends must begin at the log end.
 //
-// A failure once the start-over has begun (after the checks) leaves the
+// A failure before the log commits is undone (the old log goes on); one
+// that cannot be undone, or a failure of the log's own step, leaves the
 // partition refusing appends (ErrLogFailed) until the engine is reopened,
-// which finishes it or rolls it back as the crash case does.
+// which finishes the start over or keeps the old log, as after a crash. A
+// failure after the commit to tidy up (old producer snapshots, the high
+// watermark checkpoint) is returned with the log started over.
 func (w *FollowerWriter) TruncateFullyAndStartAt(offset int64) error {
 	return w.p.truncateFullyAndStartAt(offset, w.epoch)
 }
