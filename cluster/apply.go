@@ -263,6 +263,40 @@ func (s *State) validPartition(replicas, isr []int32, leader int32) error {
 	return nil
 }
 
+// validReassignment checks a reassignment's lists against the replicas:
+// subsets of them, no broker twice, disjoint, and a target (the replicas
+// without removing) left.
+func validReassignment(replicas, adding, removing []int32) error {
+	for _, l := range [][]int32{adding, removing} {
+		for i, r := range l {
+			if slices.Contains(l[:i], r) {
+				return errf(ErrInvalidReplicaAssignment, "broker %d twice in a reassignment's list", r)
+			}
+			if !slices.Contains(replicas, r) {
+				return errf(ErrInvalidReplicaAssignment, "reassignment's broker %d is not a replica %s", r, brokerList(replicas))
+			}
+		}
+	}
+	for _, r := range adding {
+		if slices.Contains(removing, r) {
+			return errf(ErrInvalidReplicaAssignment, "broker %d both added and removed", r)
+		}
+	}
+	if len(removing) >= len(replicas) && len(removing) > 0 {
+		return errf(ErrInvalidReplicaAssignment, "a reassignment removing every replica")
+	}
+	return nil
+}
+
+// nilIfEmpty keeps a partition's empty reassignment lists as nil, so a
+// state has one form for "no reassignment".
+func nilIfEmpty(ids []int32) []int32 {
+	if len(ids) == 0 {
+		return nil
+	}
+	return ids
+}
+
 func (s *State) applyPartition(r PartitionRecord) error {
 	t := s.topics[r.Topic]
 	if t == nil {
@@ -280,6 +314,9 @@ func (s *State) applyPartition(r PartitionRecord) error {
 	if err := s.validPartition(r.Replicas, r.ISR, r.Leader); err != nil {
 		return err
 	}
+	if err := validReassignment(r.Replicas, r.Adding, r.Removing); err != nil {
+		return err
+	}
 	nt := *t
 	nt.Partitions++
 	s.setTopic(&nt, false)
@@ -288,6 +325,7 @@ func (s *State) applyPartition(r PartitionRecord) error {
 		Topic: r.Topic, Index: r.Partition,
 		Replicas: r.Replicas, ISR: r.ISR, Leader: r.Leader,
 		LeaderEpoch: r.LeaderEpoch, PartitionEpoch: r.PartitionEpoch,
+		Adding: nilIfEmpty(r.Adding), Removing: nilIfEmpty(r.Removing),
 	})
 	return nil
 }
@@ -306,7 +344,7 @@ func (s *State) applyChange(r PartitionChangeRecord) error {
 	if r.PartitionEpoch != p.PartitionEpoch {
 		return errf(ErrInvalidUpdateVersion, "replaces partition epoch %d, current %d", r.PartitionEpoch, p.PartitionEpoch)
 	}
-	if r.Leader == NoLeaderChange && r.ISR == nil && r.Replicas == nil {
+	if r.Leader == NoLeaderChange && r.ISR == nil && r.Replicas == nil && r.Adding == nil && r.Removing == nil {
 		return errf(ErrInvalidRequest, "changes nothing")
 	}
 	if r.Leader < NoLeaderChange {
@@ -326,11 +364,20 @@ func (s *State) applyChange(r PartitionChangeRecord) error {
 	if r.Replicas != nil {
 		np.Replicas = r.Replicas
 	}
+	if r.Adding != nil {
+		np.Adding = nilIfEmpty(r.Adding)
+	}
+	if r.Removing != nil {
+		np.Removing = nilIfEmpty(r.Removing)
+	}
 	if p.PartitionEpoch == math.MaxInt32 {
 		return errf(ErrInvalidRequest, "partition epoch exhausted")
 	}
 	np.PartitionEpoch++
 	if err := s.validPartition(np.Replicas, np.ISR, np.Leader); err != nil {
+		return err
+	}
+	if err := validReassignment(np.Replicas, np.Adding, np.Removing); err != nil {
 		return err
 	}
 	s.setPartition(p.Key(), &np)

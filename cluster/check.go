@@ -8,7 +8,9 @@ import (
 // Check verifies the state's invariants and returns the first one broken:
 // every partition's leader is NoLeader or in its ISR, the ISR is a non-empty
 // subset of the replicas, a led partition's ISR holds only unfenced brokers
-// (so no fenced broker leads), replicas are registered brokers, every topic
+// (so no fenced broker leads), replicas are registered brokers, a
+// reassignment's adding and removing replicas are disjoint subsets of the
+// replicas that leave a target, every topic
 // has its partitions 0..n-1 and nothing else exists, and the indexes agree.
 // It costs a walk of the whole state; State.Apply checks what each entry
 // touched when built with -race or -tags invariants.
@@ -55,6 +57,11 @@ func (s *State) Check() error {
 	if hosted != replicas {
 		return fmt.Errorf("cluster: %d replicas indexed, %d stored", hosted, replicas)
 	}
+	for tp := range s.moving {
+		if p := s.parts[tp]; p == nil || !p.Reassigning() {
+			return fmt.Errorf("cluster: %v indexed as reassigning", tp)
+		}
+	}
 	for id, b := range s.brokers {
 		if b.ID != id {
 			return fmt.Errorf("cluster: broker %d stored under %d", b.ID, id)
@@ -78,6 +85,15 @@ func (s *State) checkPartition(p *Partition) error {
 	}
 	if err := s.validPartition(p.Replicas, p.ISR, p.Leader); err != nil {
 		return fmt.Errorf("cluster: %s: %v", name, err)
+	}
+	if err := validReassignment(p.Replicas, p.Adding, p.Removing); err != nil {
+		return fmt.Errorf("cluster: %s: %v", name, err)
+	}
+	if (p.Adding != nil && len(p.Adding) == 0) || (p.Removing != nil && len(p.Removing) == 0) {
+		return fmt.Errorf("cluster: %s: an empty reassignment list is not nil", name)
+	}
+	if _, ok := s.moving[p.Key()]; ok != p.Reassigning() {
+		return fmt.Errorf("cluster: %s: reassignment index says %v", name, ok)
 	}
 	for _, r := range p.Replicas {
 		if _, ok := s.hosted[r][p.Key()]; !ok {

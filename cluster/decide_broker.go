@@ -213,7 +213,7 @@ func (p Policy) removeBroker(s *State, b *Broker, allowUnclean bool) []Record {
 		default:
 			c.ISR = isr
 		}
-		recs = append(recs, c)
+		recs = append(recs, completed(part, c))
 	}
 	return append(recs, FenceBrokerRecord{Broker: b.ID, Epoch: b.Epoch + 1})
 }
@@ -253,6 +253,17 @@ func without(ids []int32, id int32) []int32 {
 	out := make([]int32, 0, len(ids))
 	for _, x := range ids {
 		if x != id {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// minus returns a new slice of ids without those in drop, in order.
+func minus(ids, drop []int32) []int32 {
+	out := make([]int32, 0, len(ids))
+	for _, x := range ids {
+		if !slices.Contains(drop, x) {
 			out = append(out, x)
 		}
 	}

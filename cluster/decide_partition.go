@@ -30,7 +30,9 @@ type AlterPartitionRequest struct {
 // empty, names a broker twice, is not a subset of the replicas, or lacks the
 // leader), ErrIneligibleReplica (an ISR member is fenced). An ISR equal to
 // the current one, as a set, changes nothing: the leader already has what
-// it asked for.
+// it asked for. An ISR that completes a reassignment (every target replica
+// in it) completes it in the same change (see AlterReassignment), as
+// Kafka's does.
 func (p Policy) AlterPartition(s *State, req AlterPartitionRequest) ([]Record, error) {
 	b := s.brokers[req.Broker]
 	if b == nil || b.Epoch != req.BrokerEpoch {
@@ -84,7 +86,7 @@ func (p Policy) AlterPartition(s *State, req AlterPartitionRequest) ([]Record, e
 	}
 	c := changeOf(part)
 	c.ISR = slices.Clone(req.ISR)
-	return []Record{c}, nil
+	return []Record{completed(part, c)}, nil
 }
 
 // ElectPreferredLeaders decides moving leadership back to each partition's
@@ -137,14 +139,14 @@ func (p Policy) electOffline(s *State, part *Partition, live func(int32) bool) (
 		if isr := slices.DeleteFunc(slices.Clone(part.ISR), func(r int32) bool { return !live(r) }); len(isr) != len(part.ISR) {
 			c.ISR = isr
 		}
-		return c, true
+		return completed(part, c), true
 	}
 	if !p.unclean(s.topics[part.Topic]) {
 		return c, false
 	}
 	if l := firstLive(part.Replicas, live); l != NoLeader {
 		c.Leader, c.ISR, c.Unclean = l, []int32{l}, true
-		return c, true
+		return completed(part, c), true
 	}
 	return c, false
 }

@@ -109,7 +109,7 @@ func (p Policy) CreatePartitions(s *State, name string, count int32, assignment 
 	if count > MaxPartitions {
 		return nil, errf(ErrInvalidPartitions, "%d partitions (at most %d)", count, MaxPartitions)
 	}
-	rf := len(s.parts[TopicPartition{t.ID, 0}].Replicas)
+	rf := len(s.parts[TopicPartition{t.ID, 0}].Target())
 	replicas := assignment
 	if assignment != nil {
 		if len(assignment) != int(count-t.Partitions) {

@@ -15,12 +15,14 @@ const (
 	recordHeaderSize = 1 + 1 + 4
 )
 
-// recordVersions is the version each record type is written in; decoding
-// accepts exactly these (a newer broker's records stop an older one rather
-// than being misread).
-var recordVersions = [...]uint8{
+// maxRecordVersions is the newest version of each record type; decoding
+// accepts versions 0 through it (a newer broker's records stop an older one
+// rather than being misread). A record is written in the oldest version that
+// holds it (Record.version), so an older broker reads every record that
+// uses no newer field.
+var maxRecordVersions = [...]uint8{
 	TypeClusterID: 0, TypeRegisterBroker: 0, TypeFenceBroker: 0, TypeUnfenceBroker: 0,
-	TypeTopic: 0, TypePartition: 0, TypePartitionChange: 0, TypeRemoveTopic: 0, TypeProducerIDs: 0,
+	TypeTopic: 0, TypePartition: 1, TypePartitionChange: 1, TypeRemoveTopic: 0, TypeProducerIDs: 0,
 }
 
 // Decoding limits, checked before anything is allocated. Not part of the
@@ -68,8 +70,7 @@ func DecodeEntry(b []byte) ([]Record, error) {
 
 // AppendRecord appends one record: its type, version, body length and body.
 func AppendRecord(dst []byte, r Record) []byte {
-	t := r.Type()
-	dst = append(dst, uint8(t), recordVersions[t])
+	dst = append(dst, uint8(r.Type()), r.version())
 	at := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
 	dst = r.appendBody(dst)
@@ -77,7 +78,34 @@ func AppendRecord(dst []byte, r Record) []byte {
 	return dst
 }
 
-// The bodies, version 0 (see the package doc).
+// The versions records are written in.
+
+func (ClusterIDRecord) version() uint8      { return 0 }
+func (RegisterBrokerRecord) version() uint8 { return 0 }
+func (FenceBrokerRecord) version() uint8    { return 0 }
+func (UnfenceBrokerRecord) version() uint8  { return 0 }
+func (TopicRecord) version() uint8          { return 0 }
+func (RemoveTopicRecord) version() uint8    { return 0 }
+func (ProducerIDsRecord) version() uint8    { return 0 }
+
+// version is 1 for a moving partition (the reassignment's lists follow the
+// version 0 body).
+func (r PartitionRecord) version() uint8 {
+	if len(r.Adding) > 0 || len(r.Removing) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// version is 1 for a change that sets the reassignment.
+func (r PartitionChangeRecord) version() uint8 {
+	if r.Adding != nil || r.Removing != nil {
+		return 1
+	}
+	return 0
+}
+
+// The bodies (see the package doc).
 
 func (r ClusterIDRecord) appendBody(dst []byte) []byte { return appendString(dst, r.ClusterID) }
 
@@ -127,7 +155,12 @@ func (r PartitionRecord) appendBody(dst []byte) []byte {
 	dst = appendInt32s(dst, r.ISR)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.Leader))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.LeaderEpoch))
-	return binary.BigEndian.AppendUint32(dst, uint32(r.PartitionEpoch))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.PartitionEpoch))
+	if r.version() == 1 {
+		dst = appendInt32s(dst, r.Adding)
+		dst = appendInt32s(dst, r.Removing)
+	}
+	return dst
 }
 
 func (r PartitionChangeRecord) appendBody(dst []byte) []byte {
@@ -142,7 +175,12 @@ func (r PartitionChangeRecord) appendBody(dst []byte) []byte {
 	if r.Unclean {
 		flags |= flagUnclean
 	}
-	return append(dst, flags)
+	dst = append(dst, flags)
+	if r.version() == 1 {
+		dst = appendNullableInt32s(dst, r.Adding)
+		dst = appendNullableInt32s(dst, r.Removing)
+	}
+	return dst
 }
 
 func (r RemoveTopicRecord) appendBody(dst []byte) []byte { return append(dst, r.Topic[:]...) }
@@ -326,17 +364,17 @@ func (d *decoder) record() Record {
 	if d.err != nil {
 		return nil
 	}
-	if int(t) >= len(recordVersions) || typeNames[t] == "" {
+	if int(t) >= len(maxRecordVersions) || typeNames[t] == "" {
 		d.fail("unknown record type %d", t)
 		return nil
 	}
-	if v != recordVersions[t] {
+	if v > maxRecordVersions[t] {
 		d.err = fmt.Errorf("%w: %s version %d", ErrUnsupportedVersion, t, v)
 		d.b = nil
 		return nil
 	}
 	rd := decoder{b: body}
-	r := rd.body(t)
+	r := rd.body(t, v)
 	rd.end()
 	if rd.err != nil {
 		d.err = fmt.Errorf("%s: %w", t, rd.err)
@@ -346,7 +384,7 @@ func (d *decoder) record() Record {
 	return r
 }
 
-func (d *decoder) body(t RecordType) Record {
+func (d *decoder) body(t RecordType, v uint8) Record {
 	switch t {
 	case TypeClusterID:
 		return ClusterIDRecord{ClusterID: d.str()}
@@ -387,6 +425,13 @@ func (d *decoder) body(t RecordType) Record {
 		r.Leader = d.i32()
 		r.LeaderEpoch = d.i32()
 		r.PartitionEpoch = d.i32()
+		if v == 1 {
+			r.Adding = d.int32s()
+			r.Removing = d.int32s()
+			if r.version() != 1 {
+				d.fail("partition version 1 without a reassignment (written as version 0)")
+			}
+		}
 		return r
 	case TypePartitionChange:
 		var r PartitionChangeRecord
@@ -398,6 +443,13 @@ func (d *decoder) body(t RecordType) Record {
 		r.ISR = d.nullableInt32s()
 		r.Replicas = d.nullableInt32s()
 		r.Unclean = d.flags(flagUnclean)&flagUnclean != 0
+		if v == 1 {
+			r.Adding = d.nullableInt32s()
+			r.Removing = d.nullableInt32s()
+			if r.version() != 1 {
+				d.fail("partition-change version 1 without a reassignment (written as version 0)")
+			}
+		}
 		return r
 	case TypeRemoveTopic:
 		return RemoveTopicRecord{Topic: d.id()}

@@ -69,6 +69,9 @@ var (
 	ErrNotLeader = errors.New("cluster: broker does not lead the partition")
 	// ErrIneligibleReplica: an ISR or leader names a fenced broker.
 	ErrIneligibleReplica = errors.New("cluster: replica is fenced")
+	// ErrNoReassignmentInProgress: a reassignment cancelled where none is
+	// in progress.
+	ErrNoReassignmentInProgress = errors.New("cluster: no reassignment in progress")
 	// ErrProducerIDsExhausted: no producer id block is left.
 	ErrProducerIDsExhausted = errors.New("cluster: producer ids exhausted")
 )
@@ -98,6 +101,7 @@ var kafkaErrors = []struct {
 	{ErrNotController, kerr.NotController},
 	{ErrNotLeader, kerr.NotLeaderForPartition},
 	{ErrIneligibleReplica, kerr.IneligibleReplica},
+	{ErrNoReassignmentInProgress, kerr.NoReassignmentInProgress},
 	{ErrProducerIDsExhausted, kerr.UnknownServerError},
 	{ErrRejected, kerr.UnknownServerError},
 	{ErrCorrupt, kerr.UnknownServerError},

@@ -37,6 +37,10 @@ import (
 //	delete-topic T
 //	alter-isr T/P isr=1,2 [broker=N] [broker-epoch=N] [epoch=N] [pepoch=N]   AlterPartition
 //	elect-preferred | elect-offline
+//	reassign T/P replicas=4,5,6 | reassign T/P cancel   AlterReassignment
+//	complete-reassignments                  CompleteReassignments
+//	reassignments                           the partitions being reassigned
+//	restore                                 a new controller: the state restored from a snapshot
 //	alloc-pids ID [epoch=N]                 AllocateProducerIDs
 //	show [T...]                             partitions
 //	brokers                                 brokers
@@ -430,6 +434,34 @@ func (h *harness) run(command string) string {
 			ISR:            h.ids(a.kv["isr"]),
 		}
 		return h.decided(p.AlterPartition(h.s, req))
+	case "reassign":
+		name, idx, _ := strings.Cut(arg(0), "/")
+		var target []int32
+		if !slices.Contains(a.pos, "cancel") {
+			target = h.ids(a.kv["replicas"])
+		}
+		return h.decided(p.AlterReassignment(h.s, name, int32(h.num(idx)), target))
+	case "complete-reassignments":
+		return h.decided(p.CompleteReassignments(h.s), nil)
+	case "reassignments":
+		var b strings.Builder
+		for _, part := range h.s.Reassignments() {
+			fmt.Fprintf(&b, "%s/%d replicas=%s adding=%s removing=%s target=%s original=%s\n", h.s.TopicByID(part.Topic).Name, part.Index,
+				brokerList(part.Replicas), brokerList(part.Adding), brokerList(part.Removing), brokerList(part.Target()), brokerList(part.Original()))
+		}
+		if b.Len() == 0 {
+			return "none"
+		}
+		return b.String()
+	case "restore":
+		snap := h.s.Snapshot()
+		r := NewState()
+		if err := r.Restore(snap); err != nil {
+			h.t.Fatalf("restore: %v", err)
+		}
+		h.s = r
+		h.check()
+		return fmt.Sprintf("restored %d bytes", len(snap))
 	case "elect-preferred":
 		return h.decided(p.ElectPreferredLeaders(h.s), nil)
 	case "elect-offline":
@@ -479,6 +511,9 @@ func (h *harness) show(topics []string) string {
 				brokerList(p.Replicas), brokerList(p.ISR), p.Leader, p.LeaderEpoch, p.PartitionEpoch)
 			if off := h.s.OfflineReplicas(p); len(off) > 0 {
 				b.WriteString(" offline=" + brokerList(off))
+			}
+			if p.Reassigning() {
+				b.WriteString(" adding=" + brokerList(p.Adding) + " removing=" + brokerList(p.Removing))
 			}
 			b.WriteString("\n")
 		}

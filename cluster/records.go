@@ -62,7 +62,11 @@ type Record interface {
 	Type() RecordType
 	// String renders the record on one line, for transcripts and errors.
 	String() string
-	// appendBody appends the record's body in its current version.
+	// version is the record version the record is written in: the oldest
+	// that holds what it says, so records that use no newer field read the
+	// same as before the field existed.
+	version() uint8
+	// appendBody appends the record's body in that version.
 	appendBody(dst []byte) []byte
 }
 
@@ -152,6 +156,10 @@ type PartitionRecord struct {
 	Leader         int32
 	LeaderEpoch    int32
 	PartitionEpoch int32
+	// Adding and Removing are an ongoing reassignment's (a snapshot's
+	// partition that is moving; see Partition). Both empty (the usual case)
+	// writes record version 0, else version 1.
+	Adding, Removing []int32
 }
 
 // PartitionChangeRecord changes a partition's leader, ISR or replicas (the
@@ -173,6 +181,10 @@ type PartitionChangeRecord struct {
 	// Unclean marks a leader elected from outside the ISR: committed records
 	// may be lost. It informs the new leader; State does not keep it.
 	Unclean bool
+	// Adding and Removing set the partition's ongoing reassignment (see
+	// Partition): nil keeps each, an empty slice clears it. Both nil (every
+	// change but a reassignment's) writes record version 0, else version 1.
+	Adding, Removing []int32
 }
 
 // RemoveTopicRecord deletes a topic and its partitions.
@@ -264,8 +276,12 @@ func (r TopicRecord) String() string {
 
 // String implements Record.
 func (r PartitionRecord) String() string {
-	return fmt.Sprintf("partition %s/%d replicas=%s isr=%s leader=%d epochs=%d/%d",
+	s := fmt.Sprintf("partition %s/%d replicas=%s isr=%s leader=%d epochs=%d/%d",
 		r.Topic, r.Partition, brokerList(r.Replicas), brokerList(r.ISR), r.Leader, r.LeaderEpoch, r.PartitionEpoch)
+	if len(r.Adding) > 0 || len(r.Removing) > 0 {
+		s += " adding=" + brokerList(r.Adding) + " removing=" + brokerList(r.Removing)
+	}
+	return s
 }
 
 // String implements Record.
@@ -280,6 +296,12 @@ func (r PartitionChangeRecord) String() string {
 	}
 	if r.Replicas != nil {
 		b.WriteString(" replicas=" + brokerList(r.Replicas))
+	}
+	if r.Adding != nil {
+		b.WriteString(" adding=" + brokerList(r.Adding))
+	}
+	if r.Removing != nil {
+		b.WriteString(" removing=" + brokerList(r.Removing))
 	}
 	if r.Unclean {
 		b.WriteString(" unclean")

@@ -18,7 +18,7 @@ const (
 // Records returns the records that rebuild s from the empty state, in a
 // fixed order: the cluster id, the brokers by id (each as it stands, fenced
 // or not, at its epoch), each topic by name followed by its partitions by
-// index, and one block reserving the producer ids handed out so far. Equal
+// index (a moving one with its reassignment), and one block reserving the producer ids handed out so far. Equal
 // states give equal records.
 func (s *State) Records() []Record {
 	recs := make([]Record, 0, 2+len(s.brokers)+len(s.topics)+len(s.parts))
@@ -34,6 +34,7 @@ func (s *State) Records() []Record {
 			recs = append(recs, PartitionRecord{
 				Topic: p.Topic, Partition: p.Index, Replicas: p.Replicas, ISR: p.ISR,
 				Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch,
+				Adding: p.Adding, Removing: p.Removing,
 			})
 		}
 	}

@@ -25,6 +25,9 @@ type State struct {
 	// hosted indexes parts by replica. Invariant: p is in hosted[b] exactly
 	// when b is in p.Replicas.
 	hosted map[int32]map[TopicPartition]struct{}
+	// moving indexes the partitions with a reassignment in progress.
+	// Invariant: p is in moving exactly when p.Reassigning().
+	moving map[TopicPartition]struct{}
 	// nextProducerID is the first producer id no block has covered.
 	// Invariant: only grows.
 	nextProducerID int64
@@ -84,7 +87,28 @@ type Partition struct {
 	LeaderEpoch int32
 	// PartitionEpoch grows by one with each change. Invariant: only grows.
 	PartitionEpoch int32
+	// Adding and Removing are the replicas an ongoing reassignment (KIP-455)
+	// adds and removes; both nil when none is in progress. While one is,
+	// Replicas is the target (in its order, preferred leader first) followed
+	// by Removing, and Adding are the target's replicas the partition did not
+	// have before. Invariant: each is a subset of Replicas with no broker
+	// twice, they are disjoint, and Removing is not all of Replicas.
+	Adding, Removing []int32
 }
+
+// Reassigning reports whether a reassignment is in progress.
+func (p *Partition) Reassigning() bool { return len(p.Adding) > 0 || len(p.Removing) > 0 }
+
+// Target returns the replicas the partition will have once its
+// reassignment completes: Replicas without Removing, in order (Replicas
+// itself when none is in progress). The slice is the caller's.
+func (p *Partition) Target() []int32 { return minus(p.Replicas, p.Removing) }
+
+// Original returns the replicas the partition had before its reassignment
+// started, which a cancel returns to: Replicas without Adding, in order
+// (Kafka's revert; the order before the reassignment is not kept). The
+// slice is the caller's.
+func (p *Partition) Original() []int32 { return minus(p.Replicas, p.Adding) }
 
 // Key is the partition's TopicPartition.
 func (p *Partition) Key() TopicPartition { return TopicPartition{p.Topic, p.Index} }
@@ -101,6 +125,7 @@ func NewState() *State {
 		names:   map[string]engine.TopicID{},
 		parts:   map[TopicPartition]*Partition{},
 		hosted:  map[int32]map[TopicPartition]struct{}{},
+		moving:  map[TopicPartition]struct{}{},
 	}
 }
 
@@ -191,6 +216,17 @@ func (s *State) Partitions(id engine.TopicID) []*Partition {
 func (s *State) ReplicatedOn(broker int32) []*Partition {
 	ps := make([]*Partition, 0, len(s.hosted[broker]))
 	for tp := range s.hosted[broker] {
+		ps = append(ps, s.parts[tp])
+	}
+	s.sortPartitions(ps)
+	return ps
+}
+
+// Reassignments returns the partitions with a reassignment in progress, by
+// topic name and index. The slice is the caller's.
+func (s *State) Reassignments() []*Partition {
+	ps := make([]*Partition, 0, len(s.moving))
+	for tp := range s.moving {
 		ps = append(ps, s.parts[tp])
 	}
 	s.sortPartitions(ps)
@@ -310,6 +346,7 @@ func (s *State) setPartition(key TopicPartition, p *Partition) {
 }
 
 func (s *State) putPartition(key TopicPartition, p *Partition) {
+	delete(s.moving, key)
 	if old := s.parts[key]; old != nil {
 		for _, r := range old.Replicas {
 			delete(s.hosted[r], key)
@@ -323,6 +360,9 @@ func (s *State) putPartition(key TopicPartition, p *Partition) {
 		return
 	}
 	s.parts[key] = p
+	if p.Reassigning() {
+		s.moving[key] = struct{}{}
+	}
 	for _, r := range p.Replicas {
 		m := s.hosted[r]
 		if m == nil {
