@@ -46,12 +46,14 @@ import (
 // form is 50 or more, with go test -timeout 60m), EASEL_JEPSEN_SEED the
 // seed of the choice of faults, victims and partitions (default: the
 // time; it is logged), EASEL_JEPSEN_NEMESES the faults (default
-// kill,pause,partition).
+// kill,pause,partition), EASEL_JEPSEN_SETTLE_SECONDS how long a healed
+// fault may take to settle (default 45).
 func TestJepsen(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three brokers and injects faults")
 	}
 	rounds := envInt(t, "EASEL_JEPSEN_ROUNDS", 4)
+	settleTimeout := time.Duration(envInt(t, "EASEL_JEPSEN_SETTLE_SECONDS", 45)) * time.Second
 	seed := uint64(envInt(t, "EASEL_JEPSEN_SEED", int(time.Now().UnixNano()%1e9)))
 	t.Logf("jepsen: %d rounds, EASEL_JEPSEN_SEED=%d", rounds, seed)
 	const topic, partitions = "jepsen", 4
@@ -186,9 +188,6 @@ func TestJepsen(t *testing.T) {
 		t.Error("no write acknowledged")
 	}
 }
-
-// settleTimeout bounds how long a healed fault may take to settle.
-const settleTimeout = 45 * time.Second
 
 // waitFor is waitUntil returning the context's error instead of failing.
 func waitFor(ctx context.Context, cond func() bool) error {
