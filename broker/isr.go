@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -260,6 +261,10 @@ func (t *isrTracker) checkLag(now time.Time) {
 // proposeLocked sends an ISR change to the controller in the background.
 // The answer (or the metadata log, whichever comes first) ends it.
 func (t *isrTracker) proposeLocked(topic string, partition int32, lp *ledPart, isr []int32) {
+	// The name may be a view of a fetch request's body (decoded without
+	// copying), which is reused once the request is answered: the
+	// goroutine below outlives it.
+	topic = strings.Clone(topic)
 	lp.pending, lp.pendingEpoch = isr, lp.partitionEpoch
 	epoch, _, ok := t.b.node.BrokerEpoch()
 	if !ok {
