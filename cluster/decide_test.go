@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -203,4 +205,50 @@ func TestTopicDecisions(t *testing.T) {
 			return p.CreatePartitions(s, "t", 2, nil)
 		}, "error: INVALID_REPLICATION_FACTOR"},
 	})
+}
+
+// TestCompleteReassignments: a reassignment whose target is in sync with no
+// decision having completed it (its ISR change committed by an older
+// controller, say) is completed by CompleteReassignments, in one change;
+// one that is not in sync, or offline, waits.
+func TestCompleteReassignments(t *testing.T) {
+	s := baseState(t) // t/0 replicas [1,2,3] isr [1,2] leader 1, epochs 5/7
+	var p Policy
+	if recs := p.CompleteReassignments(s); recs != nil {
+		t.Fatalf("nothing moving: %v", recs)
+	}
+	// Moving to [2,3]: 3 is not in sync yet.
+	recs, err := p.AlterReassignment(s, "t", 0, []int32{2, 3})
+	if err != nil || len(recs) != 1 {
+		t.Fatal(recs, err)
+	}
+	if err := s.Apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	part := s.Partition("t", 0)
+	if !slices.Equal(part.Replicas, []int32{2, 3, 1}) || !slices.Equal(part.Removing, []int32{1}) || part.Adding != nil || part.Leader != 1 {
+		t.Fatalf("moving: %+v", part)
+	}
+	if recs := p.CompleteReassignments(s); recs != nil {
+		t.Fatalf("3 not in sync: %v", recs)
+	}
+	// The ISR grows by a bare record (no decision folded the completion).
+	if err := s.Apply([]Record{PartitionChangeRecord{Topic: testID, LeaderEpoch: 5, PartitionEpoch: 8, Leader: NoLeaderChange, ISR: []int32{1, 2, 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	recs = p.CompleteReassignments(s)
+	want := PartitionChangeRecord{Topic: testID, LeaderEpoch: 5, PartitionEpoch: 9, Leader: 2, ISR: []int32{2, 3},
+		Replicas: []int32{2, 3}, Adding: []int32{}, Removing: []int32{}}
+	if len(recs) != 1 || !reflect.DeepEqual(recs[0], want) {
+		t.Fatalf("got %v\nwant %v", recs, want)
+	}
+	if err := s.Apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	if part := s.Partition("t", 0); part.Reassigning() || len(s.Reassignments()) != 0 || part.LeaderEpoch != 6 {
+		t.Fatalf("completed: %+v", part)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -36,6 +36,11 @@
 //   - CreateTopic, CreatePartitions, DeleteTopic: placement by rendezvous
 //     hashing (xxhash), balanced per topic, rack-aware (see place.go).
 //   - AllocateProducerIDs: KIP-730 producer id blocks.
+//   - AlterReassignment, CompleteReassignments: partition reassignment
+//     (KIP-455): the target's new replicas are added (Partition.Adding,
+//     Removing), and once every target replica is in the ISR one change
+//     drops the others (completion is also folded into AlterPartition and
+//     the broker decisions); a nil target cancels.
 //
 // Errors are the package's sentinels, wrapped with details; KafkaError maps
 // them to Kafka error codes in one table.
@@ -50,9 +55,10 @@
 // Reconcile against gossip's members until it returns nothing; turn gossip
 // events into BrokerJoined and BrokerFailed; judge when a broker has caught
 // up on the log (BrokerCaughtUp); pick new topic ids (engine.NewTopicID);
-// call ElectPreferredLeaders after ISRs grow or on a timer; act on applied
-// entries through FSM.OnApply (become leader or follower, create or remove
-// local logs).
+// call ElectPreferredLeaders after ISRs grow or on a timer, and
+// CompleteReassignments after ISRs grow, on a timer and on taking over; act
+// on applied entries through FSM.OnApply (become leader or follower, create
+// or remove local logs).
 //
 // # Invariants
 //
@@ -63,10 +69,11 @@
 // registered brokers; leader and partition epochs only grow (a change names
 // the epochs it replaces and applies only while they are current), and the
 // leader epoch grows with every leader change, so an epoch has one leader;
-// broker epochs only grow; producer id blocks never overlap. Check verifies
-// a whole State, History the invariants across states (for tests), and
-// Apply checks what each entry touched when built with -race or -tags
-// invariants.
+// broker epochs only grow; producer id blocks never overlap; a
+// reassignment's adding and removing replicas are disjoint subsets of the
+// replicas, and removing is not all of them. Check verifies a whole State,
+// History the invariants across states (for tests), and Apply checks what
+// each entry touched when built with -race or -tags invariants.
 //
 // # Encoding
 //
@@ -83,7 +90,7 @@
 //
 //	record
 //	+---------+---------+------------+------------------+
-//	| type u8 | vers u8 | length u32 | body (length B)  |   every version is 0 today
+//	| type u8 | vers u8 | length u32 | body (length B)  |   version 0, or 1 (below)
 //	+---------+---------+------------+------------------+
 //
 //	snapshot (State.Snapshot: the records that rebuild the state, in a fixed order)
@@ -106,6 +113,19 @@
 //	                    flags u8 (1 unclean)
 //	8 remove-topic      topic_id [16]
 //	9 producer-ids      broker i32 (-1 reserved) | broker_epoch i64 | start i64 | size i64
+//
+// Version 1 bodies (a reassignment; KIP-455): version 0's fields, then
+//
+//	6 partition         ... | adding []i32 | removing []i32        (not both empty)
+//	7 partition-change  ... | flags u8 | adding nullable []i32 | removing nullable []i32
+//	                    (null keeps the list, empty clears it; not both null)
+//
+// A record is written in the oldest version that holds it: a partition with
+// no reassignment, and every change but a reassignment's, stay version 0,
+// so brokers that predate version 1 read such logs and snapshots unchanged
+// and stop (ErrUnsupportedVersion) only at a reassignment. Decoding rejects a
+// version 1 body that version 0 could have written, keeping encodings
+// canonical.
 //
 // Decoding reads a body exactly (trailing bytes are corrupt), rejects unknown
 // types and flag bits, and bounds every count by the bytes left and by a

@@ -26,6 +26,14 @@ func sampleRecords() []Record {
 		PartitionChangeRecord{Topic: testID, Partition: 2, LeaderEpoch: 5, PartitionEpoch: 6, Leader: NoLeaderChange, ISR: []int32{8, 7}},
 		PartitionChangeRecord{Topic: testID, Partition: 2, LeaderEpoch: 5, PartitionEpoch: 6, Leader: 7, ISR: []int32{}, Replicas: []int32{7}, Unclean: true},
 		RemoveTopicRecord{Topic: testID},
+		// Version 1: a moving partition, a change that sets a reassignment
+		// (one list kept), one that clears it.
+		PartitionRecord{Topic: testID, Partition: 3, Replicas: []int32{9, 7, 8}, ISR: []int32{8}, Leader: 8, LeaderEpoch: 1, PartitionEpoch: 2,
+			Adding: []int32{9}, Removing: []int32{8}},
+		PartitionChangeRecord{Topic: testID, Partition: 2, LeaderEpoch: 5, PartitionEpoch: 6, Leader: NoLeaderChange,
+			Replicas: []int32{9, 7, 8}, Adding: []int32{9}},
+		PartitionChangeRecord{Topic: testID, Partition: 2, LeaderEpoch: 5, PartitionEpoch: 6, Leader: 9, Replicas: []int32{9},
+			Adding: []int32{}, Removing: []int32{}},
 		ProducerIDsRecord{Broker: -1, BrokerEpoch: 0, Start: 1000, Size: 1 << 33},
 	}
 }
@@ -86,6 +94,42 @@ func TestRecordLayout(t *testing.T) {
 	}
 }
 
+// TestRecordLayoutV1 pins the version 1 bodies: version 0's fields, then
+// the reassignment's lists; records without them stay version 0.
+func TestRecordLayoutV1(t *testing.T) {
+	v0 := AppendRecord(nil, PartitionRecord{Topic: testID, Replicas: []int32{1}, ISR: []int32{1}, Leader: 1})
+	if v0[1] != 0 {
+		t.Fatalf("a partition without a reassignment is version %d", v0[1])
+	}
+	got := AppendRecord(nil, PartitionRecord{Topic: testID, Replicas: []int32{2, 1}, ISR: []int32{1}, Leader: 1, Adding: []int32{2}, Removing: []int32{1}})
+	want := append([]byte{6, 1, 0, 0, 0, 68}, testID[:]...)
+	want = append(want,
+		0, 0, 0, 0, // partition
+		0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 1, // replicas [2,1]
+		0, 0, 0, 1, 0, 0, 0, 1, // isr [1]
+		0, 0, 0, 1, // leader
+		0, 0, 0, 0, 0, 0, 0, 0, // epochs
+		0, 0, 0, 1, 0, 0, 0, 2, // adding [2]
+		0, 0, 0, 1, 0, 0, 0, 1) // removing [1]
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got % x\nwant % x", got, want)
+	}
+	got = AppendRecord(nil, PartitionChangeRecord{Topic: testID, Leader: NoLeaderChange, Removing: []int32{}})
+	want = append([]byte{7, 1, 0, 0, 0, 49}, testID[:]...)
+	want = append(want,
+		0, 0, 0, 0, // partition
+		0, 0, 0, 0, 0, 0, 0, 0, // epochs replaced
+		0xff, 0xff, 0xff, 0xfe, // leader unchanged
+		0xff, 0xff, 0xff, 0xff, // isr null
+		0xff, 0xff, 0xff, 0xff, // replicas null
+		0,                      // flags
+		0xff, 0xff, 0xff, 0xff, // adding null: kept
+		0, 0, 0, 0) // removing []: cleared
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got % x\nwant % x", got, want)
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	good := AppendEntry(nil, []Record{FenceBrokerRecord{Broker: 1, Epoch: 2}})
 	withBody := func(typ, vers byte, body ...byte) []byte {
@@ -115,6 +159,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"replica count beyond the limit", withBody(6, 0, append(make([]byte, 20), 0, 0, 0x10, 0)...), ErrCorrupt},
 		{"nullable count -2", withBody(7, 0, append(make([]byte, 32), 0xff, 0xff, 0xff, 0xfe)...), ErrCorrupt},
 		{"unknown flag", badFlags, ErrCorrupt},
+		{"partition version 2", withBody(6, 2), ErrUnsupportedVersion},
+		{"partition-change version 2", withBody(7, 2), ErrUnsupportedVersion},
+		// Version 1 saying nothing version 0 could not: not canonical.
+		{"partition v1 without lists", withBody(6, 1, partitionV1Empty()...), ErrCorrupt},
+		{"partition-change v1 both null", withBody(7, 1, append(make([]byte, 32), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+			0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)...), ErrCorrupt},
 	} {
 		recs, err := DecodeEntry(tc.b)
 		if !errors.Is(err, tc.want) || recs != nil {
@@ -154,8 +204,8 @@ func FuzzDecodeEntry(f *testing.F) {
 
 func FuzzRestore(f *testing.F) {
 	h := newHarness(f)
-	for _, c := range []string{"init", "register 1", "register 2 rack=a", "caught-up 1", "caught-up 2",
-		"create-topic t partitions=3 rf=2", "fail 2", "alloc-pids 1"} {
+	for _, c := range []string{"init", "register 1", "register 2 rack=a", "register 3", "caught-up 1", "caught-up 2",
+		"caught-up 3", "create-topic t partitions=3 rf=2", "reassign t/0 replicas=3,1", "fail 2", "alloc-pids 1"} {
 		h.run(c)
 	}
 	// The fuzzer mutates what follows the header; the checksum is added
@@ -187,4 +237,12 @@ func FuzzRestore(f *testing.F) {
 			t.Fatal("snapshot does not round-trip")
 		}
 	})
+}
+
+// partitionV1Empty is a partition body of version 0 followed by two empty
+// lists.
+func partitionV1Empty() []byte {
+	r := PartitionRecord{Topic: testID, Replicas: []int32{1}, ISR: []int32{1}, Leader: 1}
+	b := r.appendBody(nil)
+	return append(b, 0, 0, 0, 0, 0, 0, 0, 0)
 }

@@ -37,7 +37,8 @@ func TestKafkaError(t *testing.T) {
 	for _, e := range []error{ErrCorrupt, ErrUnsupportedVersion, ErrRejected, ErrClusterIDMismatch, ErrUnknownBroker,
 		ErrStaleBrokerEpoch, ErrUnknownTopic, ErrUnknownTopicID, ErrTopicExists, ErrInvalidTopic, ErrInvalidPartitions,
 		ErrInvalidReplicationFactor, ErrInvalidReplicaAssignment, ErrInvalidConfig, ErrInvalidRequest, ErrFencedLeaderEpoch,
-		ErrInvalidUpdateVersion, ErrNotController, ErrNotLeader, ErrIneligibleReplica, ErrProducerIDsExhausted} {
+		ErrInvalidUpdateVersion, ErrNotController, ErrNotLeader, ErrIneligibleReplica, ErrProducerIDsExhausted,
+		ErrNoReassignmentInProgress} {
 		found := false
 		for _, k := range kafkaErrors {
 			found = found || k.err == e

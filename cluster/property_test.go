@@ -15,7 +15,8 @@ import (
 // invariants hold (leader in ISR, ISR within replicas, no fenced leader or
 // led-ISR member); across steps epochs only grow and a leader epoch has one
 // leader (History); an offline partition has no live ISR member (the
-// decisions elect whatever they can). Every few steps the snapshot must
+// decisions elect whatever they can); reassignments keep their lists within
+// the replicas and complete as soon as their target is in sync. Every few steps the snapshot must
 // round-trip, and at the end replaying the log must give the same state.
 func TestRandomEvents(t *testing.T) {
 	seeds, steps := 16, 400
@@ -32,7 +33,8 @@ func TestRandomEvents(t *testing.T) {
 	// The walk must reach the interesting cases, or it proves little.
 	for _, k := range []string{"fail", "failover", "offline", "unclean", "caught-up", "shutdown",
 		"alter-isr", "alter-isr-rejected", "create-topic", "create-partitions", "delete-topic",
-		"elect-preferred", "elect-offline", "restart", "reconcile", "alloc-pids"} {
+		"elect-preferred", "elect-offline", "restart", "reconcile", "alloc-pids",
+		"reassign", "reassign-cancel", "reassign-complete", "reassign-cancel NO_REASSIGNMENT_IN_PROGRESS"} {
 		if total[k] == 0 {
 			t.Errorf("no %s in %d random steps: %v", k, seeds*steps, total)
 		}
@@ -208,9 +210,32 @@ func runRandom(t *testing.T, seed uint64, steps int) map[string]int {
 		case r < 90:
 			kind = "elect-preferred"
 			recs = h.p.ElectPreferredLeaders(h.s)
-		case r < 93:
+		case r < 92:
 			kind = "elect-offline"
 			recs = h.p.ElectOfflineLeaders(h.s)
+		case r < 97:
+			kind = "reassign"
+			p := pickPartition()
+			if p == nil {
+				return
+			}
+			var target []int32
+			if rng.IntN(5) == 0 && len(h.s.Reassignments()) > 0 {
+				p = h.s.Reassignments()[0]
+			}
+			if rng.IntN(4) == 0 {
+				kind = "reassign-cancel"
+			} else {
+				for n := 1 + rng.IntN(3); len(target) < n; {
+					if b := pickBroker(); !slices.Contains(target, b) || rng.IntN(20) == 0 {
+						target = append(target, b)
+					}
+				}
+			}
+			recs, err = h.p.AlterReassignment(h.s, h.names[p.Topic], p.Index, target)
+			if err != nil {
+				counts[kind+" "+KafkaError(err).Message]++
+			}
 		default:
 			kind = "alloc-pids"
 			id := pickBroker()
@@ -238,6 +263,9 @@ func runRandom(t *testing.T, seed uint64, steps int) map[string]int {
 				if c.Leader == NoLeader {
 					counts["offline"]++
 				}
+				if c.Replicas != nil && c.Adding != nil && len(c.Adding) == 0 {
+					counts["reassign-complete"]++
+				}
 			}
 		}
 	}
@@ -254,9 +282,14 @@ func runRandom(t *testing.T, seed uint64, steps int) map[string]int {
 }
 
 // afterStep checks what must hold after every committed decision beyond
-// harness.check: an offline partition has no live ISR member.
+// harness.check: an offline partition has no live ISR member, and no
+// reassignment is left that could complete (every decision completes what
+// its change allows).
 func (h *harness) afterStep() {
 	h.t.Helper()
+	if recs := h.p.CompleteReassignments(h.s); len(recs) > 0 {
+		h.t.Fatalf("a reassignment left complete: %s", h.render(recs))
+	}
 	for _, p := range h.s.allPartitions() {
 		if p.Leader == NoLeader && slices.ContainsFunc(p.ISR, h.s.Live) {
 			h.t.Fatalf("%s is offline with a live ISR member: %v", h.s.partitionName(p), p.ISR)

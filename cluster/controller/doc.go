@@ -44,7 +44,11 @@
 // (CreateTopic, AlterPartition, BrokerHeartbeat, ...), and every
 // PreferredLeaderInterval and after an unfencing ElectOfflineLeaders and
 // ElectPreferredLeaders; a periodic Reconcile repairs what a failed change
-// left behind. A new controller does not know when brokers were last seen,
+// left behind. Partition reassignments (AlterReassignments, KIP-455) are in
+// the log, so a new controller carries them on: CompleteReassignments runs
+// on taking over, after each AlterPartition and unfencing, and with each
+// periodic Reconcile (AlterPartition itself completes a move whose last
+// target replica joins the ISR). A new controller does not know when brokers were last seen,
 // so it fences only what gossip reports dead or Reconcile finds missing:
 // every live broker gets a fresh grace period. On losing leadership the
 // loop stops and requests fail with ErrNotController.

@@ -34,6 +34,9 @@ type request struct {
 	// unfences reports whether the request may have unfenced a broker
 	// (preferred leaders are elected afterwards).
 	unfences bool
+	// growsISR reports whether the request may have grown an ISR
+	// (reassignments are completed afterwards).
+	growsISR bool
 	resp     chan error // capacity 1
 }
 
@@ -165,12 +168,16 @@ func (n *Node) leaderLoop(stop, done chan struct{}) {
 			if err == nil && r.unfences {
 				n.electLeaders()
 			}
+			if err == nil && (r.growsISR || r.unfences) {
+				n.completeReassignments()
+			}
 		case <-elect.C:
 			n.electLeaders()
 		case <-reconcile.C:
 			if err := n.reconcile(); err != nil {
 				n.log.Warn("controller: reconcile", "err", err)
 			}
+			n.completeReassignments()
 		}
 	}
 }
@@ -214,6 +221,7 @@ func (n *Node) establish() error {
 		}
 	}
 	n.electLeaders()
+	n.completeReassignments()
 	return nil
 }
 
@@ -410,6 +418,17 @@ func (n *Node) electLeaders() {
 			n.log.Warn("controller: electing leaders", "err", err)
 			return
 		}
+	}
+}
+
+// completeReassignments completes the reassignments whose target replicas
+// are all in sync (Policy.CompleteReassignments), as one decision.
+func (n *Node) completeReassignments() {
+	err := n.commit(func(s *cluster.State) ([]cluster.Record, error) {
+		return n.cfg.Policy.CompleteReassignments(s), nil
+	}, nil)
+	if err != nil {
+		n.log.Warn("controller: completing reassignments", "err", err)
 	}
 }
 

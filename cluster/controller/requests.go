@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/easel-io/easel/cluster"
 	"github.com/easel-io/easel/engine"
@@ -83,6 +84,7 @@ func (n *Node) DeleteTopicByID(ctx context.Context, id engine.TopicID) (name str
 func (n *Node) AlterPartition(ctx context.Context, req cluster.AlterPartitionRequest) (cluster.Partition, error) {
 	var out cluster.Partition
 	err := n.submit(ctx, &request{
+		growsISR: true,
 		decide: func(s *cluster.State) ([]cluster.Record, error) {
 			return n.cfg.Policy.AlterPartition(s, req)
 		},
@@ -170,4 +172,57 @@ func (n *Node) gossipAlive(b *cluster.Broker) bool {
 		}
 	}
 	return false
+}
+
+// Reassignment is one partition's entry of AlterPartitionReassignments:
+// the replicas it should have, preferred leader first; nil cancels the
+// reassignment in progress.
+type Reassignment struct {
+	Topic     string
+	Partition int32
+	Replicas  []int32
+}
+
+// OngoingReassignment is a partition being reassigned, as
+// ListPartitionReassignments reports it: Replicas is the full replica set
+// while moving (the target, then Removing), Adding the target's new
+// brokers, Removing the brokers that leave once the target is in sync.
+type OngoingReassignment struct {
+	Topic            string
+	Partition        int32
+	Replicas, Adding []int32
+	Removing         []int32
+}
+
+// AlterReassignments starts, replaces or cancels partition reassignments
+// (Policy.AlterReassignment, KIP-455), one decision per entry in order, and
+// returns one error per entry (nil: committed and applied here): errors
+// map to Kafka's codes with cluster.KafkaError (INVALID_REPLICA_ASSIGNMENT,
+// UNKNOWN_TOPIC_OR_PARTITION, NO_REASSIGNMENT_IN_PROGRESS), and every entry
+// not decided because this node is not the controller gets
+// ErrNotController. The controller completes each reassignment once its
+// target replicas are all in the ISR (the leaders' AlterPartition).
+func (n *Node) AlterReassignments(ctx context.Context, reqs []Reassignment) []error {
+	errs := make([]error, len(reqs))
+	for i, r := range reqs {
+		errs[i] = n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
+			return n.cfg.Policy.AlterReassignment(s, r.Topic, r.Partition, r.Replicas)
+		}})
+	}
+	return errs
+}
+
+// Reassignments returns the reassignments in progress as the local state
+// has them, by topic name and partition. The slices are the caller's.
+func (n *Node) Reassignments() []OngoingReassignment {
+	var out []OngoingReassignment
+	n.View(func(s *cluster.State) {
+		for _, p := range s.Reassignments() {
+			out = append(out, OngoingReassignment{
+				Topic: s.TopicByID(p.Topic).Name, Partition: p.Index,
+				Replicas: slices.Clone(p.Replicas), Adding: slices.Clone(p.Adding), Removing: slices.Clone(p.Removing),
+			})
+		}
+	})
+	return out
 }
