@@ -22,35 +22,37 @@
 //
 // # Supported APIs
 //
-//	| API (key)                 | versions | notes                                                             |
-//	|---------------------------|----------|-------------------------------------------------------------------|
-//	| Produce (0)               | 0–9      | v0–2 answered UNSUPPORTED_VERSION; acks 0, 1, -1; no transactions |
-//	| Fetch (1)                 | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)          |
-//	| ListOffsets (2)           | 1–6      | -1 latest (high watermark), -2 earliest, by timestamp             |
-//	| Metadata (3)              | 0–9      | auto-creation per Config.AutoCreateTopics                         |
-//	| OffsetCommit (8)          | 2–8      | consumer groups: package group (Config.Group)                     |
-//	| OffsetFetch (9)           | 1–7      |                                                                   |
-//	| ControlledShutdown (7)    | 2–3      | cluster only, inter-broker: leaderships move off the broker       |
-//	| FindCoordinator (10)      | 0–3      | this broker, or the leader of the group's offsets partition       |
-//	| JoinGroup (11)            | 0–7      | held until the rebalance completes                                |
-//	| Heartbeat (12)            | 0–4      |                                                                   |
-//	| LeaveGroup (13)           | 0–4      |                                                                   |
-//	| SyncGroup (14)            | 0–5      |                                                                   |
-//	| DescribeGroups (15)       | 0–5      |                                                                   |
-//	| ListGroups (16)           | 0–4      |                                                                   |
-//	| ApiVersions (18)          | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION             |
-//	| CreateTopics (19)         | 0–5      | single node: RF 1; cluster: placed by the controller              |
-//	| DeleteTopics (20)         | 0–4      | by name                                                           |
-//	| DeleteRecords (21)        | 0–2      | up to the high watermark; not internal or compacted topics        |
-//	| InitProducerId (22)       | 0–4      | idempotent producers; transactional ids refused                   |
-//	| OffsetForLeaderEpoch (23) | 0–4      | from the leader-epoch cache; current_leader_epoch fencing         |
-//	| DescribeConfigs (32)      | 0–4      | topics and this broker                                            |
-//	| CreatePartitions (37)     | 0–3      | cluster only: placed and committed by the controller              |
-//	| DeleteGroups (42)         | 0–2      |                                                                   |
-//	| AlterPartition (56)       | 2–3      | cluster only, inter-broker: a leader's ISR change                 |
-//	| DescribeCluster (60)      | 0–1      | brokers, controller, cluster id                                   |
-//	| BrokerHeartbeat (63)      | 0–2      | cluster only, inter-broker: a caught-up broker is unfenced        |
-//	| AllocateProducerIDs (67)  | 0–0      | cluster only, inter-broker: producer id blocks (KIP-730)          |
+//	| API (key)                       | versions | notes                                                             |
+//	|---------------------------------|----------|-------------------------------------------------------------------|
+//	| Produce (0)                     | 0–9      | v0–2 answered UNSUPPORTED_VERSION; acks 0, 1, -1; no transactions |
+//	| Fetch (1)                       | 4–12     | sendfile, long polling; no fetch sessions (session_id 0)          |
+//	| ListOffsets (2)                 | 1–6      | -1 latest (high watermark), -2 earliest, by timestamp             |
+//	| Metadata (3)                    | 0–9      | auto-creation per Config.AutoCreateTopics                         |
+//	| OffsetCommit (8)                | 2–8      | consumer groups: package group (Config.Group)                     |
+//	| OffsetFetch (9)                 | 1–7      |                                                                   |
+//	| ControlledShutdown (7)          | 2–3      | cluster only, inter-broker: leaderships move off the broker       |
+//	| FindCoordinator (10)            | 0–3      | this broker, or the leader of the group's offsets partition       |
+//	| JoinGroup (11)                  | 0–7      | held until the rebalance completes                                |
+//	| Heartbeat (12)                  | 0–4      |                                                                   |
+//	| LeaveGroup (13)                 | 0–4      |                                                                   |
+//	| SyncGroup (14)                  | 0–5      |                                                                   |
+//	| DescribeGroups (15)             | 0–5      |                                                                   |
+//	| ListGroups (16)                 | 0–4      |                                                                   |
+//	| ApiVersions (18)                | 0–3      | newer versions get a v0 body with UNSUPPORTED_VERSION             |
+//	| CreateTopics (19)               | 0–5      | single node: RF 1; cluster: placed by the controller              |
+//	| DeleteTopics (20)               | 0–4      | by name                                                           |
+//	| DeleteRecords (21)              | 0–2      | up to the high watermark; not internal or compacted topics        |
+//	| InitProducerId (22)             | 0–4      | idempotent producers; transactional ids refused                   |
+//	| OffsetForLeaderEpoch (23)       | 0–4      | from the leader-epoch cache; current_leader_epoch fencing         |
+//	| DescribeConfigs (32)            | 0–4      | topics and this broker                                            |
+//	| CreatePartitions (37)           | 0–3      | cluster only: placed and committed by the controller              |
+//	| DeleteGroups (42)               | 0–2      |                                                                   |
+//	| AlterPartitionAssignments (45)  | 0–1      | cluster only: replicas moved by the controller (KIP-455)          |
+//	| ListPartitionReassignments (46) | 0–0      | cluster only: the ongoing moves                                   |
+//	| AlterPartition (56)             | 2–3      | cluster only, inter-broker: a leader's ISR change                 |
+//	| DescribeCluster (60)            | 0–1      | brokers, controller, cluster id                                   |
+//	| BrokerHeartbeat (63)            | 0–2      | cluster only, inter-broker: a caught-up broker is unfenced        |
+//	| AllocateProducerIDs (67)        | 0–0      | cluster only, inter-broker: producer id blocks (KIP-730)          |
 //
 // The cluster-only APIs are neither served nor advertised without
 // Config.Cluster. Any other key, a version outside these ranges, or a body

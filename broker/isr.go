@@ -282,10 +282,32 @@ func (t *isrTracker) proposeLocked(topic string, partition int32, lp *ledPart, i
 	req.Topics = append(req.Topics, rt)
 	t.b.log.Info("broker: proposing an ISR change", "topic", topic, "partition", partition, "isr", lp.isr, "new_isr", isr,
 		"leader_epoch", lp.leaderEpoch, "partition_epoch", lp.partitionEpoch)
-	go func() {
+	go t.sendProposal(req, topic, partition, lp, isr)
+}
+
+// proposalRetry is the pause before a proposal that could not reach the
+// controller (or that it could not decide yet) is sent again.
+const proposalRetry = 100 * time.Millisecond
+
+// sendProposal sends one ISR proposal and settles it, Kafka's way
+// (KIP-497): the pending ISR, and so the maximal ISR the high watermark is
+// computed over, is replaced only by what the controller committed. An
+// answer in this leader epoch replaces it with the committed ISR; an
+// answer that moved leadership, or a refusal because this broker's epochs
+// are stale, leaves it pending until the metadata log brings the new state
+// (lead clears it then): the partition may have a new leader that lacks
+// what only the old ISR has, so the high watermark must not move past it.
+// A refusal that changed nothing (an ineligible replica, a malformed
+// request) drops it; a failure to reach the controller is retried.
+func (t *isrTracker) sendProposal(req *kmsg.AlterPartitionRequest, topic string, partition int32, lp *ledPart, isr []int32) {
+	current := func() bool {
+		cur := t.parts[hostKey{topic, partition}]
+		return cur == lp && slices.Equal(lp.pending, isr)
+	}
+	for {
 		ctx, cancel := context.WithTimeout(context.Background(), clusterRequestTimeout)
-		defer cancel()
 		resp, err := t.b.node.Forward(ctx, req)
+		cancel()
 		code := int16(0)
 		var got *kmsg.AlterPartitionResponseTopicPartition
 		if err == nil {
@@ -302,21 +324,41 @@ func (t *isrTracker) proposeLocked(topic string, partition int32, lp *ledPart, i
 				err = fmt.Errorf("malformed AlterPartition response")
 			}
 		}
+		if err == nil && code != 0 {
+			err = kerr.ErrorForCode(code)
+		}
+		retry := err != nil && (code == 0 || kerr.IsRetriable(err)) &&
+			code != kerr.FencedLeaderEpoch.Code && code != kerr.InvalidUpdateVersion.Code
 		t.mu.Lock()
-		defer t.mu.Unlock()
-		if cur := t.parts[hostKey{topic, partition}]; cur == lp && slices.Equal(lp.pending, isr) {
+		if !current() {
+			t.mu.Unlock()
+			return // the metadata moved on: nothing to settle
+		}
+		switch {
+		case retry:
+		case err == nil && got.LeaderEpoch == lp.leaderEpoch:
 			lp.pending = nil
-			// The committed ISR, until the metadata log brings it too.
-			if code == 0 && got != nil && got.LeaderEpoch == lp.leaderEpoch && got.PartitionEpoch > lp.partitionEpoch {
+			if got.PartitionEpoch > lp.partitionEpoch {
 				lp.isr, lp.partitionEpoch = got.ISR, got.PartitionEpoch
 			}
 			t.advanceLocked(lp)
+		case err == nil, code == kerr.FencedLeaderEpoch.Code, code == kerr.InvalidUpdateVersion.Code, code == kerr.NotLeaderForPartition.Code:
+			// Leadership or the partition moved on: wait for the metadata.
+		default:
+			lp.pending = nil // refused; the committed state is unchanged
+			t.advanceLocked(lp)
 		}
-		if err != nil || code != 0 {
-			if err == nil {
-				err = kerr.ErrorForCode(code)
-			}
-			t.b.log.Warn("broker: ISR change not accepted", "topic", topic, "partition", partition, "new_isr", isr, "err", err)
+		t.mu.Unlock()
+		if err != nil {
+			t.b.log.Warn("broker: ISR change not accepted", "topic", topic, "partition", partition, "new_isr", isr, "retry", retry, "err", err)
 		}
-	}()
+		if !retry {
+			return
+		}
+		select {
+		case <-t.b.closed:
+			return
+		case <-time.After(proposalRetry):
+		}
+	}
 }
