@@ -75,10 +75,11 @@
 // Errors, per partition (the others in the response go on):
 //
 //	FENCED_LEADER_EPOCH          stopped until Set gives a newer assignment
-//	NOT_LEADER_OR_FOLLOWER,      backed off for Config.Backoff, then retried:
-//	UNKNOWN_LEADER_EPOCH,        the leader's copy of the metadata may lag
-//	UNKNOWN_TOPIC_OR_PARTITION,  this broker's (a newer Set fixes it sooner)
-//	UNKNOWN_TOPIC_ID, others
+//	NOT_LEADER_OR_FOLLOWER,      backed off, then retried: the leader's copy
+//	UNKNOWN_LEADER_EPOCH,        of the metadata may lag this broker's by a
+//	UNKNOWN_TOPIC_OR_PARTITION,  few ms (a newer Set fixes it sooner); the
+//	UNKNOWN_TOPIC_ID, others     pause starts at 10 ms and doubles while the
+//	                             errors repeat, up to Config.Backoff
 //	OFFSET_OUT_OF_RANGE          ListOffsets (replica id set) for the leader's
 //	                             log end: a longer local log is cut to it; a
 //	                             local log that ends below the leader's log

@@ -712,8 +712,17 @@ func (fe *fetcher) backoffLocked(p *part, err error) {
 			"epoch", p.mu.asg.LeaderEpoch, "err", err)
 	}
 	p.mu.err, p.mu.caughtUp = err, false
-	p.mu.retryAt = time.Now().Add(fe.f.cfg.Backoff)
+	// Growing from minPartitionBackoff to Config.Backoff: the usual error
+	// is transient, a new leader that has not applied its own promotion
+	// yet (UNKNOWN_LEADER_EPOCH, NOT_LEADER_OR_FOLLOWER) a few ms after
+	// this broker's metadata named it, and a whole Backoff then would
+	// hold every acks=all produce that needs this follower.
+	p.mu.backoff = min(max(2*p.mu.backoff, minPartitionBackoff), fe.f.cfg.Backoff)
+	p.mu.retryAt = time.Now().Add(p.mu.backoff)
 }
+
+// minPartitionBackoff is the first pause after a partition's error.
+const minPartitionBackoff = 10 * time.Millisecond
 
 // backoff is backoffLocked for an item whose generation is still current.
 func (fe *fetcher) backoff(it item, err error) {
@@ -734,6 +743,7 @@ func (fe *fetcher) stopLocked(p *part, err error) {
 
 // okLocked clears p's error after a success.
 func (fe *fetcher) okLocked(p *part) {
+	p.mu.backoff = 0
 	if p.mu.err != nil {
 		fe.log.Info("replica: partition fetching again", "topic", p.key.topic, "partition", p.key.partition,
 			"epoch", p.mu.asg.LeaderEpoch, "after", p.mu.err)

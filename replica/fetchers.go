@@ -75,8 +75,9 @@ type Config struct {
 	// PartitionMaxBytes is replica.fetch.max.bytes, per partition.
 	// Default 1 MiB.
 	PartitionMaxBytes int32
-	// Backoff is replica.fetch.backoff.ms: the pause after an error, for a
-	// partition or for a whole fetcher. Default 1 s.
+	// Backoff is replica.fetch.backoff.ms: the pause after an error of a
+	// whole fetcher, and the longest pause after a partition's errors
+	// (which start at 10 ms and double while they repeat). Default 1 s.
 	Backoff time.Duration
 	// RequestTimeout is replica.socket.timeout.ms: how long a request may
 	// take beyond MaxWait before it is given up. Default 30 s.

@@ -32,8 +32,11 @@ type part struct {
 		truncating bool
 		// stopped: no fetching until Set changes the assignment.
 		stopped bool
-		// retryAt: no fetching before this time (a backoff).
+		// retryAt: no fetching before this time (a backoff); backoff
+		// the pause after the last of consecutive errors (0 after a
+		// success).
 		retryAt  time.Time
+		backoff  time.Duration
 		err      error
 		leaderHW int64
 		caughtUp bool
@@ -56,7 +59,7 @@ func (p *part) reassign(a Assignment) {
 	p.mu.asg = a
 	p.mu.gen++
 	p.mu.truncating, p.mu.stopped = true, false
-	p.mu.retryAt, p.mu.err = time.Time{}, nil
+	p.mu.retryAt, p.mu.err, p.mu.backoff = time.Time{}, nil, 0
 	p.mu.leaderHW, p.mu.caughtUp = -1, false
 }
 
