@@ -92,17 +92,6 @@ func readLegacy(cfg config, log *slog.Logger) (*legacyData, error) {
 	return l, nil
 }
 
-// offsetsPartitions is the partition count of the old __consumer_offsets,
-// if there was one.
-func (l *legacyData) offsetsPartitions() (int32, bool) {
-	for _, t := range l.topics {
-		if t.Name == engine.ConsumerOffsetsTopic {
-			return t.Config.Partitions, true
-		}
-	}
-	return 0, false
-}
-
 // importRecords is the controller's Import hook: the records creating each
 // old topic the metadata log does not have yet, with this broker as the
 // only replica. The partitions start without a leader, in the leader epoch
