@@ -70,10 +70,16 @@ func (c *Coordinator) LoadPartition(p int32) error {
 		c.log.Error("group: cannot load partition", "partition", p, "err", err)
 		return fmt.Errorf("group: load %s/%d: %w", engine.ConsumerOffsetsTopic, p, err)
 	}
+	// The loaded groups, listed before the map is published: once it is,
+	// requests add groups to it under c.mu.
+	loaded := make([]*group, 0, len(groups))
+	for _, g := range groups {
+		loaded = append(loaded, g)
+	}
 	s.state, s.groups, s.w = shardLoaded, groups, w
 	c.mu.Unlock()
 	members := 0
-	for _, g := range groups {
+	for _, g := range loaded {
 		g.mu.Lock()
 		for _, m := range g.members {
 			g.scheduleHeartbeatLocked(m, m.sessionTimeout)
@@ -81,8 +87,8 @@ func (c *Coordinator) LoadPartition(p int32) error {
 		members += len(g.members)
 		g.mu.Unlock()
 	}
-	if len(groups) > 0 {
-		c.log.Debug("group: loaded partition", "partition", p, "groups", len(groups), "members", members, "took", time.Since(start))
+	if len(loaded) > 0 {
+		c.log.Debug("group: loaded partition", "partition", p, "groups", len(loaded), "members", members, "took", time.Since(start))
 	}
 	return nil
 }
