@@ -150,7 +150,7 @@ func (b *Broker) clusterMetadata(ctx context.Context, req *netio.Request, r *kms
 			ts := s.Topics()
 			resp.Topics = make([]kmsg.MetadataResponseTopic, 0, len(ts))
 			for _, t := range ts {
-				resp.Topics = append(resp.Topics, clusterTopicMetadata(s, t))
+				resp.Topics = append(resp.Topics, b.clusterTopicMetadata(s, t))
 			}
 			return
 		}
@@ -166,7 +166,7 @@ func (b *Broker) clusterMetadata(ctx context.Context, req *netio.Request, r *kms
 			}
 			seen[name] = struct{}{}
 			if t := s.Topic(name); t != nil {
-				resp.Topics = append(resp.Topics, clusterTopicMetadata(s, t))
+				resp.Topics = append(resp.Topics, b.clusterTopicMetadata(s, t))
 				continue
 			}
 			mt := kmsg.NewMetadataResponseTopic()
@@ -211,8 +211,13 @@ func (b *Broker) clusterMetadata(ctx context.Context, req *netio.Request, r *kms
 	return resp
 }
 
-// clusterTopicMetadata describes one topic of the metadata.
-func clusterTopicMetadata(s *cluster.State, t *cluster.Topic) kmsg.MetadataResponseTopic {
+// clusterTopicMetadata describes one topic of the metadata. A partition
+// the metadata says this broker leads is reported without a leader
+// (LEADER_NOT_AVAILABLE, which clients retry) until this broker serves it
+// as leader in that epoch, as a Kafka broker answers from the metadata it
+// has applied: clients are never sent here for a partition this broker
+// would answer NOT_LEADER_OR_FOLLOWER.
+func (b *Broker) clusterTopicMetadata(s *cluster.State, t *cluster.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = &t.Name
 	mt.IsInternal = t.Name == engine.ConsumerOffsetsTopic
@@ -227,7 +232,10 @@ func clusterTopicMetadata(s *cluster.State, t *cluster.Topic) kmsg.MetadataRespo
 		mp.Replicas = p.Replicas // read only by the encoder
 		mp.ISR = p.ISR
 		mp.OfflineReplicas = s.OfflineReplicas(p)
-		if p.Leader == cluster.NoLeader {
+		if p.Leader == b.cfg.NodeID && !b.servesAsLeader(t.Name, p) {
+			mp.Leader = cluster.NoLeader
+		}
+		if mp.Leader == cluster.NoLeader {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
 		}
 	}

@@ -221,6 +221,9 @@ func (b *Broker) createTopicsInCluster(ctx context.Context, r *kmsg.CreateTopics
 			rt.ErrorMessage = errorMessage(err)
 		} else if !r.ValidateOnly {
 			b.log.Info("broker: created topic", "topic", t.Topic)
+			hctx, cancel := context.WithTimeout(ctx, hostedWait)
+			b.waitHosted(hctx, t.Topic)
+			cancel()
 			b.node.View(func(s *cluster.State) {
 				ct := s.Topic(t.Topic)
 				if ct == nil {

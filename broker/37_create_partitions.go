@@ -58,6 +58,9 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, req *netio.Request)
 				b.rejected(req, "create partitions", err, "topic", t.Topic)
 			} else if !r.ValidateOnly {
 				b.log.Info("broker: added partitions", "topic", t.Topic, "count", t.Count)
+				hctx, cancel := context.WithTimeout(ctx, hostedWait)
+				b.waitHosted(hctx, t.Topic)
+				cancel()
 			}
 			resp.Topics = append(resp.Topics, rt)
 		}

@@ -94,6 +94,12 @@ type Broker struct {
 	groups    *group.Coordinator
 
 	node *controller.Node // nil on a single node (Config.Cluster)
+	// passed is closed, and replaced, after each pass of the hosting loop
+	// (cluster only; see waitHosted).
+	passed struct {
+		sync.Mutex
+		ch chan struct{}
+	}
 	// hostingDone is closed when runHosting has returned, lagDone when
 	// the ISR lag check has (cluster only).
 	hostingDone, lagDone chan struct{}
@@ -134,6 +140,7 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 	if cfg.Cluster != nil {
 		b.node = cfg.Cluster
 		b.hostingDone = make(chan struct{})
+		b.passed.ch = make(chan struct{})
 		if gc.OffsetsTopicNumPartitions <= 0 {
 			gc.OffsetsTopicNumPartitions = group.DefaultOffsetsTopicNumPartitions
 		}

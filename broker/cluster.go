@@ -35,6 +35,10 @@ import (
 // auto-create).
 const clusterRequestTimeout = 10 * time.Second
 
+// hostedWait bounds how long CreateTopics and CreatePartitions wait for
+// this broker to host the new partitions it leads (waitHosted).
+const hostedWait = 5 * time.Second
+
 // errNotLeader is a partition request at a broker that does not lead the
 // partition in its copy of the metadata (NOT_LEADER_OR_FOLLOWER).
 var errNotLeader = fmt.Errorf("broker: not the partition's leader: %w", engine.ErrNotLeader)
@@ -102,6 +106,16 @@ func (b *Broker) topic(name string) (engine.TopicInfo, error) {
 		return info, fmt.Errorf("%w: %q", engine.ErrUnknownTopic, name)
 	}
 	return info, nil
+}
+
+// servesAsLeader reports whether this broker is ready to lead partition p
+// of the metadata: caught up, and hosting it as leader in p's epoch.
+func (b *Broker) servesAsLeader(topic string, p *cluster.Partition) bool {
+	if !b.ready() {
+		return false
+	}
+	ep, err := b.eng.Partition(topic, p.Index)
+	return err == nil && !ep.IsFollower() && ep.LeaderEpoch() >= p.LeaderEpoch
 }
 
 // ready reports whether the cluster node has caught up on the metadata log

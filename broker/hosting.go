@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -68,6 +69,10 @@ func (b *Broker) runHosting() {
 	for {
 		changed := b.node.Changed()
 		ok := b.reconcileHosting(hosted, topics, &following)
+		b.passed.Lock()
+		close(b.passed.ch)
+		b.passed.ch = make(chan struct{})
+		b.passed.Unlock()
 		if ok && !setAside {
 			if n, err := b.eng.SetAsideUnhosted(); err != nil {
 				b.log.Error("broker: cannot set aside logs the cluster does not assign here", "err", err)
@@ -282,4 +287,41 @@ func (b *Broker) topicInfo(t *cluster.Topic) engine.TopicInfo {
 		}
 	}
 	return info
+}
+
+// waitHosted waits, until ctx ends, for this broker to serve as leader every
+// partition of topic that the metadata says it leads: CreateTopics and
+// CreatePartitions answer then, so that a client's next Metadata here names
+// a leader that takes its writes (a single node, or the controller broker,
+// reads its own writes). Partitions led by other brokers are theirs to
+// host. A ctx that ends first is not an error: the topic is created.
+func (b *Broker) waitHosted(ctx context.Context, topic string) {
+	for {
+		b.passed.Lock()
+		ch := b.passed.ch
+		b.passed.Unlock()
+		done := true
+		b.node.View(func(s *cluster.State) {
+			t := s.Topic(topic)
+			if t == nil {
+				return
+			}
+			for _, p := range s.Partitions(t.ID) {
+				if p.Leader == b.cfg.NodeID && !b.servesAsLeader(topic, p) {
+					done = false
+					return
+				}
+			}
+		})
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-b.closed:
+			return
+		}
+	}
 }
