@@ -100,6 +100,9 @@ type Broker struct {
 		sync.Mutex
 		ch chan struct{}
 	}
+	// hostedAll is closed after the first hosting pass that hosted every
+	// partition the metadata assigns here (cluster only; see Hosted).
+	hostedAll chan struct{}
 	// hostingDone is closed when runHosting has returned, lagDone when
 	// the ISR lag check has (cluster only).
 	hostingDone, lagDone chan struct{}
@@ -141,6 +144,7 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 		b.node = cfg.Cluster
 		b.hostingDone = make(chan struct{})
 		b.passed.ch = make(chan struct{})
+		b.hostedAll = make(chan struct{})
 		if gc.OffsetsTopicNumPartitions <= 0 {
 			gc.OffsetsTopicNumPartitions = group.DefaultOffsetsTopicNumPartitions
 		}
@@ -191,3 +195,18 @@ func (b *Broker) Close() {
 		b.parked.close()
 	})
 }
+
+// Hosted is closed once the broker, in a cluster, is caught up on the
+// metadata and hosts every partition the metadata assigns to it, as leader
+// or follower in its epoch: a broker that starts serving after it answers
+// its first requests as it will from then on. Without Config.Cluster it is
+// closed at once.
+func (b *Broker) Hosted() <-chan struct{} {
+	if b.hostedAll == nil {
+		return closedChan
+	}
+	return b.hostedAll
+}
+
+// closedChan is a closed channel.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

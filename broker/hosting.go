@@ -82,6 +82,7 @@ func (b *Broker) runHosting() {
 				if n > 0 {
 					b.log.Warn("broker: set aside logs the cluster does not assign here", "logs", n)
 				}
+				close(b.hostedAll)
 			}
 		}
 		var retry <-chan time.Time

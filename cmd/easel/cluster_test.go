@@ -125,12 +125,15 @@ func TestClusterProcesses(t *testing.T) {
 	var lead map[int32]int32
 	waitUntil(ctx, t, "a leader for every partition", func() bool { lead, _ = leaders(); return len(lead) == 3 })
 
-	// kcat (librdkafka) sees the three brokers and the same leaders.
-	{
-		out := runKcat(ctx, t, kc, nil, "-L", "-J", "-b", c.kafka[1], "-t", "orders", "-m", "20")
+	// kcat (librdkafka) sees the three brokers and the same leaders (once
+	// the broker asked hosts what it leads: until then it reports those
+	// partitions without a leader).
+	var kcatOut []byte
+	waitUntil(ctx, t, "kcat -L showing the three brokers and the same leaders", func() bool {
+		kcatOut = runKcat(ctx, t, kc, nil, "-L", "-J", "-b", c.kafka[1], "-t", "orders", "-m", "20")
 		var md kcatMetadata
-		if err := json.Unmarshal(out, &md); err != nil {
-			t.Fatalf("kcat -L -J output: %v\n%s", err, out)
+		if err := json.Unmarshal(kcatOut, &md); err != nil {
+			t.Fatalf("kcat -L -J output: %v\n%s", err, kcatOut)
 		}
 		var ids []int32
 		for _, b := range md.Brokers {
@@ -138,16 +141,19 @@ func TestClusterProcesses(t *testing.T) {
 		}
 		slices.Sort(ids)
 		if !slices.Equal(ids, []int32{1, 2, 3}) {
-			t.Fatalf("kcat brokers %v, want 1 2 3\n%s", ids, out)
+			return false
 		}
+		n := 0
 		for _, tp := range md.Topics {
 			for _, pa := range tp.Partitions {
 				if pa.Leader != lead[pa.Partition] {
-					t.Errorf("kcat: partition %d leader %d, franz-go sees %d", pa.Partition, pa.Leader, lead[pa.Partition])
+					return false
 				}
+				n++
 			}
 		}
-	}
+		return n == 3
+	})
 
 	cl := c.client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	produce := func(prefix string, n int) {

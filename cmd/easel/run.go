@@ -107,6 +107,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		MinInsyncReplicas: cfg.Cluster.MinInsyncReplicas,
 		ReplicaLagTimeMax: cfg.Cluster.ReplicaLagTimeMax,
 	})
+	if !clustered {
+		// Serve once the partitions are open as leaders, so that the first
+		// requests find them (a cluster's brokers serve at once: Metadata
+		// sends clients to the brokers that are ready).
+		select {
+		case <-h.b.Hosted():
+		case <-time.After(singleNodeStartTimeout):
+			log.Warn("not every partition is open yet; serving anyway", "after", singleNodeStartTimeout)
+		case <-ctx.Done():
+		}
+	}
 	if err := h.b.Groups().Err(); err != nil {
 		// A __consumer_offsets that cannot be used (or migrated) would
 		// leave every consumer group without a coordinator: refuse to
