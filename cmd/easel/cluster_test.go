@@ -33,6 +33,15 @@ type procCluster struct {
 }
 
 func newProcCluster(t *testing.T, ids ...int32) *procCluster {
+	c := newProcAddrs(t, ids...)
+	for _, id := range ids {
+		c.start(id)
+	}
+	return c
+}
+
+// newProcAddrs picks the brokers' addresses and directories, starting none.
+func newProcAddrs(t *testing.T, ids ...int32) *procCluster {
 	c := &procCluster{t: t, ids: ids, kafka: map[int32]string{}, raft: map[int32]string{}, gossip: map[int32]string{},
 		dirs: map[int32]string{}, procs: map[int32]*proc{}}
 	var vs []string
@@ -41,9 +50,6 @@ func newProcCluster(t *testing.T, ids ...int32) *procCluster {
 		vs = append(vs, fmt.Sprintf("%d@%s", id, c.raft[id]))
 	}
 	c.voters = strings.Join(vs, ",")
-	for _, id := range ids {
-		c.start(id)
-	}
 	return c
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/easel-io/easel/internal/jepsen"
 )
@@ -208,14 +207,7 @@ func waitFor(ctx context.Context, cond func() bool) error {
 // from the test's clients (all bind 127.0.0.1 and dial from ephemeral
 // ports: addresses and ports alone cannot).
 type jepsenCluster struct {
-	t      *testing.T
-	ids    []int32
-	kafka  map[int32]string
-	raft   map[int32]string
-	gossip map[int32]string
-	dirs   map[int32]string
-	procs  map[int32]*proc
-	voters string
+	*procCluster // addresses, directories, processes; its start is replaced
 	// bin is a copy of the easel binary others than root may run; uid
 	// maps a broker to the uid it runs as (none: the test's).
 	bin string
@@ -229,14 +221,7 @@ type jepsenCluster struct {
 }
 
 func newJepsenCluster(t *testing.T, ids ...int32) *jepsenCluster {
-	c := &jepsenCluster{t: t, ids: ids, kafka: map[int32]string{}, raft: map[int32]string{}, gossip: map[int32]string{},
-		dirs: map[int32]string{}, procs: map[int32]*proc{}, uid: map[int32]uint32{}, paused: map[int32]bool{}, bin: binary(t)}
-	var vs []string
-	for _, id := range ids {
-		c.kafka[id], c.raft[id], c.gossip[id], c.dirs[id] = freeAddr(t), freeAddr(t), freeAddr(t), t.TempDir()
-		vs = append(vs, fmt.Sprintf("%d@%s", id, c.raft[id]))
-	}
-	c.voters = strings.Join(vs, ",")
+	c := &jepsenCluster{procCluster: newProcAddrs(t, ids...), uid: map[int32]uint32{}, paused: map[int32]bool{}, bin: binary(t)}
 	if why := c.setupPartitions(); why != "" {
 		t.Logf("jepsen: no network partitions: %s", why)
 	}
@@ -361,26 +346,6 @@ func (c *jepsenCluster) start(id int32) {
 	p.waitLog(startedRE, 60*time.Second)
 	p.addr = c.kafka[id]
 	c.procs[id] = p
-}
-
-func (c *jepsenCluster) kill(id int32) {
-	c.t.Helper()
-	c.procs[id].signal(syscall.SIGKILL, 30*time.Second)
-	delete(c.procs, id)
-}
-
-func (c *jepsenCluster) seeds() []string {
-	var out []string
-	for _, id := range c.ids {
-		out = append(out, c.kafka[id])
-	}
-	return out
-}
-
-func (c *jepsenCluster) client(opts ...kgo.Opt) *kgo.Client {
-	c.t.Helper()
-	opts = append([]kgo.Opt{kgo.RetryTimeout(60 * time.Second), kgo.MetadataMinAge(100 * time.Millisecond), kgo.MetadataMaxAge(time.Second)}, opts...)
-	return newClient(c.t, strings.Join(c.seeds(), ","), append([]kgo.Opt{kgo.SeedBrokers(c.seeds()...)}, opts...)...)
 }
 
 // resumeAll SIGCONTs every paused broker, so that they can be killed and
