@@ -29,31 +29,9 @@ const replicaCrashChildEnv = "EASEL_ENGINE_REPLICA_CRASH_CHILD" // the data dire
 // follower operation "D <follower log end>", and "T <offset>" before each
 // truncation starts.
 func replicaCrashChild(dir string) int {
-	round, _ := strconv.Atoi(os.Getenv(crashEpochEnv))
-	seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
-	r := rand.New(rand.NewPCG(seed, 7))
-	e, err := Open(dir, quietOpts())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open:", err)
-		return 2
-	}
-	for _, name := range []string{"lead", "foll"} {
-		if _, err := e.Topic(name); err != nil {
-			if err := e.CreateTopic(name, TopicConfig{SegmentBytes: 8 << 10, FlushMessages: 1}); err != nil {
-				fmt.Fprintln(os.Stderr, "create:", err)
-				return 2
-			}
-		}
-	}
-	l, _ := e.Partition("lead", 0)
-	f, _ := e.Partition("foll", 0)
-	if err := l.BecomeLeader(int32(round)); err != nil {
-		fmt.Fprintln(os.Stderr, "leader:", err)
-		return 2
-	}
-	if err := f.BecomeFollower(int32(round)); err != nil {
-		fmt.Fprintln(os.Stderr, "follower:", err)
-		return 2
+	_, l, f, r, _, code := openCrashPair(dir, 8<<10, 7)
+	if code != 0 {
+		return code
 	}
 	out := bufio.NewWriter(os.Stdout)
 	emit := func(format string, args ...any) {
@@ -221,4 +199,39 @@ func untilTruncation(lines <-chan string, timeout time.Duration) []string {
 			return got
 		}
 	}
+}
+
+// openCrashPair is the shared start of the replica crash children: it opens
+// dir and returns a leader partition "lead" and a follower "foll" (created
+// with segBytes segments and flush.messages=1 if missing) in the round's
+// epoch, and the random source of the round's seed (stream salt), or an
+// exit code after printing why to stderr.
+func openCrashPair(dir string, segBytes int64, salt uint64) (e *Engine, l, f *Partition, r *rand.Rand, round int, code int) {
+	round, _ = strconv.Atoi(os.Getenv(crashEpochEnv))
+	seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
+	r = rand.New(rand.NewPCG(seed, salt))
+	e, err := Open(dir, quietOpts())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		return nil, nil, nil, nil, 0, 2
+	}
+	for _, name := range []string{"lead", "foll"} {
+		if _, err := e.Topic(name); err != nil {
+			if err := e.CreateTopic(name, TopicConfig{SegmentBytes: segBytes, FlushMessages: 1}); err != nil {
+				fmt.Fprintln(os.Stderr, "create:", err)
+				return nil, nil, nil, nil, 0, 2
+			}
+		}
+	}
+	l, _ = e.Partition("lead", 0)
+	f, _ = e.Partition("foll", 0)
+	if err := l.BecomeLeader(int32(round)); err != nil {
+		fmt.Fprintln(os.Stderr, "leader:", err)
+		return nil, nil, nil, nil, 0, 2
+	}
+	if err := f.BecomeFollower(int32(round)); err != nil {
+		fmt.Fprintln(os.Stderr, "follower:", err)
+		return nil, nil, nil, nil, 0, 2
+	}
+	return e, l, f, r, round, 0
 }

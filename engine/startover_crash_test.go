@@ -29,31 +29,9 @@ const startOverChildEnv = "EASEL_ENGINE_STARTOVER_CHILD" // the data directory
 // acknowledged follower write and "S <start> <end> <offset>" before each
 // start over.
 func startOverChild(dir string) int {
-	round, _ := strconv.Atoi(os.Getenv(crashEpochEnv))
-	seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
-	r := rand.New(rand.NewPCG(seed, 11))
-	e, err := Open(dir, quietOpts())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open:", err)
-		return 2
-	}
-	for _, name := range []string{"lead", "foll"} {
-		if _, err := e.Topic(name); err != nil {
-			if err := e.CreateTopic(name, TopicConfig{SegmentBytes: 4 << 10, FlushMessages: 1}); err != nil {
-				fmt.Fprintln(os.Stderr, "create:", err)
-				return 2
-			}
-		}
-	}
-	l, _ := e.Partition("lead", 0)
-	f, _ := e.Partition("foll", 0)
-	if err := l.BecomeLeader(int32(round)); err != nil {
-		fmt.Fprintln(os.Stderr, "leader:", err)
-		return 2
-	}
-	if err := f.BecomeFollower(int32(round)); err != nil {
-		fmt.Fprintln(os.Stderr, "follower:", err)
-		return 2
+	_, l, f, r, round, code := openCrashPair(dir, 4<<10, 11)
+	if code != 0 {
+		return code
 	}
 	w, err := f.Follower(int32(round))
 	if err != nil {
