@@ -284,16 +284,23 @@ func (fe *fetcher) fetch(items []item) time.Duration {
 			got[tp{t.Topic, t.Partitions[j].Partition}] = &t.Partitions[j]
 		}
 	}
+	fe.applyEach(items, func(it item) bool { return fe.applyFetch(it, got[it.p.key], version) })
+	return 0
+}
+
+// applyEach applies each item's partition of a response (apply reports
+// OFFSET_OUT_OF_RANGE), then handles the out-of-range ones, which need
+// requests of their own, once every partition's lock is released.
+func (fe *fetcher) applyEach(items []item, apply func(item) bool) {
 	var outOfRange []item
 	for _, it := range items {
-		if fe.applyFetch(it, got[it.p.key], version) {
+		if apply(it) {
 			outOfRange = append(outOfRange, it)
 		}
 	}
 	for _, it := range outOfRange {
 		fe.outOfRange(it)
 	}
-	return 0
 }
 
 // applyFetch applies one partition of a Fetch response. It reports
@@ -610,15 +617,7 @@ func (fe *fetcher) offsetsForEpochs(items []item) time.Duration {
 			got[tp{t.Topic, t.Partitions[j].Partition}] = &t.Partitions[j]
 		}
 	}
-	var outOfRange []item
-	for _, it := range items {
-		if fe.applyEpoch(it, got[it.p.key], version) {
-			outOfRange = append(outOfRange, it)
-		}
-	}
-	for _, it := range outOfRange {
-		fe.outOfRange(it)
-	}
+	fe.applyEach(items, func(it item) bool { return fe.applyEpoch(it, got[it.p.key], version) })
 	return 0
 }
 
