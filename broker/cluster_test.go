@@ -596,6 +596,82 @@ func TestClusterMinInsyncReplicas(t *testing.T) {
 	}
 }
 
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND: an acks=all batch appended while the
+// ISR met min.insync.replicas, whose commit then needed the ISR to shrink
+// below it (a follower stopped fetching, was proposed out after
+// replica.lag.time.max), is answered with that error once the high
+// watermark passes it: the batch is in the log and committed, but not on
+// as many replicas as the topic demands.
+func TestClusterNotEnoughReplicasAfterAppend(t *testing.T) {
+	c := newTestBrokersLag(t, 600*time.Millisecond, 1, 2, 3)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClusterClient(t, c.running()))
+	three := "3"
+	if res, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"min.insync.replicas": &three}, "after"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	view := func() (leader int32, isr []int32) {
+		leader = -1
+		c.members[1].node.View(func(s *cluster.State) {
+			if p := s.Partition("after", 0); p != nil {
+				leader, isr = p.Leader, p.ISR
+			}
+		})
+		return
+	}
+	c.waitFor("a full ISR", 20*time.Second, func() bool { _, isr := view(); return len(isr) == 3 })
+	leader, _ := view()
+	lm := c.members[leader]
+	kc := kclient.New(kclient.Config{Logger: discardLogger()})
+	defer kc.Close()
+	produce := func() int16 {
+		t.Helper()
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(9)
+		req.Acks, req.TimeoutMillis = -1, 20000
+		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "after", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: makeBatch(t, batchOpts{nrecords: 1})}}}}
+		resp, err := kc.Request(ctx, lm.addr, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+	}
+	c.waitFor("an acks=all produce with 3 of 3 in sync", 20*time.Second, func() bool { return produce() == 0 })
+	lp, err := lm.eng.Partition("after", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slow int32
+	for id := range c.members {
+		if id != leader {
+			slow = id
+			break
+		}
+	}
+	before := lp.EndOffset()
+	c.members[slow].dialer.Block(lm.addr) // its fetches fail from now on
+	start := time.Now()
+	code := produce()
+	if _, isr := view(); len(isr) == 3 && time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("answered with %d while the ISR was still full", code)
+	}
+	if code != kerr.NotEnoughReplicasAfterAppend.Code {
+		t.Fatalf("acks=all while a follower stopped: error %d (%v), want NOT_ENOUGH_REPLICAS_AFTER_APPEND", code, kerr.ErrorForCode(code))
+	}
+	if lp.EndOffset() != before+1 || lp.HighWatermark() < before+1 {
+		t.Fatalf("log end %d, high watermark %d: want the batch at %d appended and committed", lp.EndOffset(), lp.HighWatermark(), before)
+	}
+	c.waitFor("the committed ISR without the stopped follower", 10*time.Second, func() bool {
+		_, isr := view()
+		return len(isr) == 2 && !slices.Contains(isr, slow)
+	})
+	if code := produce(); code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with 2 of 3 in sync: error %d, want NOT_ENOUGH_REPLICAS", code)
+	}
+}
+
 // Replication: records acknowledged with acks=all on a topic with RF 3 and
 // min.insync.replicas=2 survive the loss of the leader, then of the next
 // one: the new leader (elected from the ISR) has every acknowledged record,
