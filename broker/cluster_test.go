@@ -293,6 +293,26 @@ func metadataAt(t testing.TB, kc *kclient.Client, addr, topic string) (*kmsg.Met
 	return resp.(*kmsg.MetadataResponse), nil
 }
 
+// produceTo sends one batch of one record (value, or a default) to
+// topic/0 at addr with acks and the timeout, and returns the partition's
+// error code (-100 when the request itself failed).
+func produceTo(ctx context.Context, t testing.TB, kc *kclient.Client, addr, topic string, acks int16, timeout time.Duration, value string) int16 {
+	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(9)
+	req.Acks, req.TimeoutMillis = acks, int32(timeout/time.Millisecond)
+	o := batchOpts{nrecords: 1}
+	if value != "" {
+		o.value = []byte(value)
+	}
+	req.Topics = []kmsg.ProduceRequestTopic{{Topic: topic, Partitions: []kmsg.ProduceRequestTopicPartition{{Records: makeBatch(t, o)}}}}
+	resp, err := kc.Request(ctx, addr, req)
+	if err != nil {
+		return -100
+	}
+	return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
+}
+
 // A 3-broker cluster in one process: topics created through any broker
 // are placed on all three; Metadata at every broker names the same
 // leaders; produce and fetch go to the leader, and another broker answers
@@ -569,17 +589,7 @@ func TestClusterMinInsyncReplicas(t *testing.T) {
 		})
 		return len(isr) == 2
 	})
-	produce := func(acks int16) int16 {
-		req := kmsg.NewPtrProduceRequest()
-		req.SetVersion(9)
-		req.Acks, req.TimeoutMillis = acks, 5000
-		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "strict", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: makeBatch(t, batchOpts{nrecords: 1})}}}}
-		resp, err := kc.Request(ctx, lm.addr, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
-	}
+	produce := func(acks int16) int16 { return produceTo(ctx, t, kc, lm.addr, "strict", acks, 5*time.Second, "") }
 	p, err := lm.eng.Partition("strict", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -626,18 +636,7 @@ func TestClusterNotEnoughReplicasAfterAppend(t *testing.T) {
 	lm := c.members[leader]
 	kc := kclient.New(kclient.Config{Logger: discardLogger()})
 	defer kc.Close()
-	produce := func() int16 {
-		t.Helper()
-		req := kmsg.NewPtrProduceRequest()
-		req.SetVersion(9)
-		req.Acks, req.TimeoutMillis = -1, 20000
-		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "after", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: makeBatch(t, batchOpts{nrecords: 1})}}}}
-		resp, err := kc.Request(ctx, lm.addr, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
-	}
+	produce := func() int16 { return produceTo(ctx, t, kc, lm.addr, "after", -1, 20*time.Second, "") }
 	c.waitFor("an acks=all produce with 3 of 3 in sync", 20*time.Second, func() bool { return produce() == 0 })
 	lp, err := lm.eng.Partition("after", 0)
 	if err != nil {
@@ -669,6 +668,114 @@ func TestClusterNotEnoughReplicasAfterAppend(t *testing.T) {
 	})
 	if code := produce(); code != kerr.NotEnoughReplicas.Code {
 		t.Fatalf("acks=all with 2 of 3 in sync: error %d, want NOT_ENOUGH_REPLICAS", code)
+	}
+}
+
+// Unclean leader election (unclean.leader.election.enable=true): the
+// followers stop fetching and leave the ISR; the leader, alone in it,
+// commits more records and dies; a follower becomes leader from outside the
+// ISR (the partition's unclean epoch) and takes new writes. The old leader
+// returns with a longer log and a high watermark past what the new leader
+// has: as a follower it must cut those committed records (the loss an
+// unclean election accepts) to follow, and it does: it ends byte-identical
+// to the new leader and back in the ISR, instead of stopping its fetcher
+// with ErrBelowHighWatermark.
+func TestClusterUncleanElectionTruncatesFollower(t *testing.T) {
+	c := newTestBrokersLag(t, 600*time.Millisecond, 1, 2, 3)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClusterClient(t, c.running()))
+	yes := "true"
+	if res, err := adm.CreateTopic(ctx, 1, 3, map[string]*string{"unclean.leader.election.enable": &yes}, "dirty"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	view := func(at int32) (p cluster.Partition) {
+		p.Leader = -1
+		if n := c.members[at].node; n != nil {
+			n.View(func(s *cluster.State) {
+				if mp := s.Partition("dirty", 0); mp != nil {
+					p = *mp
+				}
+			})
+		}
+		return
+	}
+	c.waitFor("a full ISR", 20*time.Second, func() bool { return len(view(1).ISR) == 3 })
+	old := view(1).Leader
+	var others []int32
+	for id := range c.members {
+		if id != old {
+			others = append(others, id)
+		}
+	}
+	kc := kclient.New(kclient.Config{Logger: discardLogger()})
+	defer kc.Close()
+	c.waitFor("a first acks=all write", 20*time.Second, func() bool {
+		return produceTo(ctx, t, kc, c.members[old].addr, "dirty", -1, 5*time.Second, "first") == 0
+	})
+	for _, id := range others {
+		c.members[id].dialer.Block(c.members[old].addr)
+	}
+	c.waitFor("the leader alone in the ISR", 20*time.Second, func() bool { return len(view(others[0]).ISR) == 1 })
+	for i := range 5 {
+		if code := produceTo(ctx, t, kc, c.members[old].addr, "dirty", -1, 5*time.Second, fmt.Sprintf("lost-%d", i)); code != 0 {
+			t.Fatalf("acks=all to the sole in-sync leader: error %d", code)
+		}
+	}
+	op, err := c.members[old].eng.Partition("dirty", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldHW := op.HighWatermark()
+	c.stop(old)
+	for _, id := range others {
+		c.members[id].dialer.Heal()
+	}
+	var nl int32
+	c.waitFor("an unclean election", 20*time.Second, func() bool {
+		p := view(others[0])
+		nl = p.Leader
+		return nl >= 0 && nl != old && p.UncleanEpoch == p.LeaderEpoch
+	})
+	c.waitFor("acks=all writes to the new leader", 20*time.Second, func() bool {
+		return produceTo(ctx, t, kc, c.members[nl].addr, "dirty", -1, 5*time.Second, "after-0") == 0
+	})
+	np, err := c.members[nl].eng.Partition("dirty", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if np.EndOffset() >= oldHW {
+		t.Fatalf("the new leader's log end %d reaches the old high watermark %d: nothing to cut, the test proves nothing", np.EndOffset(), oldHW)
+	}
+	c.start(old)
+	c.waitFor("the old leader back in a full ISR", 30*time.Second, func() bool { return len(view(nl).ISR) == 3 })
+	// It may lead again now (the preferred replica); compare it with
+	// whichever replica leads and stop writing first.
+	lp, err := c.members[others[0]].eng.Partition("dirty", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := c.members[old].eng.Partition("dirty", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the old leader's log equal to the others'", 20*time.Second, func() bool {
+		return rp.EndOffset() == lp.EndOffset() && rp.HighWatermark() == lp.HighWatermark()
+	})
+	if lb, rb := readAllBytes(t, lp), readAllBytes(t, rp); !bytes.Equal(lb, rb) {
+		t.Fatalf("logs differ: %d and %d bytes", len(lb), len(rb))
+	}
+	got := map[string]bool{}
+	it := rp.Records(rp.StartOffset())
+	for it.Next() {
+		got[string(it.Record().Value)] = true
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !got["first"] || !got["after-0"] {
+		t.Fatalf("records %v: want first and after-0", got)
 	}
 }
 
@@ -866,17 +973,6 @@ func TestClusterZombieLeader(t *testing.T) {
 
 	kc := kclient.New(kclient.Config{Logger: discardLogger()})
 	defer kc.Close()
-	produceAt := func(addr string, value string) int16 {
-		req := kmsg.NewPtrProduceRequest()
-		req.SetVersion(9)
-		req.Acks, req.TimeoutMillis = -1, 2000
-		req.Topics = []kmsg.ProduceRequestTopic{{Topic: "z", Partitions: []kmsg.ProduceRequestTopicPartition{{Records: makeBatch(t, batchOpts{nrecords: 1})}}}}
-		resp, err := kc.Request(ctx, addr, req)
-		if err != nil {
-			return -100
-		}
-		return resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode
-	}
 	cl := newClusterClient(t, c.running(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic("z"),
 		kgo.ProduceRequestTimeout(2*time.Second))
 	var acked []string
@@ -895,7 +991,7 @@ func TestClusterZombieLeader(t *testing.T) {
 	zombie, _, epoch := view(1)
 	c.isolate(zombie)
 	// Written to the zombie: appended there, never acknowledged.
-	if code := produceAt(c.members[zombie].addr, "zombie"); code == 0 {
+	if code := produceTo(ctx, t, kc, c.members[zombie].addr, "z", -1, 2*time.Second, "zombie"); code == 0 {
 		t.Fatalf("an acks=all produce to the cut-off leader was acknowledged")
 	}
 	var other int32

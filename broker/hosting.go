@@ -139,7 +139,7 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 	for _, w := range wants {
 		if w.leader != self && w.leader >= 0 && w.leaderAddr != "" {
 			a := replica.Assignment{Topic: w.info.Name, TopicID: w.info.ID, Partition: w.partition,
-				Leader: w.leader, LeaderAddr: w.leaderAddr, LeaderEpoch: w.epoch}
+				Leader: w.leader, LeaderAddr: w.leaderAddr, LeaderEpoch: w.epoch, UncleanEpoch: w.meta.UncleanEpoch}
 			follow = append(follow, a)
 			next[a] = true
 		}

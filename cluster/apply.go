@@ -308,8 +308,8 @@ func (s *State) applyPartition(r PartitionRecord) error {
 	if t.Partitions >= MaxPartitions {
 		return errf(ErrInvalidPartitions, "topic %s has %d partitions already", t.Name, t.Partitions)
 	}
-	if r.LeaderEpoch < 0 || r.PartitionEpoch < 0 {
-		return errf(ErrInvalidRequest, "negative epoch")
+	if r.LeaderEpoch < 0 || r.PartitionEpoch < 0 || r.UncleanEpoch < 0 || r.UncleanEpoch > r.LeaderEpoch {
+		return errf(ErrInvalidRequest, "epochs: leader %d, partition %d, unclean %d", r.LeaderEpoch, r.PartitionEpoch, r.UncleanEpoch)
 	}
 	if err := s.validPartition(r.Replicas, r.ISR, r.Leader); err != nil {
 		return err
@@ -326,6 +326,7 @@ func (s *State) applyPartition(r PartitionRecord) error {
 		Replicas: r.Replicas, ISR: r.ISR, Leader: r.Leader,
 		LeaderEpoch: r.LeaderEpoch, PartitionEpoch: r.PartitionEpoch,
 		Adding: nilIfEmpty(r.Adding), Removing: nilIfEmpty(r.Removing),
+		UncleanEpoch: r.UncleanEpoch,
 	})
 	return nil
 }
@@ -357,6 +358,11 @@ func (s *State) applyChange(r PartitionChangeRecord) error {
 		}
 		np.Leader = r.Leader
 		np.LeaderEpoch++
+		if r.Unclean {
+			np.UncleanEpoch = np.LeaderEpoch
+		}
+	} else if r.Unclean {
+		return errf(ErrInvalidRequest, "an unclean election without a leader change")
 	}
 	if r.ISR != nil {
 		np.ISR = r.ISR

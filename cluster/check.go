@@ -80,8 +80,8 @@ func (s *State) checkPartition(p *Partition) error {
 		return fmt.Errorf("cluster: partition %s/%d stored wrongly", p.Topic, p.Index)
 	}
 	name := s.partitionName(p)
-	if p.LeaderEpoch < 0 || p.PartitionEpoch < 0 {
-		return fmt.Errorf("cluster: %s: negative epoch", name)
+	if p.LeaderEpoch < 0 || p.PartitionEpoch < 0 || p.UncleanEpoch < 0 || p.UncleanEpoch > p.LeaderEpoch {
+		return fmt.Errorf("cluster: %s: epochs: leader %d, partition %d, unclean %d", name, p.LeaderEpoch, p.PartitionEpoch, p.UncleanEpoch)
 	}
 	if err := s.validPartition(p.Replicas, p.ISR, p.Leader); err != nil {
 		return fmt.Errorf("cluster: %s: %v", name, err)

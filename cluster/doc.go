@@ -120,6 +120,14 @@
 //	7 partition-change  ... | flags u8 | adding nullable []i32 | removing nullable []i32
 //	                    (null keeps the list, empty clears it; not both null)
 //
+// Version 2 body (a snapshot's partition with an unclean election behind
+// it): version 1's fields, then
+//
+//	6 partition         ... | adding []i32 | removing []i32 | unclean_epoch i32 (1..leader_epoch)
+//
+// A partition-change with the unclean flag makes its new leader epoch the
+// partition's unclean epoch (the flag needs a leader change).
+//
 // A record is written in the oldest version that holds it: a partition with
 // no reassignment, and every change but a reassignment's, stay version 0,
 // so brokers that predate version 1 read such logs and snapshots unchanged

@@ -22,7 +22,7 @@ const (
 // uses no newer field.
 var maxRecordVersions = [...]uint8{
 	TypeClusterID: 0, TypeRegisterBroker: 0, TypeFenceBroker: 0, TypeUnfenceBroker: 0,
-	TypeTopic: 0, TypePartition: 1, TypePartitionChange: 1, TypeRemoveTopic: 0, TypeProducerIDs: 0,
+	TypeTopic: 0, TypePartition: 2, TypePartitionChange: 1, TypeRemoveTopic: 0, TypeProducerIDs: 0,
 }
 
 // Decoding limits, checked before anything is allocated. Not part of the
@@ -88,10 +88,14 @@ func (TopicRecord) version() uint8          { return 0 }
 func (RemoveTopicRecord) version() uint8    { return 0 }
 func (ProducerIDsRecord) version() uint8    { return 0 }
 
-// version is 1 for a moving partition (the reassignment's lists follow the
-// version 0 body).
+// version is 2 for a partition with an unclean election behind it (its
+// epoch follows the version 1 body), 1 for a moving partition (the
+// reassignment's lists follow the version 0 body).
 func (r PartitionRecord) version() uint8 {
-	if len(r.Adding) > 0 || len(r.Removing) > 0 {
+	switch {
+	case r.UncleanEpoch != 0:
+		return 2
+	case len(r.Adding) > 0 || len(r.Removing) > 0:
 		return 1
 	}
 	return 0
@@ -156,9 +160,12 @@ func (r PartitionRecord) appendBody(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.Leader))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.LeaderEpoch))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.PartitionEpoch))
-	if r.version() == 1 {
+	if v := r.version(); v >= 1 {
 		dst = appendInt32s(dst, r.Adding)
 		dst = appendInt32s(dst, r.Removing)
+		if v >= 2 {
+			dst = binary.BigEndian.AppendUint32(dst, uint32(r.UncleanEpoch))
+		}
 	}
 	return dst
 }
@@ -425,12 +432,15 @@ func (d *decoder) body(t RecordType, v uint8) Record {
 		r.Leader = d.i32()
 		r.LeaderEpoch = d.i32()
 		r.PartitionEpoch = d.i32()
-		if v == 1 {
+		if v >= 1 {
 			r.Adding = d.int32s()
 			r.Removing = d.int32s()
-			if r.version() != 1 {
-				d.fail("partition version 1 without a reassignment (written as version 0)")
-			}
+		}
+		if v >= 2 {
+			r.UncleanEpoch = d.i32()
+		}
+		if v >= 1 && r.version() != v {
+			d.fail("partition version %d written as version %d", v, r.version())
 		}
 		return r
 	case TypePartitionChange:

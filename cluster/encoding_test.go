@@ -34,6 +34,12 @@ func sampleRecords() []Record {
 			Replicas: []int32{9, 7, 8}, Adding: []int32{9}},
 		PartitionChangeRecord{Topic: testID, Partition: 2, LeaderEpoch: 5, PartitionEpoch: 6, Leader: 9, Replicas: []int32{9},
 			Adding: []int32{}, Removing: []int32{}},
+		// Version 2: a partition with an unclean election behind it, moving
+		// or not.
+		PartitionRecord{Topic: testID, Partition: 4, Replicas: []int32{7, 8}, ISR: []int32{8}, Leader: 8, LeaderEpoch: 6, PartitionEpoch: 9,
+			UncleanEpoch: 6},
+		PartitionRecord{Topic: testID, Partition: 5, Replicas: []int32{9, 7}, ISR: []int32{7}, Leader: 7, LeaderEpoch: 3, PartitionEpoch: 4,
+			Adding: []int32{9}, UncleanEpoch: 2},
 		ProducerIDsRecord{Broker: -1, BrokerEpoch: 0, Start: 1000, Size: 1 << 33},
 	}
 }
@@ -159,7 +165,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"replica count beyond the limit", withBody(6, 0, append(make([]byte, 20), 0, 0, 0x10, 0)...), ErrCorrupt},
 		{"nullable count -2", withBody(7, 0, append(make([]byte, 32), 0xff, 0xff, 0xff, 0xfe)...), ErrCorrupt},
 		{"unknown flag", badFlags, ErrCorrupt},
-		{"partition version 2", withBody(6, 2), ErrUnsupportedVersion},
+		{"partition version 3", withBody(6, 3), ErrUnsupportedVersion},
+		{"partition v2 without an unclean epoch", withBody(6, 2, append(partitionV1Empty(), 0, 0, 0, 0)...), ErrCorrupt},
 		{"partition-change version 2", withBody(7, 2), ErrUnsupportedVersion},
 		// Version 1 saying nothing version 0 could not: not canonical.
 		{"partition v1 without lists", withBody(6, 1, partitionV1Empty()...), ErrCorrupt},

@@ -515,6 +515,9 @@ func (h *harness) show(topics []string) string {
 			if p.Reassigning() {
 				b.WriteString(" adding=" + brokerList(p.Adding) + " removing=" + brokerList(p.Removing))
 			}
+			if p.UncleanEpoch != 0 {
+				fmt.Fprintf(&b, " unclean_epoch=%d", p.UncleanEpoch)
+			}
 			b.WriteString("\n")
 		}
 	}

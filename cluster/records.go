@@ -160,6 +160,9 @@ type PartitionRecord struct {
 	// partition that is moving; see Partition). Both empty (the usual case)
 	// writes record version 0, else version 1.
 	Adding, Removing []int32
+	// UncleanEpoch is a snapshot's Partition.UncleanEpoch; non-zero writes
+	// record version 2.
+	UncleanEpoch int32
 }
 
 // PartitionChangeRecord changes a partition's leader, ISR or replicas (the
@@ -179,7 +182,8 @@ type PartitionChangeRecord struct {
 	// Replicas are the new replicas; nil keeps them (reassignment).
 	Replicas []int32
 	// Unclean marks a leader elected from outside the ISR: committed records
-	// may be lost. It informs the new leader; State does not keep it.
+	// may be lost. The new leader epoch becomes the partition's
+	// UncleanEpoch. Only with a leader change.
 	Unclean bool
 	// Adding and Removing set the partition's ongoing reassignment (see
 	// Partition): nil keeps each, an empty slice clears it. Both nil (every
@@ -280,6 +284,9 @@ func (r PartitionRecord) String() string {
 		r.Topic, r.Partition, brokerList(r.Replicas), brokerList(r.ISR), r.Leader, r.LeaderEpoch, r.PartitionEpoch)
 	if len(r.Adding) > 0 || len(r.Removing) > 0 {
 		s += " adding=" + brokerList(r.Adding) + " removing=" + brokerList(r.Removing)
+	}
+	if r.UncleanEpoch != 0 {
+		s += fmt.Sprintf(" unclean_epoch=%d", r.UncleanEpoch)
 	}
 	return s
 }

@@ -34,7 +34,7 @@ func (s *State) Records() []Record {
 			recs = append(recs, PartitionRecord{
 				Topic: p.Topic, Partition: p.Index, Replicas: p.Replicas, ISR: p.ISR,
 				Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch,
-				Adding: p.Adding, Removing: p.Removing,
+				Adding: p.Adding, Removing: p.Removing, UncleanEpoch: p.UncleanEpoch,
 			})
 		}
 	}

@@ -94,6 +94,12 @@ type Partition struct {
 	// have before. Invariant: each is a subset of Replicas with no broker
 	// twice, they are disjoint, and Removing is not all of Replicas.
 	Adding, Removing []int32
+	// UncleanEpoch is the leader epoch of the partition's latest leader
+	// elected from outside its ISR (an unclean election: records the old
+	// ISR committed may be missing from it), 0 if there was none. A
+	// follower whose log predates that epoch may have to cut committed
+	// records to follow. Invariant: at most LeaderEpoch.
+	UncleanEpoch int32
 }
 
 // Reassigning reports whether a reassignment is in progress.

@@ -88,6 +88,8 @@ func TestApplyRejects(t *testing.T) {
 			PartitionChangeRecord{Topic: testID, LeaderEpoch: 5, PartitionEpoch: 8, Leader: NoLeaderChange, Replicas: []int32{1, 2}},
 		}, ErrInvalidReplicaAssignment},
 		{"partition adding outside replicas", []Record{PartitionRecord{Topic: testID, Partition: 1, Replicas: []int32{1}, ISR: []int32{1}, Leader: 1, Adding: []int32{2}}}, ErrInvalidReplicaAssignment},
+		{"change unclean without a leader change", []Record{change(func(c *PartitionChangeRecord) { c.ISR, c.Unclean = []int32{1}, true })}, ErrInvalidRequest},
+		{"partition unclean epoch past its leader epoch", []Record{PartitionRecord{Topic: testID, Partition: 1, Replicas: []int32{1}, ISR: []int32{1}, Leader: 1, LeaderEpoch: 1, UncleanEpoch: 2}}, ErrInvalidRequest},
 		{"change bad leader", []Record{change(func(c *PartitionChangeRecord) { c.Leader = -3 })}, ErrInvalidRequest},
 		{"change unknown partition", []Record{change(func(c *PartitionChangeRecord) { c.Partition = 1; c.ISR = []int32{1} })}, ErrUnknownTopic},
 		{"remove unknown topic", []Record{RemoveTopicRecord{other}}, ErrUnknownTopicID},

@@ -155,3 +155,57 @@ func TestTruncationBelowHighWatermarkRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestTruncationBelowHighWatermarkAfterUncleanElection: the same divergence
+// below the follower's high watermark, under a leader whose epoch began
+// with an unclean election the follower's log predates, is cut (the
+// committed records that leader never had are lost, as Kafka loses them)
+// and the follower catches up; an unclean election the follower's log has
+// already followed (an epoch at or below its last batch's) allows nothing.
+func TestTruncationBelowHighWatermarkAfterUncleanElection(t *testing.T) {
+	for _, v := range []int16{12, 11} {
+		for _, c := range []struct {
+			uncleanEpoch int32
+			cut          bool
+		}{{2, true}, {1, false}} {
+			t.Run(fmt.Sprintf("v%d/unclean-epoch-%d", v, c.uncleanEpoch), func(t *testing.T) {
+				prefix := buildLog(t, nil, "prefix", step{1, 2})
+				flog := buildLog(t, prefix, "follower", step{1, 2})
+				llog := buildLog(t, prefix, "leader", step{2, 2})
+				l := startLeader(t, engine.Options{})
+				info := l.topic("t", 1)
+				lp := l.part("t", 0)
+				load(t, lp, llog, 2, false)
+				fe := openFollower(t)
+				fp := host(t, fe, info, 0, 0)
+				load(t, fp, flog, 2, true)
+				fp.SetHighWatermark(fp.EndOffset())
+				before := logBytes(t, fp)
+				req := newRequester(t)
+				if v < 12 {
+					req.fetchCap = v
+				}
+				f := newFetchers(t, fe, replica.Config{NodeID: 2, Request: req.request})
+				asg := l.asg(info, 0, 1, 2)
+				asg.UncleanEpoch = c.uncleanEpoch
+				f.Set([]replica.Assignment{asg})
+				if !c.cut {
+					waitFor(t, "the partition to stop", func() bool { return statusOf(t, f, "t", 0).Stopped })
+					if s := statusOf(t, f, "t", 0); !errors.Is(s.Err, engine.ErrBelowHighWatermark) {
+						t.Fatalf("status %+v, want ErrBelowHighWatermark", s)
+					}
+					if !bytes.Equal(logBytes(t, fp), before) {
+						t.Fatal("the follower log changed")
+					}
+					return
+				}
+				// Both logs end at the same offset: wait for the bytes.
+				waitFor(t, "the follower log cut and refetched", func() bool { return bytes.Equal(logBytes(t, fp), logBytes(t, lp)) })
+				waitSame(t, lp, fp)
+				if s := statusOf(t, f, "t", 0); s.Err != nil || s.Truncating || s.Stopped {
+					t.Fatalf("status %+v", s)
+				}
+			})
+		}
+	}
+}

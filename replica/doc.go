@@ -44,7 +44,12 @@
 //     batch has no epoch in the cache is cut to its high watermark (KIP-101's
 //     fallback). A truncation the engine refuses because it would cut
 //     committed records (engine.ErrBelowHighWatermark) stops the partition
-//     with an error: it is a bug elsewhere, and it is never forced.
+//     with an error: after a clean election it is a bug elsewhere, and it
+//     is not forced. Only when the leader's epoch follows an unclean
+//     election that the local log predates (Assignment.UncleanEpoch newer
+//     than its last batch's epoch) are committed records cut, with a
+//     warning: what the old ISR committed and the new leader never had is
+//     lost, as in Kafka.
 //   - fetching: records are appended (FollowerWriter.Append; a
 //     partial last batch, cut by max bytes, is ignored and fetched next
 //     time), then the local high watermark is set to min(the leader's,

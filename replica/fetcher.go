@@ -690,7 +690,14 @@ func (fe *fetcher) truncateLocked(p *part, w *engine.FollowerWriter, ep *engine.
 	if off >= leo {
 		return true
 	}
-	end, err := w.TruncateTo(off, false)
+	// Committed records go only after an unclean election this log has
+	// not followed a leader since (Assignment.UncleanEpoch).
+	unclean := p.mu.asg.UncleanEpoch > 0 && lastEpoch(ep, leo) < p.mu.asg.UncleanEpoch
+	if hw := ep.HighWatermark(); unclean && off < hw {
+		fe.log.Warn("replica: truncating committed records after an unclean leader election", "topic", p.key.topic, "partition", p.key.partition,
+			"epoch", p.mu.asg.LeaderEpoch, "unclean_epoch", p.mu.asg.UncleanEpoch, "to", off, "high_watermark", hw)
+	}
+	end, err := w.TruncateTo(off, unclean)
 	if errors.Is(err, engine.ErrNotFollowerInEpoch) {
 		fe.backoffLocked(p, fmt.Errorf("%w: %w", ErrNotFollower, err))
 		return false

@@ -123,6 +123,12 @@ type Assignment struct {
 	Leader      int32
 	LeaderAddr  string
 	LeaderEpoch int32
+	// UncleanEpoch is the leader epoch of the partition's latest unclean
+	// election (a leader from outside the ISR), 0 if none. A local log
+	// whose last batch is from an older epoch may hold committed records
+	// that leader never had: its truncation may cut below the local high
+	// watermark. Otherwise such a cut is refused (and stops the partition).
+	UncleanEpoch int32
 }
 
 // Status is what a follower partition is doing, for the broker and tests.
