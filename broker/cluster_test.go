@@ -62,7 +62,7 @@ type clusterMember struct {
 
 type testBrokers struct {
 	mu      sync.Mutex // guards members' engines for watchHW (start and stop hold it)
-	t       *testing.T
+	t       testing.TB
 	voters  []controller.Voter
 	members map[int32]*clusterMember
 	hist    cluster.History
@@ -91,12 +91,12 @@ func freeHostPort(t testing.TB, host string) string {
 	return ""
 }
 
-func newTestBrokers(t *testing.T, ids ...int32) *testBrokers {
+func newTestBrokers(t testing.TB, ids ...int32) *testBrokers {
 	return newTestBrokersLag(t, 0, ids...)
 }
 
 // newTestBrokersLag is newTestBrokers with replica.lag.time.max set.
-func newTestBrokersLag(t *testing.T, lagMax time.Duration, ids ...int32) *testBrokers {
+func newTestBrokersLag(t testing.TB, lagMax time.Duration, ids ...int32) *testBrokers {
 	c := &testBrokers{t: t, members: map[int32]*clusterMember{}, lagMax: lagMax}
 	for _, id := range ids {
 		h := "127.0.0." + strconv.Itoa(20+int(id))

@@ -42,6 +42,7 @@ type options struct {
 	warmBytes                int64
 	keep, noTput, noLat      bool
 	only                     string
+	pprofDir                 string
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.BoolVar(&o.noTput, "no-throughput", false, "skip the throughput runs")
 	flag.BoolVar(&o.noLat, "no-latency", false, "skip the latency runs")
 	flag.StringVar(&o.only, "only", "", "run only the throughput and latency workloads whose name contains this (e.g. \"RF 3, acks=all, 1 \")")
+	flag.StringVar(&o.pprofDir, "pprof", "", "directory for CPU profiles of every broker over each throughput run's window (brokers run with --pprof; default: none)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -212,6 +214,11 @@ func runOne(ctx context.Context, o options, root, bin string, w workload, name s
 	if err != nil {
 		res.err = err
 		return res
+	}
+	if o.pprofDir != "" {
+		if res.err = bs.enablePprof(filepath.Join(o.pprofDir, name)); res.err != nil {
+			return res
+		}
 	}
 	defer func() {
 		bs.stop()

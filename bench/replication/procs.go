@@ -32,6 +32,7 @@ type broker struct {
 	kafka, raft, gossip string // raft and gossip empty for a single broker
 	dir, log            string
 	args                []string
+	pprof               string // its --pprof address, "" if none
 	cmd                 *exec.Cmd     // nil while down
 	exited              chan struct{} // closed once cmd has exited
 	started             time.Time
@@ -42,7 +43,10 @@ type brokers struct {
 	name string
 	bin  string
 	list []*broker
-	adm  *kadm.Client // seeded with every broker
+	// profPrefix starts the paths of the CPU profiles profile writes ("":
+	// none; see enablePprof).
+	profPrefix string
+	adm        *kadm.Client // seeded with every broker
 	cl   *kgo.Client  // adm's client
 }
 

@@ -120,8 +120,12 @@ func throughput(ctx context.Context, bs *brokers, topic string, parts, producers
 	}
 	a0, t0 := acked.Load(), time.Now()
 	b0, s0 := cpuOf(bs.pids()), selfCPU()
+	profiled := bs.profile(ctx, dur)
 	if !sleepCtx(ctx, dur) {
 		return tput{}, ctx.Err()
+	}
+	if err := <-profiled; err != nil {
+		return tput{}, err
 	}
 	a1, t1 := acked.Load(), time.Now()
 	b1, s1 := cpuOf(bs.pids()), selfCPU()
