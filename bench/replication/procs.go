@@ -32,7 +32,7 @@ type broker struct {
 	kafka, raft, gossip string // raft and gossip empty for a single broker
 	dir, log            string
 	args                []string
-	pprof               string // its --pprof address, "" if none
+	pprof               string        // its --pprof address, "" if none
 	cmd                 *exec.Cmd     // nil while down
 	exited              chan struct{} // closed once cmd has exited
 	started             time.Time
@@ -47,7 +47,7 @@ type brokers struct {
 	// none; see enablePprof).
 	profPrefix string
 	adm        *kadm.Client // seeded with every broker
-	cl   *kgo.Client  // adm's client
+	cl         *kgo.Client  // adm's client
 }
 
 func freeAddr() (string, error) {
