@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,16 +18,18 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/easel-io/easel/internal/jepsen"
 )
 
 // Jepsen-style test (package internal/jepsen): two idempotent acks=all
-// producers and two group consumers run against three brokers while one
-// fault at a time is injected and healed, on a topic with RF 3 and
-// min.insync.replicas=2; then a final read of every partition and the
-// checkers: no lost acknowledged write, no inconsistent offset, no
-// duplicate, no unseen, non-monotonic or skipped poll, no aborted read.
+// producers and two group consumers run against four brokers (three of
+// them raft voters) while one fault at a time is injected and healed, on a
+// topic with RF 3 and min.insync.replicas=2; then a final read of every
+// partition and the checkers: no lost acknowledged write, no inconsistent
+// offset, no duplicate, no unseen, non-monotonic or skipped poll, no
+// aborted read.
 //
 // Faults (each healed before the next, then every ISR full again):
 //
@@ -38,14 +41,21 @@ import (
 //     detection; it then resumes as a zombie leader of stale epochs).
 //
 //   - partition: when run as root with iptables, one random broker cut off
-//     from the other two (both ways, every inter-broker port) for 1.5-4 s,
-//     the test's clients still reaching all three.
+//     from the others (both ways, every inter-broker port) for 1.5-4 s,
+//     the test's clients still reaching all of them.
+//
+//   - move (membership change): a random broker is drained, every
+//     partition it holds reassigned (AlterPartitionReassignments) to the
+//     broker that holds no replica of it, while the workload runs; one
+//     time in four the reassignments still in progress after 1-2.5 s are
+//     cancelled instead (back to the old replicas). Over the rounds
+//     replicas travel between all four brokers.
 //
 // EASEL_JEPSEN_ROUNDS sets the number of fault rounds (default 4; the long
 // form is 50 or more, with go test -timeout 60m), EASEL_JEPSEN_SEED the
 // seed of the choice of faults, victims and partitions (default: the
 // time; it is logged), EASEL_JEPSEN_NEMESES the faults (default
-// kill,pause,partition), EASEL_JEPSEN_SETTLE_SECONDS how long a healed
+// kill,pause,partition,move), EASEL_JEPSEN_SETTLE_SECONDS how long a healed
 // fault may take to settle (default 45).
 func TestJepsen(t *testing.T) {
 	if testing.Short() {
@@ -57,20 +67,23 @@ func TestJepsen(t *testing.T) {
 	t.Logf("jepsen: %d rounds, EASEL_JEPSEN_SEED=%d", rounds, seed)
 	const topic, partitions = "jepsen", 4
 
-	c := newJepsenCluster(t, 1, 2, 3)
+	c := newJepsenCluster(t, 3, 1, 2, 3, 4)
 	ctx := testContext(t, 90*time.Second+time.Duration(rounds)*40*time.Second)
 	adm := kadm.NewClient(c.client())
-	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
+	brokers := len(c.ids)
+	waitUntil(ctx, t, "every broker in Metadata", func() bool {
 		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3
+		return err == nil && len(m.Brokers) == brokers
 	})
 	two := "2"
 	if res, err := adm.CreateTopic(ctx, partitions, 3, map[string]*string{"min.insync.replicas": &two}, topic); err != nil || res.Err != nil {
 		t.Fatalf("create topic: %v %v", err, res.Err)
 	}
+	// Healthy: every broker up, every partition led, with three replicas
+	// (no reassignment in progress) all in sync.
 	healthy := func() bool {
 		m, err := adm.Metadata(ctx, topic)
-		if err != nil || len(m.Brokers) != 3 {
+		if err != nil || len(m.Brokers) != brokers {
 			return false
 		}
 		td := m.Topics[topic]
@@ -78,7 +91,7 @@ func TestJepsen(t *testing.T) {
 			return false
 		}
 		for _, p := range td.Partitions {
-			if p.Err != nil || p.Leader < 0 || len(p.ISR) != 3 {
+			if p.Err != nil || p.Leader < 0 || len(p.Replicas) != 3 || len(p.ISR) != 3 {
 				return false
 			}
 		}
@@ -93,7 +106,7 @@ func TestJepsen(t *testing.T) {
 		var b strings.Builder
 		fmt.Fprintf(&b, "brokers %v, controller %d;", m.Brokers.NodeIDs(), m.Controller)
 		for _, p := range m.Topics[topic].Partitions.Sorted() {
-			fmt.Fprintf(&b, " partition %d leader %d epoch %d isr %v;", p.Partition, p.Leader, p.LeaderEpoch, p.ISR)
+			fmt.Fprintf(&b, " partition %d leader %d epoch %d replicas %v isr %v;", p.Partition, p.Leader, p.LeaderEpoch, p.Replicas, p.ISR)
 		}
 		return b.String()
 	}
@@ -121,7 +134,7 @@ func TestJepsen(t *testing.T) {
 	var unsettled []string
 	round := 0
 	sched := jepsen.Schedule{
-		Nemeses: c.nemeses(t),
+		Nemeses: c.nemeses(t, adm, topic),
 		Rounds:  rounds,
 		Seed:    seed,
 		// With one broker faulty, two in-sync replicas remain: writes go on
@@ -220,8 +233,11 @@ type jepsenCluster struct {
 	paused map[int32]bool
 }
 
-func newJepsenCluster(t *testing.T, ids ...int32) *jepsenCluster {
+// newJepsenCluster starts brokers ids, the first voters of them raft
+// voters.
+func newJepsenCluster(t *testing.T, voters int, ids ...int32) *jepsenCluster {
 	c := &jepsenCluster{procCluster: newProcAddrs(t, ids...), uid: map[int32]uint32{}, paused: map[int32]bool{}, bin: binary(t)}
+	c.voters = strings.Join(strings.Split(c.voters, ",")[:voters], ",")
 	if why := c.setupPartitions(); why != "" {
 		t.Logf("jepsen: no network partitions: %s", why)
 	}
@@ -341,7 +357,7 @@ func (c *jepsenCluster) start(id int32) {
 		}
 	}
 	p := c.launchAs(id, "--listen", c.kafka[id], "--data-dir", c.dirs[id], "--node-id", fmt.Sprint(id),
-		"--controller-voters", c.voters, "--gossip-listen", c.gossip[id], "--join", strings.Join(join, ","),
+		"--controller-voters", c.voters, "--raft-listen", c.raft[id], "--gossip-listen", c.gossip[id], "--join", strings.Join(join, ","),
 		"--cluster-timing", "fast", "--default-replication-factor", "3")
 	p.waitLog(startedRE, 60*time.Second)
 	p.addr = c.kafka[id]
@@ -361,12 +377,12 @@ func (c *jepsenCluster) resumeAll() {
 	}
 }
 
-// nemeses: SIGKILL, SIGSTOP and, when setupPartitions could, network
-// partitions.
-// EASEL_JEPSEN_NEMESES (a comma-separated list of kill, pause, partition)
-// limits them.
-func (c *jepsenCluster) nemeses(t *testing.T) []jepsen.Nemesis {
-	ns := []jepsen.Nemesis{killNemesis{c}, pauseNemesis{c}}
+// nemeses: SIGKILL, SIGSTOP, reassignments of topic through adm and, when
+// setupPartitions could, network partitions.
+// EASEL_JEPSEN_NEMESES (a comma-separated list of kill, pause, partition,
+// move) limits them.
+func (c *jepsenCluster) nemeses(t *testing.T, adm *kadm.Client, topic string) []jepsen.Nemesis {
+	ns := []jepsen.Nemesis{killNemesis{c}, pauseNemesis{c}, moveNemesis{c, adm, topic}}
 	if c.chain != "" {
 		ns = append(ns, partitionNemesis{c})
 	}
@@ -464,12 +480,119 @@ func (n partitionNemesis) Inject(ctx context.Context, rng *rand.Rand) (jepsen.Fa
 	return jepsen.Fault{Desc: fmt.Sprintf("broker %d cut off from the others for %v", id, dur.Round(time.Millisecond)), For: dur, Heal: heal}, nil
 }
 
+// moveNemesis drains a random broker: every partition of the topic it
+// holds is reassigned to the broker that holds none of it (so the cluster
+// needs one broker more than the replication factor), the replica order
+// kept (the new broker takes the drained one's place, as preferred leader
+// too). One time in four the heal cancels what is still moving.
+type moveNemesis struct {
+	c     *jepsenCluster
+	adm   *kadm.Client
+	topic string
+}
+
+func (n moveNemesis) Name() string { return "move" }
+
+func (n moveNemesis) Inject(ctx context.Context, rng *rand.Rand) (jepsen.Fault, error) {
+	m, err := n.adm.Metadata(ctx, n.topic)
+	if err != nil {
+		return jepsen.Fault{}, err
+	}
+	// A broker that holds something.
+	var holders []int32
+	for _, id := range n.c.ids {
+		for _, p := range m.Topics[n.topic].Partitions {
+			if slices.Contains(p.Replicas, id) {
+				holders = append(holders, id)
+				break
+			}
+		}
+	}
+	if len(holders) == 0 {
+		return jepsen.Fault{}, fmt.Errorf("no broker holds a replica of %s", n.topic)
+	}
+	drained := holders[rng.IntN(len(holders))]
+	req := kadm.AlterPartitionAssignmentsReq{}
+	var moves []string
+	for _, p := range m.Topics[n.topic].Partitions.Sorted() {
+		at := slices.Index(p.Replicas, drained)
+		if at < 0 {
+			continue
+		}
+		spare := slices.DeleteFunc(slices.Clone(n.c.ids), func(id int32) bool { return slices.Contains(p.Replicas, id) })
+		if len(spare) == 0 {
+			return jepsen.Fault{}, fmt.Errorf("partition %d is on every broker (%v)", p.Partition, p.Replicas)
+		}
+		target := slices.Clone(p.Replicas)
+		target[at] = spare[rng.IntN(len(spare))]
+		req.Assign(n.topic, p.Partition, target)
+		moves = append(moves, fmt.Sprintf("%d: %v→%v", p.Partition, p.Replicas, target))
+	}
+	resp, err := n.adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		return jepsen.Fault{}, err
+	}
+	for _, ps := range resp {
+		for _, r := range ps {
+			if r.Err != nil {
+				return jepsen.Fault{}, fmt.Errorf("reassigning %s/%d: %w (%s)", r.Topic, r.Partition, r.Err, r.ErrMessage)
+			}
+		}
+	}
+	// Small logs move in well under a second: a cancel comes early enough
+	// to find the reassignments in progress.
+	cancel := rng.IntN(4) == 0
+	dur := time.Second + time.Duration(rng.Int64N(int64(1500*time.Millisecond)))
+	if cancel {
+		dur = time.Duration(rng.Int64N(int64(200 * time.Millisecond)))
+	}
+	desc := fmt.Sprintf("drain broker %d (partitions %s)", drained, strings.Join(moves, ", "))
+	heal := func(context.Context) error { return nil } // Settle waits for the moves to complete
+	if cancel {
+		desc += fmt.Sprintf(", cancelled after %v", dur.Round(time.Millisecond))
+		heal = func(ctx context.Context) error {
+			all := kadm.TopicsSet{}
+			for _, p := range m.Topics[n.topic].Partitions {
+				all.Add(n.topic, p.Partition)
+			}
+			moving, err := n.adm.ListPartitionReassignments(ctx, all)
+			if err != nil {
+				return err
+			}
+			creq := kadm.AlterPartitionAssignmentsReq{}
+			for _, ps := range moving {
+				for p := range ps {
+					creq.CancelAssign(n.topic, p)
+				}
+			}
+			n.c.t.Logf("jepsen: cancelling %d reassignments still in progress", len(creq[n.topic]))
+			if len(creq) == 0 {
+				return nil
+			}
+			resp, err := n.adm.AlterPartitionAssignments(ctx, creq)
+			if err != nil {
+				return err
+			}
+			for _, ps := range resp {
+				for _, r := range ps {
+					// It may have completed since the list.
+					if r.Err != nil && !errors.Is(r.Err, kerr.NoReassignmentInProgress) {
+						return fmt.Errorf("cancelling %s/%d: %w (%s)", r.Topic, r.Partition, r.Err, r.ErrMessage)
+					}
+				}
+			}
+			return nil
+		}
+	}
+	return jepsen.Fault{Desc: desc, For: dur, Heal: heal}, nil
+}
+
 func countKinds(rounds []jepsen.Round) string {
 	n := map[string]int{}
 	for _, r := range rounds {
 		n[r.Nemesis]++
 	}
-	return fmt.Sprintf("kill %d, pause %d, partition %d", n["kill"], n["pause"], n["partition"])
+	return fmt.Sprintf("kill %d, pause %d, partition %d, move %d", n["kill"], n["pause"], n["partition"], n["move"])
 }
 
 // envInt is the integer in the environment variable name, or def.
