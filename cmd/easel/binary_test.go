@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -33,16 +34,18 @@ func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 
 func TestBadConfigExits2(t *testing.T) {
 	t.Parallel()
+	badFile := writeConfig(t, "# bad\nnum.partitions=many\n")
 	tests := []struct {
 		args []string
 		env  []string
 		want string
 	}{
-		{[]string{"--num-partitions", "0"}, nil, "--num-partitions"},
+		{[]string{"--num-partitions", "0"}, nil, "-num-partitions"},
 		{[]string{"--log-level", "loud"}, nil, "log-level"},
 		{[]string{"--listen", "nowhere"}, nil, "--listen"},
 		{nil, []string{"EASEL_NODE_ID=abc"}, "EASEL_NODE_ID"},
 		{[]string{"stray"}, nil, "unexpected argument"},
+		{[]string{"--config", badFile}, nil, "num.partitions (" + badFile + ":2): invalid value \"many\""},
 	}
 	for _, tt := range tests {
 		cmd := easelCmd(t, tt.args, tt.env)
@@ -66,6 +69,43 @@ func TestHelpExits0(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "EASEL_DATA_DIR") {
 		t.Fatalf("easel -help output lacks the environment variables:\n%s", out)
+	}
+}
+
+// --print-config prints the effective configuration and exits 0 without
+// starting.
+func TestPrintConfigExits0(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "num.io.threads=8\nlog.retention.hours=2\n")
+	cmd := easelCmd(t, []string{"--config", path, "--print-config", "--node-id", "5"}, []string{"EASEL_LOG_FORMAT=json"})
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("easel --print-config: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{"\nnode.id=5\n", "\nlog.retention.ms=7200000\n", "\neasel.log.format=json\n", "from the environment EASEL_LOG_FORMAT"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+// With --log-format json every log line is a JSON object, and the warning
+// about a Kafka key Easel does not implement is among them.
+func TestLogFormatJSON(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "num.io.threads=8\n")
+	p := launch(t, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--config", path)
+	p.waitLog(regexp.MustCompile(`^\{"time":.*"msg":"easel started"`), 60*time.Second)
+	p.waitLog(regexp.MustCompile(`^\{"time":.*"level":"WARN","msg":"config: num.io.threads \(.*\): a Kafka setting Easel does not implement; ignored"`), time.Second)
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Errorf("not a JSON line: %q", line)
+		}
+	}
+	if code := p.signal(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -34,10 +36,17 @@ func TestParseConfigDefaults(t *testing.T) {
 		MaxConnections:   10000,
 		ShutdownTimeout:  10 * time.Second,
 		LogLevel:         slog.LevelInfo,
+		LogFormat:        "text",
 
 		OffsetsTopicPartitions: 50,
 		Cluster:                clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
 	}
+	for _, st := range settings {
+		if o := cfg.Loaded.origins[st.flag]; o.source != fromDefault {
+			t.Errorf("--%s comes from %+v, want the default", st.flag, o)
+		}
+	}
+	cfg.Loaded = loaded{}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
@@ -129,17 +138,17 @@ func TestParseConfigErrors(t *testing.T) {
 		{"advertise no host", []string{"--advertise", ":9092"}, nil, "--advertise"},
 		{"advertise all interfaces", []string{"--advertise", "0.0.0.0:9092"}, nil, "--advertise"},
 		{"advertise port 0", []string{"--advertise", "h:0"}, nil, "port 0"},
-		{"node id negative", []string{"--node-id", "-1"}, nil, "--node-id"},
-		{"node id too big", []string{"--node-id", "2147483648"}, nil, "--node-id"},
+		{"node id negative", []string{"--node-id", "-1"}, nil, "-node-id: want a whole number in"},
+		{"node id too big", []string{"--node-id", "2147483648"}, nil, "-node-id: want a whole number in"},
 		{"node id not a number", []string{"--node-id", "one"}, nil, "node-id"},
 		{"node id bad env", nil, env{"EASEL_NODE_ID": "one"}, "EASEL_NODE_ID"},
 		{"bool bad env", nil, env{"EASEL_AUTO_CREATE_TOPICS": "maybe"}, "EASEL_AUTO_CREATE_TOPICS"},
-		{"partitions zero", []string{"--num-partitions", "0"}, nil, "--num-partitions"},
-		{"offsets topic partitions zero", []string{"--offsets-topic-num-partitions", "0"}, nil, "--offsets-topic-num-partitions"},
+		{"partitions zero", []string{"--num-partitions", "0"}, nil, "-num-partitions: want a whole number in"},
+		{"offsets topic partitions zero", []string{"--offsets-topic-num-partitions", "0"}, nil, "-offsets-topic-num-partitions: want a whole number in"},
 		{"segment bytes tiny", []string{"--segment-bytes", "5"}, nil, "segment.bytes"},
 		{"retention ms", []string{"--retention-ms", "-2"}, nil, "retention.ms"},
 		{"flush messages", []string{"--flush-messages", "0"}, nil, "flush.messages"},
-		{"max message bytes", []string{"--max-message-bytes", "3000000000"}, nil, "--max-message-bytes"},
+		{"max message bytes", []string{"--max-message-bytes", "3000000000"}, nil, "-max-message-bytes: want a whole number in"},
 		{"log level", []string{"--log-level", "loud"}, nil, "log-level"},
 		{"log level env", nil, env{"EASEL_LOG_LEVEL": "info+2"}, "EASEL_LOG_LEVEL"},
 		{"shutdown timeout", []string{"--shutdown-timeout", "0s"}, nil, "--shutdown-timeout"},
@@ -214,25 +223,32 @@ func TestEnvName(t *testing.T) {
 	}
 }
 
-// FuzzParseConfig checks that any arguments and environment either fail
-// with errUsage (or flag.ErrHelp) or yield a config that keeps its
-// invariants.
+// FuzzParseConfig checks that any arguments, environment and --config file
+// either fail with errUsage (or flag.ErrHelp) or yield a config that keeps
+// its invariants.
 func FuzzParseConfig(f *testing.F) {
-	f.Add("--listen\x00127.0.0.1:0", "EASEL_NODE_ID=3")
-	f.Add("--num-partitions\x000", "")
-	f.Add("-segment-bytes=14\x00--retention-ms=-1", "EASEL_LOG_LEVEL=debug")
-	f.Add("--advertise\x00[::1]:9092", "EASEL_AUTO_CREATE_TOPICS=false\x00EASEL_MAX_CONNECTIONS=-5")
-	f.Add("-h", "")
-	f.Fuzz(func(t *testing.T, args, environ string) {
+	f.Add("--listen\x00127.0.0.1:0", "EASEL_NODE_ID=3", "")
+	f.Add("--num-partitions\x000", "", "num.partitions=2")
+	f.Add("-segment-bytes=14\x00--retention-ms=-1", "EASEL_LOG_LEVEL=debug", "log.retention.hours=-3\nlisteners=PLAINTEXT://:1")
+	f.Add("--advertise\x00[::1]:9092", "EASEL_AUTO_CREATE_TOPICS=false\x00EASEL_MAX_CONNECTIONS=-5", "controller.quorum.voters=0@h:1\neasel.gossip.listen=h:2")
+	f.Add("-h", "", "")
+	f.Fuzz(func(t *testing.T, args, environ, file string) {
 		e := env{}
 		for kv := range strings.SplitSeq(environ, "\x00") {
-			if k, v, ok := strings.Cut(kv, "="); ok {
+			if k, v, ok := strings.Cut(kv, "="); ok && k != "EASEL_CONFIG" {
 				e[k] = v
 			}
 		}
 		var argv []string
 		if args != "" {
 			argv = strings.Split(args, "\x00")
+		}
+		if file != "" {
+			p := filepath.Join(t.TempDir(), "f.properties")
+			if err := os.WriteFile(p, []byte(file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e["EASEL_CONFIG"] = p
 		}
 		cfg, err := parseConfig(argv, e.lookup, io.Discard)
 		if err != nil {
@@ -254,6 +270,9 @@ func FuzzParseConfig(f *testing.F) {
 		host, port, err := advertisedAddr(cfg, bound, func() (string, error) { return "h", nil })
 		if err != nil || host == "" || port <= 0 {
 			t.Fatalf("advertisedAddr(%q, %q) = %q, %d, %v", cfg.Listen, cfg.Advertise, host, port, err)
+		}
+		if err := cfg.Loaded.print(io.Discard); err != nil {
+			t.Fatalf("print: %v", err)
 		}
 	})
 }

@@ -9,8 +9,13 @@
 //
 // Every flag can also be set by an environment variable: EASEL_ followed by
 // the flag name in upper case with dashes as underscores (--data-dir is
-// EASEL_DATA_DIR). A flag on the command line wins. Run easel -help for the
-// list. A bad flag or variable exits with status 2.
+// EASEL_DATA_DIR), and in a Java properties file given with --config, under
+// Kafka's key for the setting (log.dirs, log.retention.hours) or, for
+// settings Kafka does not have, an easel. key (see easel.properties.sample).
+// A flag wins over a variable, a variable over the file. Run easel -help for
+// the list, easel --print-config for the effective configuration. A bad
+// flag, variable or file value exits with status 2; a Kafka key Easel does
+// not implement is logged as a warning.
 //
 // SIGTERM or SIGINT shuts down gracefully: no new connections or requests,
 // long polls end, in-flight requests finish (up to --shutdown-timeout), the
@@ -24,11 +29,22 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 )
+
+// newLogger returns the logger cfg asks for (--log-level, --log-format),
+// writing to w.
+func newLogger(w io.Writer, cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
 
 func main() {
 	cfg, err := parseConfig(os.Args[1:], os.LookupEnv, os.Stderr)
@@ -39,8 +55,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "%v\nRun 'easel -help' for the flags.\n", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.PrintConfig {
+		if err := cfg.Loaded.print(os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "%v\n", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	log := newLogger(os.Stderr, cfg)
 	slog.SetDefault(log)
+	cfg.Loaded.logTo(log)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
