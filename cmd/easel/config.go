@@ -7,8 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/easel-io/easel/cluster/controller"
