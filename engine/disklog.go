@@ -469,6 +469,7 @@ func (l *diskLog) Stats() LogStats {
 	st := LogStats{Segments: len(segs), OpenFiles: len(segs), Recovered: l.recovered}
 	for _, s := range segs {
 		st.MappedFiles += s.OpenIndexes()
+		st.Bytes += s.Size()
 	}
 	return st
 }

@@ -105,6 +105,8 @@ type Options struct {
 	ExternalMetadata bool
 	// Logger receives the engine's log lines. Default slog.Default().
 	Logger *slog.Logger
+	// Observer, if set, is told of appends and fsyncs, for metrics.
+	Observer Observer
 	// Now is the clock (timestamps, segment.ms, flush.ms bookkeeping), for
 	// tests. Default time.Now. Timers and tickers (flush.ms, retention,
 	// checkpoints) run on real time.
@@ -140,6 +142,13 @@ type Engine struct {
 	}
 	// hwAtOpen holds the checkpointed high watermarks read at Open.
 	hwAtOpen map[TopicPartition]int64
+
+	// ctrs holds each topic's counters (counters.go); entries are never
+	// removed.
+	ctrs struct {
+		sync.Mutex
+		m map[string]*TopicCounters
+	}
 }
 
 // topic is one topic's hosted partitions.
@@ -297,11 +306,7 @@ func (e *Engine) Stats() Stats {
 				continue
 			}
 			s.Partitions++
-			ls := p.log.Stats()
-			s.Segments += ls.Segments
-			s.OpenFiles += ls.OpenFiles
-			s.MappedFiles += ls.MappedFiles
-			s.Recovered += ls.Recovered
+			s.add(p.log.Stats())
 		}
 	}
 	return s

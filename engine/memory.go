@@ -232,7 +232,11 @@ func (l *memLog) LoadState(name string) ([]byte, error) {
 func (l *memLog) Stats() LogStats {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return LogStats{Segments: len(l.segs)}
+	st := LogStats{Segments: len(l.segs)}
+	for _, s := range l.segs {
+		st.Bytes += s.size
+	}
+	return st
 }
 
 func (l *memLog) Close() error { return nil }

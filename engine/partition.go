@@ -21,6 +21,7 @@ type Partition struct {
 	id    int32
 	cfg   TopicConfig
 	log   Log
+	ctrs  *TopicCounters // the topic's, shared by its partitions
 
 	mu struct {
 		sync.Mutex
@@ -93,7 +94,7 @@ func openPartition(e *Engine, topic string, id int32, cfg TopicConfig) (*Partiti
 	if err != nil {
 		return nil, err
 	}
-	p := &Partition{e: e, topic: topic, id: id, cfg: cfg, log: l}
+	p := &Partition{e: e, topic: topic, id: id, cfg: cfg, log: l, ctrs: e.countersFor(topic)}
 	p.snap.end = -1
 	p.flushed.Store(l.NextOffset())
 	p.hw.Store(l.NextOffset())
@@ -181,6 +182,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	res, flushTo, err := p.appendValid(batch, h)
 	if err != nil || res.Duplicate {
 		return res, err
+	}
+	p.ctrs.BytesIn.Add(int64(len(batch)))
+	p.ctrs.RecordsIn.Add(int64(h.RecordCount))
+	if o := p.e.opts.Observer; o != nil {
+		o.Appended(len(batch), int(h.RecordCount))
 	}
 	p.notify()
 	if flushTo > 0 {
@@ -341,7 +347,12 @@ func (p *Partition) syncTo(off int64) error {
 		return nil
 	}
 	target := p.log.NextOffset() // every append finished so far is covered
-	if err := p.log.Sync(); err != nil {
+	start := time.Now()
+	err := p.log.Sync()
+	if o := p.e.opts.Observer; o != nil {
+		o.Synced(time.Since(start))
+	}
+	if err != nil {
 		p.fsync.err = fmt.Errorf("%w: fsync %s/%d: %w", ErrLogFailed, p.topic, p.id, err)
 		p.failed.Store(true)
 		p.e.log.Error("fsync failed; partition stops accepting appends", "topic", p.topic, "partition", p.id, "err", err)

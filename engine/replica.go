@@ -384,6 +384,7 @@ func (p *Partition) appendReplica(records []byte, epoch int32, fenced bool) (Rep
 	}
 	p.mu.Unlock()
 	if res.Batches > 0 {
+		p.ctrs.ReplicationBytesIn.Add(int64(res.Bytes))
 		p.notify()
 	}
 	if err != nil {

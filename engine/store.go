@@ -116,10 +116,11 @@ type SegmentInfo struct {
 
 // LogStats counts the resources a log holds.
 type LogStats struct {
-	Segments    int // number of segments
-	OpenFiles   int // file descriptors held
-	MappedFiles int // index files mapped (log views made by ReadBatches are not counted)
-	Recovered   int // segments scanned by crash recovery when opened
+	Segments    int   // number of segments
+	OpenFiles   int   // file descriptors held
+	MappedFiles int   // index files mapped (log views made by ReadBatches are not counted)
+	Recovered   int   // segments scanned by crash recovery when opened
+	Bytes       int64 // bytes of the log's segments
 }
 
 // Chunk is a run of whole batches read from a log (the last one may be cut
