@@ -65,6 +65,9 @@ type slot struct {
 	resp     Response
 	deferred bool // Defer was called (set on the handler goroutine)
 	panicked bool // Handle panicked or misused Defer: write nothing, close
+	// times are for Config.Observer; given is set by the handler, or by
+	// Complete under d's lock before the writer can see dComplete.
+	times reqTimes
 
 	d struct {
 		sync.Mutex
@@ -307,6 +310,9 @@ func (c *conn) readLoop() error {
 			sl:            sl,
 		}
 		sl.bufp, sl.size = bp, size
+		if c.s.cfg.Observer != nil {
+			sl.times.read = time.Now()
+		}
 		c.pendingBytes.Add(size)
 		c.inFlight.Add(1)
 		c.reqs <- sl
@@ -403,7 +409,13 @@ func (c *conn) handleLoop() {
 // handle calls Handle for sl and records the outcome in sl.
 func (c *conn) handle(sl *slot) {
 	r := &sl.req
+	if c.s.cfg.Observer != nil {
+		sl.times.handled = time.Now()
+	}
 	resp, ok := c.call(r)
+	if c.s.cfg.Observer != nil && !sl.deferred {
+		sl.times.given = time.Now()
+	}
 	switch {
 	case !ok:
 		sl.panicked = true
@@ -446,10 +458,11 @@ func (c *conn) finish(sl *slot) {
 	default:
 	}
 	c.inFlight.Add(-1)
+	c.observe(sl)
 	if sl.resp.Done != nil {
 		c.callDone(sl.resp.Done)
 	}
-	sl.req, sl.bufp, sl.size, sl.resp = Request{}, nil, 0, Response{}
+	sl.req, sl.bufp, sl.size, sl.resp, sl.times = Request{}, nil, 0, Response{}, reqTimes{}
 	sl.deferred, sl.panicked = false, false
 	sl.d.Lock()
 	sl.d.state = dNone

@@ -1,6 +1,9 @@
 package netio
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Deferred is a promise, made during Handle, to give a request's response
 // later from any goroutine. It is a small value: copy it freely (into a
@@ -103,6 +106,9 @@ func (d Deferred) Complete(resp Response) {
 		return
 	}
 	sl.resp = resp
+	if c.s.cfg.Observer != nil {
+		sl.times.given = time.Now()
+	}
 	sl.d.state = dComplete
 	sl.d.Unlock()
 	if resp.Close {

@@ -72,6 +72,10 @@ type Config struct {
 	// Logger receives connection events at Debug and errors at Warn (panics
 	// in Handle at Error). Default slog.Default().
 	Logger *slog.Logger
+
+	// Observer, if set, is told of connections and of each request's
+	// queue, handle and send times, for metrics. Default none.
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -322,12 +326,18 @@ func (s *Server) track(nc net.Conn) *conn {
 		s.log.Warn("netio: connection refused", "remote", nc.RemoteAddr().String(),
 			"err", errTooManyConn, "max_conns", s.cfg.MaxConns)
 		nc.Close()
+		if o := s.cfg.Observer; o != nil {
+			o.ConnRefused()
+		}
 		return nil
 	}
 	c := newConn(s, nc, s.nextID.Add(1))
 	s.mu.conns[c] = struct{}{}
 	s.live.Add(1)
 	s.mu.Unlock()
+	if o := s.cfg.Observer; o != nil {
+		o.ConnAccepted()
+	}
 	return c
 }
 
@@ -335,6 +345,9 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.mu.conns, c)
 	s.mu.Unlock()
+	if o := s.cfg.Observer; o != nil {
+		o.ConnClosed()
+	}
 	s.live.Done()
 }
 
