@@ -202,7 +202,8 @@ func (w *produceWait) fail(pp *producePending, err error) {
 	if w.resp.Version >= 8 {
 		pp.rp.ErrorMessage = errorMessage(err)
 	}
-	w.b.log.Info("broker: acks=all produce not committed", "topic", pp.p.Topic(), "partition", pp.p.ID(), "offset", pp.last, "err", err)
+	w.b.countError(0, pp.rp.ErrorCode)
+	w.b.logFault(nil, "acks=all produce not committed", pp.rp.ErrorCode, err, "topic", pp.p.Topic(), "partition", pp.p.ID(), "offset", pp.last)
 }
 
 // produceTopic checks that clients may produce to the topic called name.

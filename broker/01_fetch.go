@@ -357,6 +357,27 @@ func divergence(p *engine.Partition, pt *fetchPart, start int64) int16 {
 	return 0
 }
 
+// count counts what the response tells the client about pt, n record
+// bytes and an error code, and logs the code if the broker is at fault.
+func (st *fetchState) count(pt *fetchPart, n int64) {
+	if n > 0 && pt.p != nil {
+		if st.replica {
+			pt.p.Counters().ReplicationBytesOut.Add(n)
+		} else {
+			pt.p.Counters().BytesOut.Add(n)
+		}
+	}
+	if pt.code != 0 {
+		st.b.countError(fetchKey, pt.code)
+		if brokerFault(pt.code) {
+			st.b.logFault(nil, "fetch", pt.code, pt.err, "topic", pt.topic, "partition", pt.partition, "replica", st.replica)
+		}
+	}
+}
+
+// fetchKey is the Fetch API key.
+const fetchKey = 1
+
 // response encodes the fetch response body (see the package doc) as parts:
 // framing bytes from st.buf and each partition's chunk in between.
 func (st *fetchState) response() netio.Response {
@@ -401,6 +422,7 @@ func (st *fetchState) response() netio.Response {
 				b = binary.BigEndian.AppendUint32(b, 0xffffffff) // preferred_read_replica -1
 			}
 			n := pt.chunk.Size()
+			st.count(pt, n)
 			if flexible {
 				b = binary.AppendUvarint(b, uint64(n)+1)
 			} else {

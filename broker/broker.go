@@ -118,6 +118,7 @@ type Broker struct {
 	closed    chan struct{} // closed by Close: long polls return at once
 	closeOnce sync.Once
 	parked    parkedSet // deferred requests waiting in the purgatory (purgatory.go)
+	counters  stats     // for metrics (stats.go)
 }
 
 var _ netio.Handler = (*Broker)(nil)

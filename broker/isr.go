@@ -117,6 +117,7 @@ func (t *isrTracker) lead(k hostKey, p *engine.Partition, mp *cluster.Partition,
 	}
 	lp.replicas, lp.minISR = mp.Replicas, minISR
 	if mp.PartitionEpoch >= lp.partitionEpoch { // not behind an AlterPartition answer
+		t.b.counters.countISRChange(lp.isr, mp.ISR, mp.PartitionEpoch > lp.partitionEpoch)
 		lp.partitionEpoch, lp.isr = mp.PartitionEpoch, mp.ISR
 	}
 	if lp.pending != nil && mp.PartitionEpoch > lp.pendingEpoch {
@@ -339,6 +340,7 @@ func (t *isrTracker) sendProposal(req *kmsg.AlterPartitionRequest, topic string,
 		case err == nil && got.LeaderEpoch == lp.leaderEpoch:
 			lp.pending = nil
 			if got.PartitionEpoch > lp.partitionEpoch {
+				t.b.counters.countISRChange(lp.isr, got.ISR, true)
 				lp.isr, lp.partitionEpoch = got.ISR, got.PartitionEpoch
 			}
 			t.advanceLocked(lp)

@@ -19,12 +19,20 @@ func (b *Broker) closeConn(req *netio.Request, err error) netio.Response {
 	return netio.Response{None: true, Close: true}
 }
 
-// rejected logs one rejected input that was answered with an error code.
+// rejected counts and logs one request or partition answered with an
+// error code: at Info for the client's own doing, at Warn (rate-limited,
+// see logFault) for the broker's.
 func (b *Broker) rejected(req *netio.Request, what string, err error, attrs ...any) {
+	code := errorCode(err)
+	b.countError(req.APIKey, code)
+	if brokerFault(code) {
+		b.logFault(req, what, code, err, attrs...)
+		return
+	}
 	if !b.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	attrs = append(attrs, "err", err, "code", errorCode(err))
+	attrs = append(attrs, "err", err, "code", code)
 	b.log.Info("broker: rejected "+what, append(reqAttrs(req), attrs...)...)
 }
 
