@@ -120,6 +120,11 @@ func errorCode(err error) int16 {
 			return e.code.Code
 		}
 	}
+	// A code another broker or the controller answered with keeps its code.
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
 	// The controller's decisions have their own table (UNKNOWN_SERVER_ERROR
 	// for what it does not know either).
 	return cluster.ErrorCode(err)

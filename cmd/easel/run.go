@@ -21,6 +21,7 @@ import (
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/gossip"
 	"github.com/easel-io/easel/group"
+	"github.com/easel-io/easel/metrics"
 	"github.com/easel-io/easel/netio"
 )
 
@@ -38,10 +39,26 @@ func (h *lateHandler) Handle(ctx context.Context, req *netio.Request) netio.Resp
 // polls, lets in-flight requests finish (up to cfg.ShutdownTimeout) and
 // closes the engine, which flushes and marks the shutdown clean.
 func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+	// With --metrics, /metrics, /healthz and /readyz are served from the
+	// start: /readyz says what the broker is waiting for until it serves.
+	ready := newReadiness()
+	var met *metrics.Metrics
+	netCfg := netio.Config{Addr: cfg.Listen, MaxConns: cfg.MaxConnections, Logger: log}
+	engOpts := engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true, ManagedHighWatermarks: true}
+	if cfg.Metrics != "" {
+		met = metrics.New()
+		metricsSrv, err := startMetrics(cfg.Metrics, met, ready, log)
+		if err != nil {
+			return err
+		}
+		defer metricsSrv.Close()
+		netCfg.Observer = met.NetObserver()
+		engOpts.Observer = met.EngineObserver()
+	}
 	// Bind first: a busy port fails fast, before a possibly long recovery.
 	// Connections wait in the listen backlog until Serve starts.
 	h := &lateHandler{}
-	srv, err := netio.Listen(netio.Config{Addr: cfg.Listen, MaxConns: cfg.MaxConnections, Logger: log}, h)
+	srv, err := netio.Listen(netCfg, h)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
@@ -60,7 +77,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			return err
 		}
 	}
-	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true, ManagedHighWatermarks: true})
+	ready.set(errors.New("opening the data directory"))
+	eng, err := engine.Open(cfg.DataDir, engOpts)
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
@@ -73,6 +91,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			err = errors.Join(err, fmt.Errorf("close engine: %w", cerr))
 		}
 	}()
+	ready.set(errors.New("starting the cluster node"))
 	node, err := startNode(cfg, host, port, log, legacy)
 	if err != nil {
 		srv.Close()
@@ -107,6 +126,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		MinInsyncReplicas: cfg.Cluster.MinInsyncReplicas,
 		ReplicaLagTimeMax: cfg.Cluster.ReplicaLagTimeMax,
 	})
+	if met != nil {
+		met.Watch(metrics.Sources{Engine: eng, Broker: h.b, Node: node, NodeID: cfg.NodeID, MinInsyncReplicas: cfg.Cluster.MinInsyncReplicas})
+	}
+	ready.set(errors.New("hosting the partitions"))
 	if !clustered {
 		// Serve once the partitions are open as leaders, so that the first
 		// requests find them (a cluster's brokers serve at once: Metadata
@@ -138,6 +161,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
+	ready.serving(node, h.b)
 	dir, _ := filepath.Abs(cfg.DataDir)
 	log.Info("easel started",
 		"listen", srv.Addr().String(),
@@ -156,6 +180,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		serveErr = nil
 	}
 	start := time.Now()
+	ready.set(errors.New("shutting down"))
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
