@@ -30,6 +30,7 @@ type procCluster struct {
 	dirs   map[int32]string
 	procs  map[int32]*proc
 	voters string
+	extra  map[int32][]string // more flags for a broker
 }
 
 func newProcCluster(t *testing.T, ids ...int32) *procCluster {
@@ -43,7 +44,7 @@ func newProcCluster(t *testing.T, ids ...int32) *procCluster {
 // newProcAddrs picks the brokers' addresses and directories, starting none.
 func newProcAddrs(t *testing.T, ids ...int32) *procCluster {
 	c := &procCluster{t: t, ids: ids, kafka: map[int32]string{}, raft: map[int32]string{}, gossip: map[int32]string{},
-		dirs: map[int32]string{}, procs: map[int32]*proc{}}
+		dirs: map[int32]string{}, procs: map[int32]*proc{}, extra: map[int32][]string{}}
 	var vs []string
 	for _, id := range ids {
 		c.kafka[id], c.raft[id], c.gossip[id], c.dirs[id] = freeAddr(t), freeAddr(t), freeAddr(t), t.TempDir()
@@ -61,9 +62,9 @@ func (c *procCluster) start(id int32) {
 			join = append(join, c.gossip[o])
 		}
 	}
-	p := launch(c.t, "--listen", c.kafka[id], "--data-dir", c.dirs[id], "--node-id", fmt.Sprint(id),
+	p := launch(c.t, append([]string{"--listen", c.kafka[id], "--data-dir", c.dirs[id], "--node-id", fmt.Sprint(id),
 		"--controller-voters", c.voters, "--gossip-listen", c.gossip[id], "--join", strings.Join(join, ","),
-		"--cluster-timing", "fast", "--default-replication-factor", "3")
+		"--cluster-timing", "fast", "--default-replication-factor", "3"}, c.extra[id]...)...)
 	p.waitLog(startedRE, 60*time.Second)
 	p.addr = c.kafka[id]
 	c.procs[id] = p

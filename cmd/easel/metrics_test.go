@@ -33,28 +33,38 @@ func (p *producedBytes) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ 
 // scrape is one parsed /metrics exposition.
 type scrape map[string]*dto.MetricFamily
 
-// getScrape fetches and parses /metrics, failing on anything expfmt rejects.
+// getScrape fetches and parses /metrics, failing on anything expfmt
+// rejects.
 func getScrape(t *testing.T, base string) scrape {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	s, err := tryScrape(base)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// tryScrape fetches and parses /metrics; every family must have HELP.
+func tryScrape(base string) (scrape, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %s", resp.Status)
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
 	}
 	p := expfmt.NewTextParser(model.LegacyValidation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
+		return nil, fmt.Errorf("/metrics does not parse: %w", err)
 	}
 	for name, f := range fams {
 		if f.GetHelp() == "" {
-			t.Errorf("%s has no HELP", name)
+			return nil, fmt.Errorf("%s has no HELP", name)
 		}
 	}
-	return fams
+	return fams, nil
 }
 
 // sum adds the values of the family's series whose labels include want.
@@ -265,4 +275,89 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Error("metrics still served after exit")
 	}
+}
+
+// The cluster metrics of three brokers follow a SIGKILL and a restart: all
+// in sync at first with one controller; once a broker dies its partners'
+// partitions are under-replicated (ISR shrinks counted) and it is fenced;
+// back again, it catches up (ISR expands counted) and nothing is
+// under-replicated. No partition goes offline.
+func TestClusterMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three brokers")
+	}
+	c := newProcAddrs(t, 1, 2, 3)
+	met := map[int32]string{}
+	for _, id := range c.ids {
+		met[id] = "http://" + freeAddr(t)
+		c.extra[id] = []string{"--metrics", strings.TrimPrefix(met[id], "http://")}
+	}
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	ctx := testContext(t, 120*time.Second)
+	adm := kadm.NewClient(c.client())
+	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
+		m, err := adm.BrokerMetadata(ctx)
+		return err == nil && len(m.Brokers) == 3 && m.Controller >= 0
+	})
+	if res, err := adm.CreateTopic(ctx, 6, 3, nil, "h"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	prod := c.client(kgo.DefaultProduceTopic("h"))
+	for i := range 30 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// total sums a metric over the live brokers; ok is false if one could
+	// not be scraped.
+	total := func(name string, labels map[string]string) (float64, bool) {
+		sum := 0.0
+		for id := range c.procs {
+			s, err := tryScrape(met[id])
+			if err != nil {
+				return 0, false
+			}
+			v, _ := s.sum(name, labels)
+			sum += v
+		}
+		return sum, true
+	}
+	is := func(name string, labels map[string]string, cond func(float64) bool) func() bool {
+		return func() bool {
+			v, ok := total(name, labels)
+			return ok && cond(v)
+		}
+	}
+	eq := func(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
+	waitUntil(ctx, t, "every partition led and in sync", func() bool {
+		return is("easel_cluster_leader_partitions", nil, func(v float64) bool { return v >= 6 })() &&
+			is("easel_cluster_under_replicated_partitions", nil, eq(0))() &&
+			is("easel_cluster_active_controller", nil, eq(1))()
+	})
+	for id := range c.procs {
+		if code, body := httpGet(t, met[id]+"/readyz"); code != 200 {
+			t.Fatalf("broker %d /readyz: %d %q", id, code, body)
+		}
+	}
+	if v, _ := total("easel_topic_replication_bytes_in_total", map[string]string{"topic": "h"}); v == 0 {
+		t.Error("no replication bytes in")
+	}
+
+	c.kill(3)
+	waitUntil(ctx, t, "the dead broker fenced, its partners' partitions under-replicated", func() bool {
+		return is("easel_cluster_brokers", map[string]string{"fenced": "true"}, eq(2))() && // as both survivors see it
+			is("easel_cluster_under_replicated_partitions", nil, func(v float64) bool { return v > 0 })() &&
+			is("easel_isr_shrinks_total", nil, func(v float64) bool { return v > 0 })()
+	})
+	if v, _ := total("easel_cluster_offline_partitions", nil); v != 0 {
+		t.Errorf("offline partitions %v with two of three replicas alive", v)
+	}
+	c.start(3)
+	waitUntil(ctx, t, "the broker back in every ISR", func() bool {
+		return is("easel_cluster_under_replicated_partitions", nil, eq(0))() &&
+			is("easel_isr_expands_total", nil, func(v float64) bool { return v > 0 })() &&
+			is("easel_cluster_brokers", map[string]string{"fenced": "true"}, eq(0))()
+	})
 }
