@@ -159,29 +159,23 @@ func newProduceSide(b *testing.B, on, oneByOne bool) *produceSide {
 	return s
 }
 
-// produce produces n records and waits for their acknowledgements.
+// produce produces n records and waits for their acknowledgements: all at
+// once, or one after the other.
 func (s *produceSide) produce(b *testing.B, n int) {
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Value: s.value}
+	}
+	batch := n
 	if s.sync {
-		for range n {
-			if err := s.cl.ProduceSync(context.Background(), &kgo.Record{Value: s.value}).FirstErr(); err != nil {
-				b.Fatal(err)
-			}
+		batch = 1
+	}
+	for len(recs) > 0 {
+		if err := s.cl.ProduceSync(context.Background(), recs[:batch]...).FirstErr(); err != nil {
+			b.Fatal(err)
 		}
-		return
+		recs = recs[batch:]
 	}
-	var wg sync.WaitGroup
-	var failed sync.Once
-	cb := func(_ *kgo.Record, err error) {
-		if err != nil {
-			failed.Do(func() { b.Error(err) })
-		}
-		wg.Done()
-	}
-	wg.Add(n)
-	for range n {
-		s.cl.Produce(context.Background(), &kgo.Record{Value: s.value}, cb)
-	}
-	wg.Wait()
 }
 
 // BenchmarkObserveRequest is the cost of counting one request (counter,

@@ -78,6 +78,19 @@ func (c *procCluster) kill(id int32) {
 	delete(c.procs, id)
 }
 
+// createClusterTopic waits until Metadata shows three brokers and a
+// controller, then creates topic with replication factor 3.
+func createClusterTopic(ctx context.Context, t *testing.T, adm *kadm.Client, topic string, partitions int32, configs map[string]*string) {
+	t.Helper()
+	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
+		m, err := adm.BrokerMetadata(ctx)
+		return err == nil && len(m.Brokers) == 3 && m.Controller >= 0
+	})
+	if res, err := adm.CreateTopic(ctx, partitions, 3, configs, topic); err != nil || res.Err != nil {
+		t.Fatalf("create topic %s: %v %v", topic, err, res.Err)
+	}
+}
+
 func (c *procCluster) seeds() []string {
 	var out []string
 	for _, id := range c.ids {
@@ -108,13 +121,7 @@ func TestClusterProcesses(t *testing.T) {
 	c := newProcCluster(t, 1, 2, 3)
 	ctx := testContext(t, 150*time.Second)
 	adm := kadm.NewClient(c.client())
-	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
-		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3 && m.Controller >= 0
-	})
-	if res, err := adm.CreateTopic(ctx, 3, 3, nil, "orders"); err != nil || res.Err != nil {
-		t.Fatalf("create topic: %v %v", err, res.Err)
-	}
+	createClusterTopic(ctx, t, adm, "orders", 3, nil)
 	leaders := func() (map[int32]int32, int32) {
 		m, err := adm.Metadata(ctx, "orders")
 		if err != nil {
@@ -289,14 +296,8 @@ func TestClusterNoAcknowledgedLoss(t *testing.T) {
 	c := newProcCluster(t, 1, 2, 3)
 	ctx := testContext(t, 150*time.Second)
 	adm := kadm.NewClient(c.client())
-	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
-		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3
-	})
 	two := "2"
-	if res, err := adm.CreateTopic(ctx, 3, 3, map[string]*string{"min.insync.replicas": &two}, "acked"); err != nil || res.Err != nil {
-		t.Fatalf("create topic: %v %v", err, res.Err)
-	}
+	createClusterTopic(ctx, t, adm, "acked", 3, map[string]*string{"min.insync.replicas": &two})
 	fullISR := func() bool {
 		m, err := adm.Metadata(ctx, "acked")
 		if err != nil {

@@ -297,13 +297,7 @@ func TestClusterMetrics(t *testing.T) {
 	}
 	ctx := testContext(t, 120*time.Second)
 	adm := kadm.NewClient(c.client())
-	waitUntil(ctx, t, "three brokers in Metadata", func() bool {
-		m, err := adm.BrokerMetadata(ctx)
-		return err == nil && len(m.Brokers) == 3 && m.Controller >= 0
-	})
-	if res, err := adm.CreateTopic(ctx, 6, 3, nil, "h"); err != nil || res.Err != nil {
-		t.Fatalf("create topic: %v %v", err, res.Err)
-	}
+	createClusterTopic(ctx, t, adm, "h", 6, nil)
 	prod := c.client(kgo.DefaultProduceTopic("h"))
 	for i := range 30 {
 		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {

@@ -315,7 +315,7 @@ func fromListener(v string) (string, error) {
 		return "", nil
 	}
 	if strings.Contains(v, ",") {
-		return "", errors.New("Easel serves one listener; give one")
+		return "", errors.New("easel serves one listener; give one")
 	}
 	name, addr, ok := strings.Cut(v, "://")
 	if !ok {
@@ -333,7 +333,7 @@ func toListener(v string) (string, error) { return "PLAINTEXT://" + v, nil }
 // supports one directory.
 func fromLogDirs(v string) (string, error) {
 	if strings.Contains(v, ",") {
-		return "", errors.New("Easel keeps its data in one directory; give one")
+		return "", errors.New("one data directory only (easel keeps its data in one)")
 	}
 	return v, nil
 }
