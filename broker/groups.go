@@ -29,7 +29,9 @@ func groupAPI[Req any, PReq interface {
 		if err := decode(req, r, true); err != nil {
 			return b.closeConn(req, err)
 		}
-		return netio.Response{Msg: call(b.groups, group.WithConn(ctx, b.groupConn(req)), r)}
+		resp := call(b.groups, group.WithConn(ctx, b.groupConn(req)), r)
+		b.countGroupErrors(req, resp)
+		return netio.Response{Msg: resp}
 	}
 }
 

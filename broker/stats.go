@@ -58,9 +58,10 @@ func (b *Broker) Stats() Stats {
 // EachError calls fn for every API key and error code that clients have
 // been answered with, with how many times (partition errors count once per
 // partition). It covers the per-partition errors of Produce, Fetch,
-// ListOffsets, OffsetForLeaderEpoch and DeleteRecords and the rejections
-// the admin APIs log (see rejected); errors of the group APIs are not
-// counted.
+// ListOffsets, OffsetForLeaderEpoch and DeleteRecords, the rejections the
+// admin APIs log (see rejected), and the group APIs' codes
+// (countGroupErrors). Requests answered by closing the connection (an
+// unknown API, a malformed body) are not counted.
 func (b *Broker) EachError(fn func(apiKey, code int16, n uint64)) {
 	for k := range b.counters.errors {
 		for i := range b.counters.errors[k] {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/easel-io/easel/netio"
 )
@@ -113,5 +114,36 @@ func TestCodeIndex(t *testing.T) {
 	got := errorCounts(&b)
 	if len(got) != 2 || got[[2]int16{3, 6}] != 1 || got[[2]int16{3, -1}] != 1 {
 		t.Fatalf("counts %v", got)
+	}
+}
+
+// The error codes of group API responses are counted by API key.
+func TestStatsCountGroupErrors(t *testing.T) {
+	ts := startServer(t, serverOpts{})
+	rc := dialRaw(t, ts.addr)
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation = "g", "nobody", 3
+	resp := rc.roundTrip(hb, 4).(*kmsg.HeartbeatResponse)
+	if resp.ErrorCode == 0 {
+		t.Fatal("heartbeat of an unknown member succeeded")
+	}
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Group, oc.Generation, oc.MemberID = "g", 3, "nobody"
+	ot := kmsg.NewOffsetCommitRequestTopic()
+	ot.Topic = "t"
+	for p := range int32(2) {
+		op := kmsg.NewOffsetCommitRequestTopicPartition()
+		op.Partition, op.Offset = p, 1
+		ot.Partitions = append(ot.Partitions, op)
+	}
+	oc.Topics = append(oc.Topics, ot)
+	ocr := rc.roundTrip(oc, 8).(*kmsg.OffsetCommitResponse)
+	pcode := ocr.Topics[0].Partitions[0].ErrorCode
+	if pcode == 0 {
+		t.Fatal("commit of an unknown member succeeded")
+	}
+	errs := errorCounts(ts.b)
+	if errs[[2]int16{12, resp.ErrorCode}] != 1 || errs[[2]int16{8, pcode}] != 2 {
+		t.Fatalf("errors %v: want one %d for Heartbeat and two %d for OffsetCommit (one per partition)", errs, resp.ErrorCode, pcode)
 	}
 }
