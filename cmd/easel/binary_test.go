@@ -257,3 +257,25 @@ func easelCmd(t *testing.T, args, env []string) *exec.Cmd {
 	cmd.Env = childEnv(env...)
 	return cmd
 }
+
+// Settings reach the parts they configure: socket.request.max.bytes from
+// a --config file bounds netio's frames (a bigger frame closes the
+// connection with a log line naming the bound).
+func TestConfigFileReachesNetio(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "socket.request.max.bytes=2000\n")
+	p := startEasel(t, "--data-dir", t.TempDir(), "--config", path)
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{0, 0, 0x13, 0x88}); err != nil { // a 5000-byte frame follows
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes; want the connection closed", n)
+	}
+	p.waitLog(regexp.MustCompile(`frame size exceeds MaxRequestSize.* max=2000`), 10*time.Second)
+}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/group"
+	"github.com/easel-io/easel/netio"
 )
 
 // envPrefix starts the name of the environment variable that can set each
@@ -67,6 +69,16 @@ type config struct {
 	// OffsetsTopicPartitions is offsets.topic.num.partitions: the partition
 	// count of __consumer_offsets when it is created. Invariant: >= 1.
 	OffsetsTopicPartitions int32
+	// Group holds the group coordinator's settings (timeouts, retention,
+	// limits); its other fields are filled by run. Invariant: every
+	// duration > 0, except InitialRebalanceDelay (negative: none).
+	Group group.Config
+	// Net holds netio's request size bound and idle timeout (negative:
+	// none); its other fields are filled by run.
+	Net netio.Config
+	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms.
+	// Invariant: > 0.
+	HWCheckpointInterval time.Duration
 
 	// Cluster holds the cluster settings; Cluster.Voters empty means a
 	// single node.
@@ -196,8 +208,29 @@ func (cfg *config) check() error {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = -1 // netio: negative is no limit
 	}
-	if cfg.ShutdownTimeout <= 0 {
-		return fmt.Errorf("%w: %s %v must be positive", errUsage, who("shutdown-timeout"), cfg.ShutdownTimeout)
+	for _, d := range []struct {
+		flag string
+		d    time.Duration
+	}{
+		{"shutdown-timeout", cfg.ShutdownTimeout}, {"hw-checkpoint-interval", cfg.HWCheckpointInterval},
+		{"group-min-session-timeout", cfg.Group.MinSessionTimeout}, {"group-max-session-timeout", cfg.Group.MaxSessionTimeout},
+		{"offsets-retention", cfg.Group.OffsetsRetention}, {"offsets-retention-check-interval", cfg.Group.RetentionCheckInterval},
+		{"offsets-commit-timeout", cfg.Group.OffsetCommitTimeout},
+	} {
+		if d.d <= 0 {
+			return fmt.Errorf("%w: %s %v must be positive", errUsage, who(d.flag), d.d)
+		}
+	}
+	if cfg.Group.MinSessionTimeout > cfg.Group.MaxSessionTimeout {
+		return fmt.Errorf("%w: %s %v is above %s %v", errUsage, who("group-min-session-timeout"), cfg.Group.MinSessionTimeout,
+			who("group-max-session-timeout"), cfg.Group.MaxSessionTimeout)
+	}
+	// The packages take zero for their defaults and negative for none.
+	if cfg.Group.InitialRebalanceDelay <= 0 {
+		cfg.Group.InitialRebalanceDelay = -1
+	}
+	if cfg.Net.IdleTimeout <= 0 {
+		cfg.Net.IdleTimeout = -1
 	}
 	if cfg.DataDir == "" {
 		return fmt.Errorf("%w: %s is empty", errUsage, who("data-dir"))

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/group"
+	"github.com/easel-io/easel/netio"
 )
 
 // env is a fake environment for parseConfig.
@@ -39,6 +42,11 @@ func TestParseConfigDefaults(t *testing.T) {
 		LogFormat:        "text",
 
 		OffsetsTopicPartitions: 50,
+		Group: group.Config{InitialRebalanceDelay: 3 * time.Second, MinSessionTimeout: 6 * time.Second,
+			MaxSessionTimeout: 30 * time.Minute, OffsetsRetention: 7 * 24 * time.Hour, RetentionCheckInterval: 10 * time.Minute,
+			MaxOffsetMetadataBytes: 4096, MaxGroupSize: math.MaxInt32, OffsetCommitTimeout: 5 * time.Second},
+		Net:                  netio.Config{MaxRequestSize: 100 << 20, IdleTimeout: 10 * time.Minute},
+		HWCheckpointInterval: 5 * time.Second,
 		Cluster:                clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
 	}
 	for _, st := range settings {

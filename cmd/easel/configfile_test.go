@@ -14,6 +14,8 @@ import (
 
 	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
+	"github.com/easel-io/easel/group"
+	"github.com/easel-io/easel/netio"
 )
 
 // writeConfig writes a --config file and returns its path.
@@ -45,6 +47,17 @@ log.flush.interval.ms=250
 message.max.bytes=2000000
 log.message.timestamp.type=LogAppendTime
 max.connections=77
+socket.request.max.bytes=1000000
+connections.max.idle.ms=0
+replica.high.watermark.checkpoint.interval.ms=2500
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+group.max.session.timeout.ms=60000
+group.max.size=10
+offsets.retention.minutes=60
+offsets.retention.check.interval.ms=30000
+offsets.commit.timeout.ms=7000
+offset.metadata.max.bytes=100
 easel.shutdown.timeout=3s
 easel.log.level=DEBUG
 easel.log.format=json
@@ -75,6 +88,11 @@ easel.cluster.timing=fast
 			CleanupPolicy: engine.CleanupDelete, LogAppendTime: true},
 		MaxConnections: 77, ShutdownTimeout: 3 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 		Metrics: "127.0.0.1:9308", Pprof: "127.0.0.1:6060", OffsetsTopicPartitions: 5,
+		Net:                  netio.Config{MaxRequestSize: 1000000, IdleTimeout: -1},
+		HWCheckpointInterval: 2500 * time.Millisecond,
+		Group: group.Config{InitialRebalanceDelay: -1, MinSessionTimeout: time.Second, MaxSessionTimeout: time.Minute,
+			MaxGroupSize: 10, OffsetsRetention: time.Hour, RetentionCheckInterval: 30 * time.Second,
+			OffsetCommitTimeout: 7 * time.Second, MaxOffsetMetadataBytes: 100},
 		Cluster: clusterConfig{
 			Voters:     []controller.Voter{{ID: 4, Addr: "127.0.0.1:9093"}, {ID: 5, Addr: "127.0.0.2:9093"}},
 			RaftListen: "127.0.0.1:9193", GossipListen: "127.0.0.1:9094", Join: []string{"127.0.0.2:9094", "127.0.0.3:9094"},
@@ -218,6 +236,10 @@ func TestConfigFileUnknownAndMalformed(t *testing.T) {
 		{"log.segment.bytes=5", "segment.bytes"},
 		{"controller.quorum.voters=1@", "controller.quorum.voters (%s:1)"},
 		{"easel.gossip.join=h:1", "easel.gossip.join (%s:1) needs --controller-voters"},
+		{"offsets.retention.minutes=0", "offsets.retention.minutes (%s:1) 0s must be positive"},
+		{"offsets.retention.minutes=1.5", "offsets.retention.minutes (%s:1): invalid value \"1.5\": want a whole number of minutes"},
+		{"group.min.session.timeout.ms=60000\ngroup.max.session.timeout.ms=1000", "group.min.session.timeout.ms (%s:1) 1m0s is above group.max.session.timeout.ms (%s:2) 1s"},
+		{"socket.request.max.bytes=0", "socket.request.max.bytes (%s:1): invalid value \"0\": want a whole number in 1..2147483647"},
 		{"k=\\u12", "line 1"},
 	}
 	for _, tt := range tests {

@@ -20,7 +20,6 @@ import (
 	"github.com/easel-io/easel/cluster/controller"
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/gossip"
-	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/metrics"
 	"github.com/easel-io/easel/netio"
 )
@@ -43,8 +42,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	// start: /readyz says what the broker is waiting for until it serves.
 	ready := newReadiness()
 	var met *metrics.Metrics
-	netCfg := netio.Config{Addr: cfg.Listen, MaxConns: cfg.MaxConnections, Logger: log}
-	engOpts := engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true, ManagedHighWatermarks: true}
+	netCfg := cfg.Net
+	netCfg.Addr, netCfg.MaxConns, netCfg.Logger = cfg.Listen, cfg.MaxConnections, log
+	engOpts := engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true, ManagedHighWatermarks: true,
+		HWCheckpointInterval: cfg.HWCheckpointInterval}
 	if cfg.Metrics != "" {
 		met = metrics.New()
 		metricsSrv, err := startMetrics(cfg.Metrics, met, ready, log)
@@ -114,6 +115,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 			}
 		})
 	}
+	groupCfg := cfg.Group
+	groupCfg.OffsetsTopicNumPartitions = offsetsPartitions
 	h.b = broker.New(eng, broker.Config{
 		NodeID:            cfg.NodeID,
 		Host:              host,
@@ -121,7 +124,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		AutoCreateTopics:  cfg.AutoCreateTopics,
 		NumPartitions:     cfg.Topic.Partitions,
 		Logger:            log,
-		Group:             group.Config{OffsetsTopicNumPartitions: offsetsPartitions},
+		Group:             groupCfg,
 		Cluster:           node,
 		MinInsyncReplicas: cfg.Cluster.MinInsyncReplicas,
 		ReplicaLagTimeMax: cfg.Cluster.ReplicaLagTimeMax,

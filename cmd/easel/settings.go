@@ -15,6 +15,7 @@ import (
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/internal/properties"
+	"github.com/easel-io/easel/netio"
 )
 
 // setting is one configuration setting. It can be given, from the highest
@@ -101,6 +102,15 @@ var settings = func() []setting {
 		{flag: "max-connections", key: "max.connections", def: strconv.Itoa(defaultMaxConnections),
 			doc:  "most open client connections; 0 or negative: no limit",
 			bind: intIn(math.MinInt32, math.MaxInt32, func(c *config) *int { return &c.MaxConnections })},
+		{flag: "socket-request-max-bytes", key: "socket.request.max.bytes", def: strconv.Itoa(netio.DefaultMaxRequestSize),
+			doc:  "the largest request frame accepted; also bounds the bytes of one connection's requests read and not yet answered",
+			bind: intIn(1, math.MaxInt32, func(c *config) *int { return &c.Net.MaxRequestSize })},
+		{flag: "connections-max-idle", key: "connections.max.idle.ms", def: netio.DefaultIdleTimeout.String(),
+			doc:  "close a connection idle this long (no request outstanding); 0 or negative: never (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Net.IdleTimeout }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "hw-checkpoint-interval", key: "replica.high.watermark.checkpoint.interval.ms", def: engine.DefaultHWCheckpointInterval.String(),
+			doc:  "how often moved high watermarks are written to the data directory (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.HWCheckpointInterval }), fromFile: fromMillis, toFile: toMillis},
 		{flag: "shutdown-timeout", key: "easel.shutdown.timeout", def: defaultShutdownTimeout.String(),
 			doc:  "on SIGTERM or SIGINT, how long to let in-flight requests finish before closing connections",
 			bind: duration(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
@@ -119,6 +129,30 @@ var settings = func() []setting {
 		{flag: "offsets-topic-num-partitions", key: "offsets.topic.num.partitions", def: strconv.Itoa(group.DefaultOffsetsTopicNumPartitions),
 			doc:  "partitions of __consumer_offsets when it is created; an existing topic keeps its count",
 			bind: intIn(1, 100000, func(c *config) *int32 { return &c.OffsetsTopicPartitions })},
+		{flag: "group-initial-rebalance-delay", key: "group.initial.rebalance.delay.ms", def: "3s",
+			doc:  "how long the first rebalance of an empty group waits for more members; 0: none (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Group.InitialRebalanceDelay }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "group-min-session-timeout", key: "group.min.session.timeout.ms", def: "6s",
+			doc:  "the shortest session timeout a member may ask for (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Group.MinSessionTimeout }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "group-max-session-timeout", key: "group.max.session.timeout.ms", def: "30m0s",
+			doc:  "the longest session timeout a member may ask for (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Group.MaxSessionTimeout }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "group-max-size", key: "group.max.size", def: strconv.Itoa(math.MaxInt32),
+			doc:  "the most members a group may have",
+			bind: intIn(1, math.MaxInt32, func(c *config) *int { return &c.Group.MaxGroupSize })},
+		{flag: "offsets-retention", key: "offsets.retention.minutes", def: "168h0m0s",
+			doc:  "a group without members whose last commit is older loses its committed offsets (in the file: minutes)",
+			bind: duration(func(c *config) *time.Duration { return &c.Group.OffsetsRetention }), fromFile: fromMinutes, toFile: toMinutes},
+		{flag: "offsets-retention-check-interval", key: "offsets.retention.check.interval.ms", def: "10m0s",
+			doc:  "how often expired groups are looked for (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Group.RetentionCheckInterval }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "offsets-commit-timeout", key: "offsets.commit.timeout.ms", def: "5s",
+			doc:  "how long an offset commit may wait for the in-sync replicas (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Group.OffsetCommitTimeout }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "offset-metadata-max-bytes", key: "offset.metadata.max.bytes", def: "4096",
+			doc:  "the longest metadata string of a committed offset",
+			bind: intIn(1, math.MaxInt32, func(c *config) *int { return &c.Group.MaxOffsetMetadataBytes })},
 		{flag: "controller-voters", key: "controller.quorum.voters",
 			doc:  "raft voters of a cluster, `id@host:port,...`; empty runs a single node",
 			bind: voters(func(c *config) *[]controller.Voter { return &c.Cluster.Voters })},
@@ -348,6 +382,23 @@ func fromMillis(v string) (string, error) {
 		return "", errors.New("out of range")
 	}
 	return (time.Duration(n) * time.Millisecond).String(), nil
+}
+
+// fromMinutes converts a Kafka *.minutes value to a Go duration.
+func fromMinutes(v string) (string, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > math.MaxInt64/int64(time.Minute) || n < math.MinInt64/int64(time.Minute) {
+		return "", errors.New("want a whole number of minutes")
+	}
+	return (time.Duration(n) * time.Minute).String(), nil
+}
+
+func toMinutes(v string) (string, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return "", err
+	}
+	return strconv.FormatInt(int64(d/time.Minute), 10), nil
 }
 
 func toMillis(v string) (string, error) {
