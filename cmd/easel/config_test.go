@@ -47,7 +47,7 @@ func TestParseConfigDefaults(t *testing.T) {
 			MaxOffsetMetadataBytes: 4096, MaxGroupSize: math.MaxInt32, OffsetCommitTimeout: 5 * time.Second},
 		Net:                  netio.Config{MaxRequestSize: 100 << 20, IdleTimeout: 10 * time.Minute},
 		HWCheckpointInterval: 5 * time.Second,
-		Cluster:                clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
+		Cluster:              clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
 	}
 	for _, st := range settings {
 		if o := cfg.Loaded.origins[st.flag]; o.source != fromDefault {
