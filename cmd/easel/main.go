@@ -17,6 +17,11 @@
 // flag, variable or file value exits with status 2; a Kafka key Easel does
 // not implement is logged as a warning.
 //
+// With --metrics host:port it serves Prometheus metrics at /metrics, and
+// /healthz and /readyz for orchestrators (see package metrics for the list
+// of metrics and their Kafka equivalents). --log-format json logs one JSON
+// object a line.
+//
 // SIGTERM or SIGINT shuts down gracefully: no new connections or requests,
 // long polls end, in-flight requests finish (up to --shutdown-timeout), the
 // engine flushes and marks the shutdown clean so that the next start skips
