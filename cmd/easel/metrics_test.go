@@ -338,6 +338,39 @@ func TestClusterMetrics(t *testing.T) {
 	if v, _ := total("easel_topic_replication_bytes_in_total", map[string]string{"topic": "h"}); v == 0 {
 		t.Error("no replication bytes in")
 	}
+	// A group that consumed and committed everything: its coordinator
+	// reports the committed offsets and no lag.
+	cons := c.client(kgo.ConsumerGroup("cg"), kgo.ConsumeTopics("h"), kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []*kgo.Record
+	for len(got) < 30 {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of 30: %v", len(got), err)
+		}
+		got = append(got, fs.Records()...)
+	}
+	if err := cons.CommitRecords(ctx, got...); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(ctx, t, "the group's 30 records committed, with no lag", func() bool {
+		// The committed offset of a partition is the count of its records.
+		return is("easel_consumer_group_committed_offset", map[string]string{"group": "cg"}, eq(30))() &&
+			is("easel_consumer_group_lag", map[string]string{"group": "cg"}, eq(0))() &&
+			is("easel_consumer_groups", map[string]string{"state": "Stable"}, eq(1))()
+	})
+	// Every committed partition has its lag reported (each broker hosts a
+	// replica of every partition), not just a missing series read as 0.
+	lags, commits := 0, 0
+	for id := range c.procs {
+		s := getScrape(t, met[id])
+		lags += len(s["easel_consumer_group_lag"].GetMetric())
+		commits += len(s["easel_consumer_group_committed_offset"].GetMetric())
+	}
+	if commits == 0 || lags != commits {
+		t.Errorf("%d lag series for %d committed partitions", lags, commits)
+	}
+	cons.Close()
 
 	c.kill(3)
 	waitUntil(ctx, t, "the dead broker fenced, its partners' partitions under-replicated", func() bool {
