@@ -16,9 +16,9 @@ import (
 
 // readiness is what /readyz answers: not ready while starting (engine
 // opening, partitions being hosted, listener not yet serving) or shutting
-// down; once serving, in a cluster, ready only while the broker is caught
-// up on the metadata (registered and unfenced) and hosts every partition
-// the metadata gives it.
+// down; once serving, in a cluster, ready only while the broker is
+// registered, caught up on the metadata and not fenced, and once it has
+// hosted every partition the metadata gave it at start.
 type readiness struct {
 	mu struct {
 		sync.Mutex
@@ -62,6 +62,9 @@ func (r *readiness) check() error {
 		case <-node.Ready():
 		default:
 			return errors.New("not registered with the controller or not caught up on the metadata log")
+		}
+		if _, fenced, ok := node.BrokerEpoch(); !ok || fenced {
+			return errors.New("fenced by the controller (not in touch, or not caught up on the metadata log)")
 		}
 		select {
 		case <-b.Hosted():
