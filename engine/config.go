@@ -5,7 +5,10 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/easel-io/easel/codec"
 )
 
 // CleanupDelete is the cleanup.policy that deletes whole old segments by
@@ -48,6 +51,48 @@ type TopicConfig struct {
 	// LogAppendTime is message.timestamp.type=LogAppendTime: the broker
 	// stamps each batch with its append time. Default false (CreateTime).
 	LogAppendTime bool
+
+	// CompressionType is compression.type: "producer" (default) keeps each
+	// batch in the codec it was produced in; "uncompressed", "gzip",
+	// "snappy", "lz4" or "zstd" makes Append re-compress batches that
+	// arrive in another codec.
+	CompressionType string
+	// TimestampBeforeMaxMs is message.timestamp.before.max.ms (KIP-937):
+	// a CreateTime batch with a record timestamp more than this far before
+	// the broker's clock is refused (ErrInvalidTimestamp). Default
+	// math.MaxInt64 (no bound). When only the deprecated
+	// message.timestamp.difference.max.ms is given, it bounds both sides.
+	TimestampBeforeMaxMs int64
+	// TimestampAfterMaxMs is message.timestamp.after.max.ms: as
+	// TimestampBeforeMaxMs, for timestamps ahead of the broker's clock.
+	TimestampAfterMaxMs int64
+	// TimestampDifferenceMaxMs is message.timestamp.difference.max.ms, the
+	// deprecated bound on both sides (see TimestampBeforeMaxMs).
+	TimestampDifferenceMaxMs int64
+	// SegmentJitterMs is segment.jitter.ms: each segment rolls by time a
+	// random amount up to this much before segment.ms. Default 0.
+	SegmentJitterMs int64
+	// SegmentIndexBytes is segment.index.bytes: the size each new
+	// segment's offset index is preallocated to (the time index gets the
+	// same). Default 10485760; the engine's Options.Segment applies while
+	// the topic does not set it.
+	SegmentIndexBytes int32
+	// IndexIntervalBytes is index.interval.bytes: an offset index entry
+	// every this many bytes of log in new segments. Default 4096; as
+	// SegmentIndexBytes, Options.Segment applies while not set.
+	IndexIntervalBytes int32
+	// Preallocate is preallocate: new segments reserve segment.bytes of
+	// disk (see segment.Config.Preallocate). Default false; as
+	// SegmentIndexBytes, Options.Segment applies while not set.
+	Preallocate bool
+	// FileDeleteDelayMs is file.delete.delay.ms, stored and reported only:
+	// the engine removes a deleted segment's files at once (a reader
+	// holding them keeps its open file). Default 60000.
+	FileDeleteDelayMs int64
+	// MessageDownconversion is message.downconversion.enable, stored and
+	// reported only: Easel serves no Fetch version old enough to need
+	// down-conversion. Default true.
+	MessageDownconversion bool
 
 	// explicit has bit i set when configKeys[i] was given with Set. A bit
 	// set rather than a map keeps TopicConfig comparable.
@@ -99,6 +144,15 @@ func DefaultTopicConfig() TopicConfig {
 		FlushMs:         math.MaxInt64,
 		CleanupPolicy:   CleanupDelete,
 		MaxMessageBytes: 1048588,
+
+		CompressionType:          CompressionProducer,
+		TimestampBeforeMaxMs:     math.MaxInt64,
+		TimestampAfterMaxMs:      math.MaxInt64,
+		TimestampDifferenceMaxMs: math.MaxInt64,
+		SegmentIndexBytes:        10 << 20,
+		IndexIntervalBytes:       4096,
+		FileDeleteDelayMs:        60000,
+		MessageDownconversion:    true,
 	}
 }
 
@@ -135,7 +189,81 @@ func (c TopicConfig) withDefaults(d TopicConfig) TopicConfig {
 	if fill("message.timestamp.type", !c.LogAppendTime) {
 		c.LogAppendTime = d.LogAppendTime
 	}
+
+	if fill("compression.type", c.CompressionType == "") {
+		c.CompressionType = d.CompressionType
+	}
+	if fill("message.timestamp.before.max.ms", c.TimestampBeforeMaxMs == 0) {
+		c.TimestampBeforeMaxMs = d.TimestampBeforeMaxMs
+	}
+	if fill("message.timestamp.after.max.ms", c.TimestampAfterMaxMs == 0) {
+		c.TimestampAfterMaxMs = d.TimestampAfterMaxMs
+	}
+	if fill("message.timestamp.difference.max.ms", c.TimestampDifferenceMaxMs == 0) {
+		c.TimestampDifferenceMaxMs = d.TimestampDifferenceMaxMs
+	}
+	if fill("segment.jitter.ms", c.SegmentJitterMs == 0) {
+		c.SegmentJitterMs = d.SegmentJitterMs
+	}
+	if fill("segment.index.bytes", c.SegmentIndexBytes == 0) {
+		c.SegmentIndexBytes = d.SegmentIndexBytes
+	}
+	if fill("index.interval.bytes", c.IndexIntervalBytes == 0) {
+		c.IndexIntervalBytes = d.IndexIntervalBytes
+	}
+	if fill("preallocate", !c.Preallocate) {
+		c.Preallocate = d.Preallocate
+	}
+	if fill("file.delete.delay.ms", c.FileDeleteDelayMs == 0) {
+		c.FileDeleteDelayMs = d.FileDeleteDelayMs
+	}
+	if fill("message.downconversion.enable", !c.MessageDownconversion) {
+		c.MessageDownconversion = d.MessageDownconversion
+	}
 	return c
+}
+
+// logConfig is what the partition's Log needs of c.
+func (c TopicConfig) logConfig() LogConfig {
+	lc := LogConfig{
+		SegmentBytes:  c.SegmentBytes,
+		SegmentAge:    time.Duration(c.SegmentMs) * time.Millisecond,
+		SegmentJitter: time.Duration(c.SegmentJitterMs) * time.Millisecond,
+		Preallocate:   c.Preallocate,
+	}
+	if c.IsSet("segment.index.bytes") {
+		lc.IndexBytes = int(c.SegmentIndexBytes)
+	}
+	if c.IsSet("index.interval.bytes") {
+		lc.IndexInterval = max(1, int(c.IndexIntervalBytes)) // 0, an entry per batch, is 1 to the segment
+	}
+	return lc
+}
+
+// Compression types of compression.type besides the codec names.
+const (
+	// CompressionProducer keeps each batch in the codec it was produced in.
+	CompressionProducer = "producer"
+	// CompressionUncompressed stores batches uncompressed.
+	CompressionUncompressed = "uncompressed"
+)
+
+// TimestampBounds returns how far before and after the broker's clock a
+// CreateTime record's timestamp may be (math.MaxInt64: no bound):
+// message.timestamp.before.max.ms and after.max.ms, each falling back to
+// message.timestamp.difference.max.ms when only that one was given, as in
+// Kafka.
+func (c TopicConfig) TimestampBounds() (before, after int64) {
+	before, after = c.TimestampBeforeMaxMs, c.TimestampAfterMaxMs
+	if c.IsSet("message.timestamp.difference.max.ms") {
+		if !c.IsSet("message.timestamp.before.max.ms") {
+			before = c.TimestampDifferenceMaxMs
+		}
+		if !c.IsSet("message.timestamp.after.max.ms") {
+			after = c.TimestampDifferenceMaxMs
+		}
+	}
+	return before, after
 }
 
 // Validate checks the ranges Kafka enforces.
@@ -149,14 +277,32 @@ func (c TopicConfig) Validate() error {
 		return fmt.Errorf("%w: segment.ms %d < 1", ErrInvalidConfig, c.SegmentMs)
 	case c.RetentionMs < -1:
 		return fmt.Errorf("%w: retention.ms %d < -1", ErrInvalidConfig, c.RetentionMs)
-	case c.RetentionBytes < -1:
-		return fmt.Errorf("%w: retention.bytes %d < -1", ErrInvalidConfig, c.RetentionBytes)
 	case c.FlushMessages < 1:
 		return fmt.Errorf("%w: flush.messages %d < 1", ErrInvalidConfig, c.FlushMessages)
 	case c.FlushMs < 0:
 		return fmt.Errorf("%w: flush.ms %d < 0", ErrInvalidConfig, c.FlushMs)
 	case c.MaxMessageBytes < 0:
 		return fmt.Errorf("%w: max.message.bytes %d < 0", ErrInvalidConfig, c.MaxMessageBytes)
+
+	case c.SegmentBytes > math.MaxInt32:
+		return fmt.Errorf("%w: segment.bytes %d > %d", ErrInvalidConfig, c.SegmentBytes, math.MaxInt32)
+	case c.TimestampBeforeMaxMs < 0:
+		return fmt.Errorf("%w: message.timestamp.before.max.ms %d < 0", ErrInvalidConfig, c.TimestampBeforeMaxMs)
+	case c.TimestampAfterMaxMs < 0:
+		return fmt.Errorf("%w: message.timestamp.after.max.ms %d < 0", ErrInvalidConfig, c.TimestampAfterMaxMs)
+	case c.TimestampDifferenceMaxMs < 0:
+		return fmt.Errorf("%w: message.timestamp.difference.max.ms %d < 0", ErrInvalidConfig, c.TimestampDifferenceMaxMs)
+	case c.SegmentJitterMs < 0:
+		return fmt.Errorf("%w: segment.jitter.ms %d < 0", ErrInvalidConfig, c.SegmentJitterMs)
+	case c.SegmentIndexBytes < 4:
+		return fmt.Errorf("%w: segment.index.bytes %d < 4", ErrInvalidConfig, c.SegmentIndexBytes)
+	case c.IndexIntervalBytes < 0:
+		return fmt.Errorf("%w: index.interval.bytes %d < 0", ErrInvalidConfig, c.IndexIntervalBytes)
+	case c.FileDeleteDelayMs < 0:
+		return fmt.Errorf("%w: file.delete.delay.ms %d < 0", ErrInvalidConfig, c.FileDeleteDelayMs)
+	}
+	if _, err := compressionCodec(c.CompressionType); err != nil {
+		return err
 	}
 	if _, err := cleanupPolicy(c.CleanupPolicy); err != nil {
 		return err
@@ -164,27 +310,68 @@ func (c TopicConfig) Validate() error {
 	return nil
 }
 
-// configKeys lists the Kafka names Set and Entries understand, sorted (at
-// most 32: TopicConfig.explicit is a bit set over it).
+// compressionCodec returns the codec id compression.type names, or -1 for
+// "producer".
+func compressionCodec(name string) (int8, error) {
+	switch name {
+	case CompressionProducer:
+		return -1, nil
+	case CompressionUncompressed:
+		return codec.None, nil
+	case "none": // a codec's name, but not one of compression.type's
+		return 0, fmt.Errorf("%w: compression.type %q (uncompressed, gzip, snappy, lz4, zstd or producer)", ErrInvalidConfig, name)
+	}
+	c, err := codec.ByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("%w: compression.type %q (uncompressed, gzip, snappy, lz4, zstd or producer)", ErrInvalidConfig, name)
+	}
+	return c.ID(), nil
+}
+
+// configKeys lists the Kafka names Set and Entries understand (at most
+// 32: TopicConfig.explicit is a bit set over it). Entries sorts by name.
 var configKeys = []string{
 	"cleanup.policy", "flush.messages", "flush.ms", "max.message.bytes",
 	"message.timestamp.type", "retention.bytes", "retention.ms", "segment.bytes", "segment.ms",
+
+	"compression.type", "file.delete.delay.ms", "index.interval.bytes", "message.downconversion.enable",
+	"message.timestamp.after.max.ms", "message.timestamp.before.max.ms", "message.timestamp.difference.max.ms",
+	"preallocate", "segment.index.bytes", "segment.jitter.ms",
 }
 
 // Set changes one setting by its Kafka name, parsing value as Kafka does.
 // Unknown names and unparsable values are errors wrapping ErrInvalidConfig.
 func (c *TopicConfig) Set(name, value string) error {
+	value = strings.TrimSpace(value) // as Kafka's ConfigDef parses
 	parse := func() (int64, error) {
 		v, err := strconv.ParseInt(value, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %s=%q: not an integer", ErrInvalidConfig, name, value)
+			return 0, fmt.Errorf("%w: %s=%q: not a number of type LONG", ErrInvalidConfig, name, value)
 		}
 		return v, nil
+	}
+	parseInt := func() (int32, error) {
+		v, err := strconv.ParseInt(value, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s=%q: not a number of type INT", ErrInvalidConfig, name, value)
+		}
+		return int32(v), nil
+	}
+	parseBool := func() (bool, error) {
+		switch strings.ToLower(value) {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: %s=%q: expected true or false", ErrInvalidConfig, name, value)
 	}
 	var err error
 	switch name {
 	case "segment.bytes":
-		c.SegmentBytes, err = parse()
+		var v int32
+		v, err = parseInt()
+		c.SegmentBytes = int64(v)
 	case "segment.ms":
 		c.SegmentMs, err = parse()
 	case "retention.ms":
@@ -196,12 +383,7 @@ func (c *TopicConfig) Set(name, value string) error {
 	case "flush.ms":
 		c.FlushMs, err = parse()
 	case "max.message.bytes":
-		var v int64
-		v, err = parse()
-		if err == nil && (v < 0 || v > math.MaxInt32) {
-			err = fmt.Errorf("%w: max.message.bytes %d out of range", ErrInvalidConfig, v)
-		}
-		c.MaxMessageBytes = int32(v)
+		c.MaxMessageBytes, err = parseInt()
 	case "cleanup.policy":
 		c.CleanupPolicy = value
 	case "message.timestamp.type":
@@ -211,8 +393,32 @@ func (c *TopicConfig) Set(name, value string) error {
 		case "LogAppendTime":
 			c.LogAppendTime = true
 		default:
-			err = fmt.Errorf("%w: message.timestamp.type %q", ErrInvalidConfig, value)
+			err = fmt.Errorf("%w: message.timestamp.type %q (CreateTime or LogAppendTime)", ErrInvalidConfig, value)
 		}
+
+	case "compression.type":
+		value = strings.ToLower(value)
+		if _, err = compressionCodec(value); err == nil {
+			c.CompressionType = value
+		}
+	case "message.timestamp.before.max.ms":
+		c.TimestampBeforeMaxMs, err = parse()
+	case "message.timestamp.after.max.ms":
+		c.TimestampAfterMaxMs, err = parse()
+	case "message.timestamp.difference.max.ms":
+		c.TimestampDifferenceMaxMs, err = parse()
+	case "segment.jitter.ms":
+		c.SegmentJitterMs, err = parse()
+	case "segment.index.bytes":
+		c.SegmentIndexBytes, err = parseInt()
+	case "index.interval.bytes":
+		c.IndexIntervalBytes, err = parseInt()
+	case "preallocate":
+		c.Preallocate, err = parseBool()
+	case "file.delete.delay.ms":
+		c.FileDeleteDelayMs, err = parse()
+	case "message.downconversion.enable":
+		c.MessageDownconversion, err = parseBool()
 	default:
 		err = fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, name)
 	}
@@ -243,6 +449,17 @@ func (c TopicConfig) Entries() []ConfigEntry {
 		"retention.ms":           strconv.FormatInt(c.RetentionMs, 10),
 		"segment.bytes":          strconv.FormatInt(c.SegmentBytes, 10),
 		"segment.ms":             strconv.FormatInt(c.SegmentMs, 10),
+
+		"compression.type":                    c.CompressionType,
+		"file.delete.delay.ms":                strconv.FormatInt(c.FileDeleteDelayMs, 10),
+		"index.interval.bytes":                strconv.FormatInt(int64(c.IndexIntervalBytes), 10),
+		"message.downconversion.enable":       strconv.FormatBool(c.MessageDownconversion),
+		"message.timestamp.after.max.ms":      strconv.FormatInt(c.TimestampAfterMaxMs, 10),
+		"message.timestamp.before.max.ms":     strconv.FormatInt(c.TimestampBeforeMaxMs, 10),
+		"message.timestamp.difference.max.ms": strconv.FormatInt(c.TimestampDifferenceMaxMs, 10),
+		"preallocate":                         strconv.FormatBool(c.Preallocate),
+		"segment.index.bytes":                 strconv.FormatInt(int64(c.SegmentIndexBytes), 10),
+		"segment.jitter.ms":                   strconv.FormatInt(c.SegmentJitterMs, 10),
 	}
 	out := make([]ConfigEntry, 0, len(configKeys))
 	for _, k := range configKeys {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/easel-io/easel/internal/fsutil"
 	"github.com/easel-io/easel/record"
@@ -23,9 +25,14 @@ var syncSegment = (*segment.Segment).Sync
 
 type diskLog struct {
 	dir string
-	cfg LogConfig
+	// cfg is the topic's settings (SetConfig replaces it).
+	cfg atomic.Pointer[LogConfig]
+	// seg is the store's segment settings; segConfig adds cfg's.
 	seg segment.Config
 	log *slog.Logger
+	// jitter is segment.jitter.ms as drawn for the active segment. Touched
+	// by the writer only.
+	jitter time.Duration
 
 	// segs is the current list of segments, oldest first, never empty once
 	// loaded. Readers load it without locks; roll and DeleteOldest replace
@@ -96,10 +103,29 @@ func (l *diskLog) closeSegments(segs []*segment.Segment) {
 	}
 }
 
+// SetConfig implements Log.
+func (l *diskLog) SetConfig(cfg LogConfig) { l.cfg.Store(&cfg) }
+
+// segConfig is the store's segment settings with the topic's.
+func (l *diskLog) segConfig() segment.Config {
+	c := l.seg
+	cfg := l.cfg.Load()
+	c.MaxBytes = cfg.SegmentBytes
+	if cfg.IndexBytes > 0 {
+		c.MaxIndexBytes = cfg.IndexBytes
+	}
+	if cfg.IndexInterval > 0 {
+		c.IndexInterval = cfg.IndexInterval
+	}
+	c.Preallocate = c.Preallocate || cfg.Preallocate
+	return c
+}
+
 func (l *diskLog) Append(batch []byte, h record.Header) (bool, error) {
 	a := l.active()
 	rolled := false
-	if a.Size() > 0 && l.seg.Now().Sub(a.Created()) >= l.cfg.SegmentAge {
+	cfg := l.cfg.Load()
+	if a.Size() > 0 && (l.seg.Now().Sub(a.Created()) >= cfg.SegmentAge-l.jitter || a.Size()+int64(len(batch)) > cfg.SegmentBytes) {
 		var err error
 		if a, err = l.roll(); err != nil {
 			return false, err
@@ -171,9 +197,13 @@ func (l *diskLog) LoadState(name string) ([]byte, error) {
 // point moves past it (once every segment rolled before it is durable too).
 func (l *diskLog) roll() (*segment.Segment, error) {
 	old := l.active()
-	next, err := segment.Create(l.dir, old.NextOffset(), l.seg)
+	next, err := segment.Create(l.dir, old.NextOffset(), l.segConfig())
 	if err != nil {
 		return nil, err
+	}
+	l.jitter = 0
+	if cfg := l.cfg.Load(); cfg.SegmentJitter > 0 && cfg.SegmentAge > 0 {
+		l.jitter = time.Duration(rand.Int64N(int64(min(cfg.SegmentJitter, cfg.SegmentAge))))
 	}
 	if err := old.Seal(); err != nil {
 		next.Delete()
@@ -540,7 +570,7 @@ func (l *diskLog) TruncateTo(offset int64) (int64, error) {
 		// The files were cut but the segment could not be reopened: do it
 		// here from what is on disk.
 		cut.Close()
-		repl, err = segment.Open(l.dir, cut.BaseOffset(), l.seg, true)
+		repl, err = segment.Open(l.dir, cut.BaseOffset(), l.segConfig(), true)
 	}
 	if err != nil {
 		return l.next.Load(), fmt.Errorf("engine: truncate %s: %w", filepath.Base(l.dir), err)
@@ -549,7 +579,7 @@ func (l *diskLog) TruncateTo(offset int64) (int64, error) {
 	if repl == cut && repl.NextOffset() == cutEnd && keep < len(segs) {
 		// Nothing was cut from a sealed segment (offset was exactly where
 		// the deleted ones began): start a new active segment after it.
-		if active, err = segment.Create(l.dir, cut.NextOffset(), l.seg); err != nil {
+		if active, err = segment.Create(l.dir, cut.NextOffset(), l.segConfig()); err != nil {
 			return l.next.Load(), fmt.Errorf("engine: truncate %s: %w", filepath.Base(l.dir), err)
 		}
 		l.dirDirty.Store(true)
@@ -596,7 +626,7 @@ func (l *diskLog) TruncateFullyAndStartAt(offset int64) error {
 	if err := fsutil.WriteFileAtomic(filepath.Join(l.dir, logStartFile), []byte(strconv.FormatInt(offset, 10)+"\n"), true); err != nil {
 		return fmt.Errorf("engine: start %s over at %d: %w", name, offset, err)
 	}
-	s, err := segment.Create(l.dir, offset, l.seg)
+	s, err := segment.Create(l.dir, offset, l.segConfig())
 	if err != nil {
 		return fmt.Errorf("engine: start %s over at %d: %w", name, offset, err)
 	}

@@ -52,7 +52,7 @@ func (l *diskLog) load(clean bool) error {
 		torn := !clean && base >= rp
 		needScan := torn
 		if !needScan {
-			s, err = segment.Open(l.dir, base, l.seg, last)
+			s, err = segment.Open(l.dir, base, l.segConfig(), last)
 			if errors.Is(err, segment.ErrCorrupt) {
 				needScan = true // a clean marker but a bad tail: trust the bytes, not the marker
 			} else if err != nil {
@@ -96,7 +96,7 @@ func (l *diskLog) load(clean bool) error {
 		}
 	}
 	if len(segs) == 0 {
-		s, err := segment.Create(l.dir, start, l.seg)
+		s, err := segment.Create(l.dir, start, l.segConfig())
 		if err != nil {
 			return err
 		}
@@ -181,7 +181,7 @@ func (l *diskLog) checkContiguous(segs []*segment.Segment, scanned, mayTear []bo
 		// Reopen it as the active segment, with writable indexes.
 		base := segs[i].BaseOffset()
 		segs[i].Close()
-		a, err := segment.Open(l.dir, base, l.seg, true)
+		a, err := segment.Open(l.dir, base, l.segConfig(), true)
 		if err != nil {
 			return segs[:i], err
 		}
@@ -193,7 +193,7 @@ func (l *diskLog) checkContiguous(segs []*segment.Segment, scanned, mayTear []bo
 
 // recoverSegment opens a segment whose tail may be torn and scans it.
 func (l *diskLog) recoverSegment(base int64, last bool) (*segment.Segment, error) {
-	s, err := segment.OpenForRecovery(l.dir, base, l.seg, last)
+	s, err := segment.OpenForRecovery(l.dir, base, l.segConfig(), last)
 	if err != nil {
 		return nil, err
 	}

@@ -137,8 +137,8 @@ func (d *DiskStore) OpenLog(name string, cfg LogConfig, clean bool) (Log, error)
 	if lg == nil {
 		lg = slog.Default()
 	}
-	l := &diskLog{dir: dir, cfg: cfg, seg: d.seg, log: lg}
-	l.seg.MaxBytes = cfg.SegmentBytes
+	l := &diskLog{dir: dir, seg: d.seg, log: lg}
+	l.cfg.Store(&cfg)
 	if l.seg.Now == nil {
 		l.seg.Now = time.Now
 	}

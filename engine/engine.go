@@ -26,6 +26,10 @@ var (
 	ErrInvalidConfig        = errors.New("engine: invalid topic config")
 	ErrOffsetOutOfRange     = errors.New("engine: offset out of range")
 	ErrMessageTooLarge      = errors.New("engine: batch larger than max.message.bytes")
+	// ErrInvalidTimestamp: a record's timestamp is outside the topic's
+	// message.timestamp.before.max.ms / after.max.ms (Kafka's
+	// INVALID_TIMESTAMP).
+	ErrInvalidTimestamp = errors.New("engine: record timestamp out of the allowed range")
 	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("engine: producer epoch is older than the current one")
 	// ErrNotLeader is returned by Append on a follower replica (see
@@ -133,6 +137,9 @@ type Engine struct {
 	}
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// cfgMu serialises SetTopicConfig calls (their metadata writes run
+	// without mu).
+	cfgMu sync.Mutex
 
 	// hwCkpt serialises writes of the high watermark checkpoint and keeps
 	// what was last written, to skip writes when nothing moved.

@@ -77,6 +77,13 @@ type memLog struct {
 	state map[string][]byte
 }
 
+// SetConfig implements Log.
+func (l *memLog) SetConfig(cfg LogConfig) {
+	l.mu.Lock()
+	l.cfg = cfg
+	l.mu.Unlock()
+}
+
 func (l *memLog) Append(batch []byte, h record.Header) (bool, error) {
 	b := append([]byte(nil), batch...)
 	l.mu.Lock()

@@ -19,9 +19,11 @@ type Partition struct {
 	e     *Engine
 	topic string
 	id    int32
-	cfg   TopicConfig
-	log   Log
-	ctrs  *TopicCounters // the topic's, shared by its partitions
+	// cfg is the topic's settings, replaced whole by setConfig (a change
+	// takes effect without reopening the partition).
+	cfg  atomic.Pointer[TopicConfig]
+	log  Log
+	ctrs *TopicCounters // the topic's, shared by its partitions
 
 	mu struct {
 		sync.Mutex
@@ -87,14 +89,12 @@ type Partition struct {
 }
 
 func openPartition(e *Engine, topic string, id int32, cfg TopicConfig) (*Partition, error) {
-	l, err := e.store.OpenLog(logName(topic, id), LogConfig{
-		SegmentBytes: cfg.SegmentBytes,
-		SegmentAge:   time.Duration(cfg.SegmentMs) * time.Millisecond,
-	}, e.clean)
+	l, err := e.store.OpenLog(logName(topic, id), cfg.logConfig(), e.clean)
 	if err != nil {
 		return nil, err
 	}
-	p := &Partition{e: e, topic: topic, id: id, cfg: cfg, log: l, ctrs: e.countersFor(topic)}
+	p := &Partition{e: e, topic: topic, id: id, log: l, ctrs: e.countersFor(topic)}
+	p.cfg.Store(&cfg)
 	p.snap.end = -1
 	p.flushed.Store(l.NextOffset())
 	p.hw.Store(l.NextOffset())
@@ -118,6 +118,25 @@ func openPartition(e *Engine, topic string, id int32, cfg TopicConfig) (*Partiti
 		p.leaderEpoch.Store(l.epoch)
 	}
 	return p, nil
+}
+
+// config returns the topic's current settings. Do not modify.
+func (p *Partition) config() *TopicConfig { return p.cfg.Load() }
+
+// setConfig replaces the topic's settings of an open partition: later
+// appends, rolls, flushes and retention passes follow cfg. A flush.ms
+// timer already armed is re-armed with the new interval.
+func (p *Partition) setConfig(cfg TopicConfig) {
+	old := p.cfg.Swap(&cfg)
+	if *old == cfg {
+		return
+	}
+	p.log.SetConfig(cfg.logConfig())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.mu.closed && !p.mu.dirtyAt.IsZero() && old.FlushMs != cfg.FlushMs && cfg.FlushMs != math.MaxInt64 {
+		p.armFlushTimerLocked()
+	}
 }
 
 // Topic is the partition's topic name.
@@ -158,8 +177,14 @@ type AppendResult struct {
 // counts, a control batch), codec.ErrUnknownCodec, ErrMessageTooLarge,
 // ErrOutOfOrderSequence and ErrInvalidProducerEpoch (idempotent producers),
 // ErrNotLeader (a follower), ErrLogFailed (an fsync of the partition failed,
-// now or before), ErrClosed. A retry of one of the producer's last five
-// batches succeeds with Duplicate set and the original offsets.
+// now or before), ErrClosed, ErrInvalidTimestamp (a record outside the
+// topic's message.timestamp.before/after.max.ms). A retry of one of the
+// producer's last five batches succeeds with Duplicate set and the original
+// offsets.
+//
+// With a compression.type other than "producer", a batch in another codec
+// is re-compressed into a new buffer before it is stored (the caller's
+// batch is then left as it was).
 //
 // When the topic's flush policy says so, Append returns after an fsync that
 // covers the batch; concurrent appenders share fsyncs (group commit).
@@ -168,14 +193,29 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
 	}
-	if len(batch) > int(p.cfg.MaxMessageBytes) {
-		return AppendResult{}, fmt.Errorf("%w: %d > %d bytes", ErrMessageTooLarge, len(batch), p.cfg.MaxMessageBytes)
+	cfg := p.config()
+	if len(batch) > int(cfg.MaxMessageBytes) {
+		return AppendResult{}, fmt.Errorf("%w: %d > %d bytes", ErrMessageTooLarge, len(batch), cfg.MaxMessageBytes)
 	}
 	if h.Control() {
 		return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w: control batch", p.topic, p.id, record.ErrInvalid)
 	}
 	if h.Codec() != codec.None {
 		if _, err := codec.ByID(h.Codec()); err != nil {
+			return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
+		}
+	}
+	if err := checkTimestamps(batch, h, cfg, p.e.opts.Now().UnixMilli()); err != nil {
+		return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
+	}
+	if to, _ := compressionCodec(cfg.CompressionType); to >= 0 && h.Codec() != to {
+		if batch, err = recompress(batch, h, to); err != nil {
+			return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
+		}
+		if len(batch) > int(cfg.MaxMessageBytes) {
+			return AppendResult{}, fmt.Errorf("%w: %d > %d bytes once re-compressed (compression.type %s)", ErrMessageTooLarge, len(batch), cfg.MaxMessageBytes, cfg.CompressionType)
+		}
+		if h, err = record.ParseHeader(batch); err != nil {
 			return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
 		}
 	}
@@ -226,7 +266,7 @@ func (p *Partition) appendValid(batch []byte, h record.Header) (AppendResult, in
 	h.BaseOffset = off
 	h.PartitionLeaderEpoch = epoch
 	res := AppendResult{BaseOffset: off, LastOffset: h.LastOffset(), LogAppendTime: -1}
-	if p.cfg.LogAppendTime {
+	if p.config().LogAppendTime {
 		now := p.e.opts.Now().UnixMilli()
 		record.SetLogAppendTime(batch, now)
 		h.MaxTimestamp = now
@@ -283,14 +323,15 @@ func (p *Partition) storeLocked(batch []byte, h record.Header) (int64, error) {
 	}
 	p.autoAdvanceHW(h.LastOffset()+1, false)
 	p.mu.unflushed += int64(h.RecordCount)
-	if p.mu.unflushed >= p.cfg.FlushMessages {
+	cfg := p.config()
+	if p.mu.unflushed >= cfg.FlushMessages {
 		p.mu.unflushed = 0
 		p.mu.dirtyAt = time.Time{}
 		return h.LastOffset() + 1, nil
 	}
 	if p.mu.dirtyAt.IsZero() {
 		p.mu.dirtyAt = p.e.opts.Now()
-		if p.cfg.FlushMs != math.MaxInt64 {
+		if cfg.FlushMs != math.MaxInt64 {
 			p.armFlushTimerLocked()
 		}
 	}
@@ -300,7 +341,7 @@ func (p *Partition) storeLocked(batch []byte, h record.Header) (int64, error) {
 // armFlushTimerLocked schedules an fsync flush.ms after the first unflushed
 // append.
 func (p *Partition) armFlushTimerLocked() {
-	d := time.Duration(p.cfg.FlushMs) * time.Millisecond
+	d := time.Duration(p.config().FlushMs) * time.Millisecond
 	if p.mu.flushTmr == nil {
 		p.mu.flushTmr = time.AfterFunc(d, p.timedFlush)
 		return

@@ -76,7 +76,7 @@ func (p *Partition) advanceHW(off int64) bool {
 // only fsyncs move it, so consumers never see a record that a machine crash
 // could take back.
 func (p *Partition) autoAdvanceHW(off int64, synced bool) bool {
-	if (p.hwManaged.Load() && !p.hwSole.Load()) || (!synced && p.cfg.FlushMessages == 1) {
+	if (p.hwManaged.Load() && !p.hwSole.Load()) || (!synced && p.config().FlushMessages == 1) {
 		return false
 	}
 	return p.advanceHW(off)
@@ -87,7 +87,7 @@ func (p *Partition) autoAdvanceHW(off int64, synced bool) bool {
 // for its fsync) the end of what is fsynced, so that no record is committed
 // before it is durable where the topic asks for that.
 func (p *Partition) DurableEnd() int64 {
-	if p.cfg.FlushMessages == 1 {
+	if p.config().FlushMessages == 1 {
 		return p.flushed.Load()
 	}
 	return p.log.NextOffset()

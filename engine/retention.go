@@ -147,7 +147,7 @@ func (p *Partition) clean(pol CleanupPolicy, now time.Time) (int, error) {
 	if err != nil {
 		return n, err
 	}
-	m, err := pol.Clean(p.log, p.cfg, now, p.HighWatermark())
+	m, err := pol.Clean(p.log, *p.config(), now, p.HighWatermark())
 	if err != nil {
 		return n + m, err
 	}

@@ -29,6 +29,15 @@ type Store interface {
 type LogConfig struct {
 	SegmentBytes int64         // segment.bytes
 	SegmentAge   time.Duration // segment.ms
+	// SegmentJitter is segment.jitter.ms: each segment rolls by age a
+	// random amount in [0, SegmentJitter) before SegmentAge.
+	SegmentJitter time.Duration
+	// IndexBytes and IndexInterval are segment.index.bytes and
+	// index.interval.bytes of new segments; 0 keeps the store's
+	// (DiskStore's segment.Config). Preallocate makes new segments
+	// preallocate even if the store's do not.
+	IndexBytes, IndexInterval int
+	Preallocate               bool
 }
 
 // Log is one partition's sequence of record batches. The engine serialises
@@ -42,6 +51,12 @@ type Log interface {
 	// NextOffset(). h is its parsed header. rolled reports that the batch
 	// started a new segment.
 	Append(batch []byte, h record.Header) (rolled bool, err error)
+	// SetConfig replaces the settings the log was opened with: later
+	// appends roll by the new segment size and age (a lowered
+	// segment.bytes rolls the active segment at the next append that would
+	// take it past the new size), and new segments take the new index
+	// settings. It may run concurrently with everything.
+	SetConfig(cfg LogConfig)
 	// Read returns batches starting with the one that holds offset (or, if
 	// offset falls in a hole in the offsets, the first batch after it), at
 	// most maxBytes unless the first batch is bigger (always whole), and

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -140,6 +141,8 @@ func (e *Engine) loadOwnMetadata() error {
 		for _, k := range m.Explicit {
 			m.Config.markSet(k)
 		}
+		// Settings added since the file was written take the defaults.
+		m.Config = m.Config.withDefaults(e.opts.Defaults)
 		if m.ID.IsZero() {
 			// Written before topics had ids: give it one, durably, before
 			// any partition directory is stamped with it.
@@ -440,6 +443,13 @@ func (e *Engine) HostPartition(info TopicInfo, partition int32) (*Partition, err
 	if t == nil {
 		t = &topic{name: info.Name, id: info.ID, cfg: cfg, policy: policy}
 	}
+	if t.cfg != cfg {
+		for _, p := range t.parts {
+			if p != nil {
+				p.setConfig(cfg) // the topic's settings changed since p was hosted
+			}
+		}
+	}
 	t.cfg, t.policy = cfg, policy
 	if n := int(cfg.Partitions); len(t.parts) < n {
 		t.parts = append(t.parts, make([]*Partition, n-len(t.parts))...)
@@ -454,6 +464,66 @@ func (e *Engine) HostPartition(info TopicInfo, partition int32) (*Partition, err
 	t.parts[partition] = p
 	e.mu.topics[info.Name] = t
 	return p, nil
+}
+
+// SetTopicConfig changes the settings of a topic in place: every hosted
+// partition follows cfg from its next append, roll, flush or retention
+// pass, without being reopened (see Log.SetConfig). cfg's zero fields take
+// the engine defaults as at creation; cfg.Partitions is ignored (the
+// partition count does not change here). With engine-owned metadata the
+// topic's metadata file is rewritten first, so the change survives a
+// restart; with ExternalMetadata the caller's metadata keeps it, and
+// HostPartition of a later partition takes the same settings. Errors:
+// ErrUnknownTopic, ErrTopicBusy, ErrInvalidConfig, ErrClosed.
+func (e *Engine) SetTopicConfig(name string, cfg TopicConfig) error {
+	cfg = cfg.withDefaults(e.opts.Defaults)
+	e.cfgMu.Lock()
+	defer e.cfgMu.Unlock()
+	e.mu.RLock()
+	t, ok := e.mu.topics[name]
+	busy, closed := e.mu.busy[name], e.mu.closed
+	var id TopicID
+	if ok {
+		cfg.Partitions = t.cfg.Partitions
+		id = t.id
+	}
+	e.mu.RUnlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case busy:
+		return fmt.Errorf("%w: %q is being created or deleted", ErrTopicBusy, name)
+	case !ok:
+		return fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	policy, err := cleanupPolicy(cfg.CleanupPolicy)
+	if err != nil {
+		return err
+	}
+	if !e.opts.ExternalMetadata {
+		if err := e.writeMeta(name, id, cfg); err != nil {
+			return fmt.Errorf("engine: set topic config: %w", err)
+		}
+	}
+	e.mu.Lock()
+	t, ok = e.mu.topics[name]
+	if !ok || t.id != id {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknownTopic, name) // deleted meanwhile
+	}
+	cfg.Partitions = t.cfg.Partitions
+	t.cfg, t.policy = cfg, policy
+	parts := slices.Clone(t.parts)
+	e.mu.Unlock()
+	for _, p := range parts {
+		if p != nil {
+			p.setConfig(cfg)
+		}
+	}
+	return nil
 }
 
 // StopHosting closes a hosted partition (ExternalMetadata); with deleteData
@@ -481,6 +551,11 @@ func (e *Engine) StopHosting(topic string, partition int32, deleteData bool) err
 	}
 	return p.close()
 }
+
+// Defaults returns the settings a topic gets where it sets none
+// (Options.Defaults over DefaultTopicConfig): the broker's static topic
+// defaults.
+func (e *Engine) Defaults() TopicConfig { return e.opts.Defaults }
 
 // Topics lists the topics, sorted by name.
 func (e *Engine) Topics() []TopicInfo {
