@@ -18,18 +18,18 @@ import (
 // (record.ErrCorrupt, record.ErrInvalid, codec.ErrUnknownCodec) are wrapped
 // and pass through too.
 var (
-	ErrClosed               = errors.New("engine: closed")
-	ErrUnknownTopic         = errors.New("engine: unknown topic")
-	ErrUnknownPartition     = errors.New("engine: unknown partition")
-	ErrTopicExists          = errors.New("engine: topic already exists")
-	ErrInvalidTopic         = errors.New("engine: invalid topic name")
-	ErrInvalidConfig        = errors.New("engine: invalid topic config")
-	ErrOffsetOutOfRange     = errors.New("engine: offset out of range")
-	ErrMessageTooLarge      = errors.New("engine: batch larger than max.message.bytes")
+	ErrClosed           = errors.New("engine: closed")
+	ErrUnknownTopic     = errors.New("engine: unknown topic")
+	ErrUnknownPartition = errors.New("engine: unknown partition")
+	ErrTopicExists      = errors.New("engine: topic already exists")
+	ErrInvalidTopic     = errors.New("engine: invalid topic name")
+	ErrInvalidConfig    = errors.New("engine: invalid topic config")
+	ErrOffsetOutOfRange = errors.New("engine: offset out of range")
+	ErrMessageTooLarge  = errors.New("engine: batch larger than max.message.bytes")
 	// ErrInvalidTimestamp: a record's timestamp is outside the topic's
 	// message.timestamp.before.max.ms / after.max.ms (Kafka's
 	// INVALID_TIMESTAMP).
-	ErrInvalidTimestamp = errors.New("engine: record timestamp out of the allowed range")
+	ErrInvalidTimestamp     = errors.New("engine: record timestamp out of the allowed range")
 	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number")
 	ErrInvalidProducerEpoch = errors.New("engine: producer epoch is older than the current one")
 	// ErrNotLeader is returned by Append on a follower replica (see
