@@ -87,6 +87,10 @@ func (s *State) apply(r Record) error {
 		return s.applyRemoveTopic(r)
 	case ProducerIDsRecord:
 		return s.applyProducerIDs(r)
+	case TopicConfigRecord:
+		return s.applyTopicConfig(r)
+	case BrokerConfigRecord:
+		return s.applyBrokerConfig(r)
 	}
 	return errf(ErrInvalidRequest, "unknown record %T", r)
 }
@@ -222,6 +226,40 @@ func (s *State) applyTopic(r TopicRecord) error {
 	}
 	s.setTopic(&Topic{Name: r.Name, ID: r.ID, Configs: r.Configs}, false)
 	return nil
+}
+
+func (s *State) applyTopicConfig(r TopicConfigRecord) error {
+	t := s.topics[r.Topic]
+	if t == nil {
+		return errf(ErrUnknownTopicID, "topic id %s", r.Topic)
+	}
+	if err := validConfigs(r.Configs); err != nil {
+		return err
+	}
+	nt := *t
+	nt.Configs = nilIfNoConfigs(r.Configs)
+	s.setTopic(&nt, false)
+	return nil
+}
+
+func (s *State) applyBrokerConfig(r BrokerConfigRecord) error {
+	if r.Broker < DefaultBrokerConfigs {
+		return errf(ErrInvalidRequest, "broker %d (>= 0, or %d for the defaults)", r.Broker, DefaultBrokerConfigs)
+	}
+	if err := validConfigs(r.Configs); err != nil {
+		return err
+	}
+	s.setBrokerConfigs(r.Broker, nilIfNoConfigs(r.Configs))
+	return nil
+}
+
+// nilIfNoConfigs makes an empty list nil, as decoding returns it, so that
+// states reached by applying and by restoring compare equal.
+func nilIfNoConfigs(cs []Config) []Config {
+	if len(cs) == 0 {
+		return nil
+	}
+	return cs
 }
 
 // validPartition checks a partition's replicas, ISR and leader against the

@@ -197,7 +197,7 @@ func (p Policy) removeBroker(s *State, b *Broker, allowUnclean bool) []Record {
 			live := func(r int32) bool { return r != b.ID && s.Live(r) }
 			if l := firstInISR(part.Replicas, isr, live); l != NoLeader {
 				c.Leader, c.ISR = l, isr
-			} else if l := firstLive(part.Replicas, live); allowUnclean && p.unclean(s.topics[part.Topic]) && l != NoLeader {
+			} else if l := firstLive(part.Replicas, live); allowUnclean && p.unclean(s, s.topics[part.Topic]) && l != NoLeader {
 				c.Leader, c.ISR, c.Unclean = l, []int32{l}, true
 			} else {
 				c.Leader = NoLeader

@@ -141,7 +141,7 @@ func (p Policy) electOffline(s *State, part *Partition, live func(int32) bool) (
 		}
 		return completed(part, c), true
 	}
-	if !p.unclean(s.topics[part.Topic]) {
+	if !p.unclean(s, s.topics[part.Topic]) {
 		return c, false
 	}
 	if l := firstLive(part.Replicas, live); l != NoLeader {

@@ -155,6 +155,9 @@ func (p Policy) sortedConfigs(cs []Config) ([]Config, error) {
 		return nil, nil
 	}
 	cs = slices.Clone(cs)
+	for i := range cs {
+		cs[i].Value = strings.TrimSpace(cs[i].Value) // as Kafka parses values
+	}
 	slices.SortStableFunc(cs, func(a, b Config) int { return strings.Compare(a.Name, b.Name) })
 	if err := validConfigs(cs); err != nil {
 		return nil, err

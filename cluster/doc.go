@@ -35,6 +35,11 @@
 //     partitions.
 //   - CreateTopic, CreatePartitions, DeleteTopic: placement by rendezvous
 //     hashing (xxhash), balanced per topic, rack-aware (see place.go).
+//   - AlterTopicConfigs, AlterBrokerConfigs: a topic's settings, or a
+//     broker's (or the cluster-wide) dynamic defaults of topic settings
+//     (DynamicBrokerConfigs), replaced whole and checked as CreateTopic's
+//     configs are. The cluster-wide unclean.leader.election.enable decides
+//     unclean elections for topics that do not set it.
 //   - AllocateProducerIDs: KIP-730 producer id blocks.
 //   - AlterReassignment, CompleteReassignments: partition reassignment
 //     (KIP-455): the target's new replicas are added (Partition.Adding,
@@ -113,6 +118,10 @@
 //	                    flags u8 (1 unclean)
 //	8 remove-topic      topic_id [16]
 //	9 producer-ids      broker i32 (-1 reserved) | broker_epoch i64 | start i64 | size i64
+//	10 topic-config     topic_id [16] | count u32 | (name string | value string) ... count
+//	                    (the topic's explicit settings from now on, replacing all before)
+//	11 broker-config    broker i32 (-1 the cluster-wide defaults) | count u32 |
+//	                    (name string | value string) ... count (replacing all before)
 //
 // Version 1 bodies (a reassignment; KIP-455): version 0's fields, then
 //

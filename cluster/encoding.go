@@ -23,6 +23,7 @@ const (
 var maxRecordVersions = [...]uint8{
 	TypeClusterID: 0, TypeRegisterBroker: 0, TypeFenceBroker: 0, TypeUnfenceBroker: 0,
 	TypeTopic: 0, TypePartition: 2, TypePartitionChange: 1, TypeRemoveTopic: 0, TypeProducerIDs: 0,
+	TypeTopicConfig: 0, TypeBrokerConfig: 0,
 }
 
 // Decoding limits, checked before anything is allocated. Not part of the
@@ -87,6 +88,8 @@ func (UnfenceBrokerRecord) version() uint8  { return 0 }
 func (TopicRecord) version() uint8          { return 0 }
 func (RemoveTopicRecord) version() uint8    { return 0 }
 func (ProducerIDsRecord) version() uint8    { return 0 }
+func (TopicConfigRecord) version() uint8    { return 0 }
+func (BrokerConfigRecord) version() uint8   { return 0 }
 
 // version is 2 for a partition with an unclean election behind it (its
 // epoch follows the version 1 body), 1 for a moving partition (the
@@ -144,8 +147,23 @@ func (r UnfenceBrokerRecord) appendBody(dst []byte) []byte {
 func (r TopicRecord) appendBody(dst []byte) []byte {
 	dst = appendString(dst, r.Name)
 	dst = append(dst, r.ID[:]...)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.Configs)))
-	for _, c := range r.Configs {
+	return appendConfigs(dst, r.Configs)
+}
+
+func (r TopicConfigRecord) appendBody(dst []byte) []byte {
+	dst = append(dst, r.Topic[:]...)
+	return appendConfigs(dst, r.Configs)
+}
+
+func (r BrokerConfigRecord) appendBody(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.Broker))
+	return appendConfigs(dst, r.Configs)
+}
+
+// appendConfigs appends a u32 count and each config's name and value.
+func appendConfigs(dst []byte, cs []Config) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(cs)))
+	for _, c := range cs {
 		dst = appendString(dst, c.Name)
 		dst = appendString(dst, c.Value)
 	}
@@ -346,6 +364,19 @@ func (d *decoder) nullableInt32s() []int32 {
 	return v
 }
 
+// configs reads what appendConfigs wrote (nil for none).
+func (d *decoder) configs() []Config {
+	n := d.count(maxConfigs, 4)
+	if n == 0 {
+		return nil
+	}
+	cs := make([]Config, n)
+	for i := range cs {
+		cs[i] = Config{Name: d.str(), Value: d.str()}
+	}
+	return cs
+}
+
 // records reads a count and that many records.
 func (d *decoder) records() []Record {
 	n := d.count(maxRecords, recordHeaderSize)
@@ -416,12 +447,17 @@ func (d *decoder) body(t RecordType, v uint8) Record {
 		var r TopicRecord
 		r.Name = d.str()
 		r.ID = d.id()
-		if n := d.count(maxConfigs, 4); n > 0 {
-			r.Configs = make([]Config, n)
-			for i := range r.Configs {
-				r.Configs[i] = Config{Name: d.str(), Value: d.str()}
-			}
-		}
+		r.Configs = d.configs()
+		return r
+	case TypeTopicConfig:
+		var r TopicConfigRecord
+		r.Topic = d.id()
+		r.Configs = d.configs()
+		return r
+	case TypeBrokerConfig:
+		var r BrokerConfigRecord
+		r.Broker = d.i32()
+		r.Configs = d.configs()
 		return r
 	case TypePartition:
 		var r PartitionRecord

@@ -41,6 +41,10 @@ func sampleRecords() []Record {
 		PartitionRecord{Topic: testID, Partition: 5, Replicas: []int32{9, 7}, ISR: []int32{7}, Leader: 7, LeaderEpoch: 3, PartitionEpoch: 4,
 			Adding: []int32{9}, UncleanEpoch: 2},
 		ProducerIDsRecord{Broker: -1, BrokerEpoch: 0, Start: 1000, Size: 1 << 33},
+		TopicConfigRecord{Topic: testID, Configs: []Config{{"retention.ms", "1"}, {"segment.bytes", "20000"}}},
+		TopicConfigRecord{Topic: testID},
+		BrokerConfigRecord{Broker: DefaultBrokerConfigs, Configs: []Config{{"log.retention.ms", "5"}}},
+		BrokerConfigRecord{Broker: 3},
 	}
 }
 
@@ -212,7 +216,8 @@ func FuzzDecodeEntry(f *testing.F) {
 func FuzzRestore(f *testing.F) {
 	h := newHarness(f)
 	for _, c := range []string{"init", "register 1", "register 2 rack=a", "register 3", "caught-up 1", "caught-up 2",
-		"caught-up 3", "create-topic t partitions=3 rf=2", "reassign t/0 replicas=3,1", "fail 2", "alloc-pids 1"} {
+		"caught-up 3", "create-topic t partitions=3 rf=2", "reassign t/0 replicas=3,1", "fail 2", "alloc-pids 1",
+		"alter-topic-config t retention.ms=5", "alter-broker-config -1 log.retention.ms=7", "alter-broker-config 2 message.max.bytes=9"} {
 		h.run(c)
 	}
 	// The fuzzer mutates what follows the header; the checksum is added

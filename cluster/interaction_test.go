@@ -35,6 +35,9 @@ import (
 //	create-topic T [partitions=N] [rf=N] [assign=1,2,3/2,3,1] [unclean=B] [config:K=V]...
 //	create-partitions T count=N [assign=...]
 //	delete-topic T
+//	alter-topic-config T [K=V]...           AlterTopicConfigs (the topic's settings from now on)
+//	alter-broker-config ID|-1 [K=V]...      AlterBrokerConfigs
+//	configs T | configs broker=ID           a topic's explicit settings, a broker's dynamic ones
 //	alter-isr T/P isr=1,2 [broker=N] [broker-epoch=N] [epoch=N] [pepoch=N]   AlterPartition
 //	elect-preferred | elect-offline
 //	reassign T/P replicas=4,5,6 | reassign T/P cancel   AlterReassignment
@@ -419,6 +422,26 @@ func (h *harness) run(command string) string {
 		return h.decided(p.CreatePartitions(h.s, arg(0), int32(h.intOr(a, "count", 0)), h.assignment(a.kv["assign"])))
 	case "delete-topic":
 		return h.decided(p.DeleteTopic(h.s, arg(0)))
+	case "alter-topic-config", "alter-broker-config":
+		var cs []Config
+		for _, f := range fields[2:] {
+			k, v, _ := strings.Cut(f, "=")
+			cs = append(cs, Config{k, v})
+		}
+		if fields[0] == "alter-topic-config" {
+			return h.decided(p.AlterTopicConfigs(h.s, fields[1], cs))
+		}
+		return h.decided(p.AlterBrokerConfigs(h.s, int32(h.num(fields[1])), cs))
+	case "configs":
+		var cs []Config
+		if id, ok := a.kv["broker"]; ok {
+			cs = h.s.BrokerConfigs(int32(h.num(id)))
+		} else if t := h.s.Topic(arg(0)); t != nil {
+			cs = t.Configs
+		} else {
+			return "no topic " + arg(0)
+		}
+		return configList(cs)
 	case "alter-isr":
 		name, idx, _ := strings.Cut(arg(0), "/")
 		part := h.s.Partition(name, int32(h.num(idx)))

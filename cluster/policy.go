@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/easel-io/easel/engine"
 )
@@ -73,10 +74,16 @@ func (p Policy) producerIDBlockSize() int64 {
 	return 1000
 }
 
-// unclean reports whether t may elect a leader from outside its ISR.
-func (p Policy) unclean(t *Topic) bool {
+// unclean reports whether t may elect a leader from outside its ISR: the
+// topic's unclean.leader.election.enable, else the cluster-wide dynamic
+// default (a BrokerConfigRecord for DefaultBrokerConfigs), else the
+// Policy's.
+func (p Policy) unclean(s *State, t *Topic) bool {
 	if v, ok := t.Config(ConfigUncleanLeaderElection); ok {
-		return v == "true"
+		return strings.EqualFold(v, "true")
+	}
+	if v, ok := s.BrokerConfig(DefaultBrokerConfigs, ConfigUncleanLeaderElection); ok {
+		return strings.EqualFold(v, "true")
 	}
 	return p.UncleanLeaderElection
 }
@@ -96,12 +103,12 @@ func ValidateConfigs(cs []Config) error {
 	for _, c := range cs {
 		switch c.Name {
 		case ConfigUncleanLeaderElection:
-			if c.Value != "true" && c.Value != "false" {
+			if v := strings.TrimSpace(c.Value); !strings.EqualFold(v, "true") && !strings.EqualFold(v, "false") {
 				return fmt.Errorf("%w: %s=%q: not true or false", ErrInvalidConfig, c.Name, c.Value)
 			}
 		case ConfigMinInsyncReplicas:
-			if n, err := strconv.ParseInt(c.Value, 10, 32); err != nil || n < 1 {
-				return fmt.Errorf("%w: %s=%q: not an integer >= 1", ErrInvalidConfig, c.Name, c.Value)
+			if n, err := strconv.ParseInt(strings.TrimSpace(c.Value), 10, 32); err != nil || n < 1 {
+				return fmt.Errorf("%w: %s=%q: not a number of type INT >= 1", ErrInvalidConfig, c.Name, c.Value)
 			}
 		default:
 			if err := ec.Set(c.Name, c.Value); err != nil {

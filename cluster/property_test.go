@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/easel-io/easel/engine"
@@ -165,6 +166,20 @@ func runRandom(t *testing.T, seed uint64, steps int) map[string]int {
 		case r < 51:
 			kind = "delete-topic"
 			recs, err = h.p.DeleteTopic(h.s, fmt.Sprintf("t%d", rng.IntN(6)))
+		case r < 53:
+			// Settings changed at run time: a topic's unclean election
+			// flips, or the cluster-wide default does (which decides for
+			// the topics that do not set it).
+			kind = "alter-config"
+			var cs []Config
+			if rng.IntN(2) == 0 {
+				cs = []Config{{ConfigUncleanLeaderElection, strconv.FormatBool(rng.IntN(2) == 0)}}
+			}
+			if rng.IntN(2) == 0 {
+				recs, err = h.p.AlterBrokerConfigs(h.s, DefaultBrokerConfigs, cs)
+			} else {
+				recs, err = h.p.AlterTopicConfigs(h.s, fmt.Sprintf("t%d", rng.IntN(6)), cs)
+			}
 		case r < 85:
 			kind = "alter-isr"
 			p := pickPartition()

@@ -23,6 +23,8 @@ const (
 	TypePartitionChange RecordType = 7
 	TypeRemoveTopic     RecordType = 8
 	TypeProducerIDs     RecordType = 9
+	TypeTopicConfig     RecordType = 10
+	TypeBrokerConfig    RecordType = 11
 )
 
 var typeNames = [...]string{
@@ -35,6 +37,8 @@ var typeNames = [...]string{
 	TypePartitionChange: "partition-change",
 	TypeRemoveTopic:     "remove-topic",
 	TypeProducerIDs:     "producer-ids",
+	TypeTopicConfig:     "topic-config",
+	TypeBrokerConfig:    "broker-config",
 }
 
 // String names the type as transcripts and errors show it.
@@ -208,8 +212,42 @@ type ProducerIDsRecord struct {
 	Size int64
 }
 
+// TopicConfigRecord replaces a topic's explicit settings (AlterConfigs,
+// IncrementalAlterConfigs): every broker hosting the topic's partitions
+// applies them to its logs.
+type TopicConfigRecord struct {
+	Topic engine.TopicID
+	// Configs are the topic's explicit settings from now on, sorted by name,
+	// no name twice; empty: all defaults.
+	Configs []Config
+}
+
+// DefaultBrokerConfigs is the broker of a BrokerConfigRecord that sets the
+// cluster-wide defaults (Kafka's BROKER resource named "").
+const DefaultBrokerConfigs int32 = -1
+
+// BrokerConfigRecord replaces the dynamic settings of one broker, or with
+// Broker DefaultBrokerConfigs the cluster-wide dynamic defaults, by their
+// broker names (log.retention.ms, min.insync.replicas, ...; see
+// DynamicBrokerConfigs). A broker's own settings override the cluster's,
+// and a topic's override both.
+type BrokerConfigRecord struct {
+	// Broker is a broker id (>= 0, registered or not) or
+	// DefaultBrokerConfigs.
+	Broker int32
+	// Configs are the settings from now on, sorted by name, no name twice;
+	// empty: none.
+	Configs []Config
+}
+
 // Type implements Record.
 func (ClusterIDRecord) Type() RecordType { return TypeClusterID }
+
+// Type implements Record.
+func (TopicConfigRecord) Type() RecordType { return TypeTopicConfig }
+
+// Type implements Record.
+func (BrokerConfigRecord) Type() RecordType { return TypeBrokerConfig }
 
 // Type implements Record.
 func (RegisterBrokerRecord) Type() RecordType { return TypeRegisterBroker }
@@ -269,13 +307,28 @@ func (r UnfenceBrokerRecord) String() string {
 func (r TopicRecord) String() string {
 	s := "topic " + r.Name + " id=" + r.ID.String()
 	if len(r.Configs) > 0 {
-		parts := make([]string, len(r.Configs))
-		for i, c := range r.Configs {
-			parts[i] = c.Name + "=" + c.Value
-		}
-		s += " configs=[" + strings.Join(parts, ",") + "]"
+		s += " configs=" + configList(r.Configs)
 	}
 	return s
+}
+
+// String implements Record.
+func (r TopicConfigRecord) String() string {
+	return "topic-config " + r.Topic.String() + " configs=" + configList(r.Configs)
+}
+
+// String implements Record.
+func (r BrokerConfigRecord) String() string {
+	return "broker-config " + strconv.Itoa(int(r.Broker)) + " configs=" + configList(r.Configs)
+}
+
+// configList renders configs as [a=1,b=2].
+func configList(cs []Config) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.Name + "=" + c.Value
+	}
+	return "[" + strings.Join(parts, ",") + "]"
 }
 
 // String implements Record.

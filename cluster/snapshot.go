@@ -3,6 +3,8 @@ package cluster
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -17,7 +19,8 @@ const (
 
 // Records returns the records that rebuild s from the empty state, in a
 // fixed order: the cluster id, the brokers by id (each as it stands, fenced
-// or not, at its epoch), each topic by name followed by its partitions by
+// or not, at its epoch), the dynamic broker settings by broker id (the
+// cluster-wide defaults first), each topic by name followed by its partitions by
 // index (a moving one with its reassignment), and one block reserving the producer ids handed out so far. Equal
 // states give equal records.
 func (s *State) Records() []Record {
@@ -27,6 +30,10 @@ func (s *State) Records() []Record {
 	}
 	for _, b := range s.Brokers() {
 		recs = append(recs, RegisterBrokerRecord{BrokerInfo: b.BrokerInfo, Epoch: b.Epoch, Fenced: b.Fenced})
+	}
+	ids := slices.Sorted(maps.Keys(s.brokerConfigs))
+	for _, id := range ids {
+		recs = append(recs, BrokerConfigRecord{Broker: id, Configs: s.brokerConfigs[id]})
 	}
 	for _, t := range s.Topics() {
 		recs = append(recs, TopicRecord{Name: t.Name, ID: t.ID, Configs: t.Configs})

@@ -28,6 +28,10 @@ type State struct {
 	// moving indexes the partitions with a reassignment in progress.
 	// Invariant: p is in moving exactly when p.Reassigning().
 	moving map[TopicPartition]struct{}
+	// brokerConfigs are the dynamic broker settings by broker id
+	// (DefaultBrokerConfigs: the cluster-wide defaults), each sorted by
+	// name. Invariant: no empty entry.
+	brokerConfigs map[int32][]Config
 	// nextProducerID is the first producer id no block has covered.
 	// Invariant: only grows.
 	nextProducerID int64
@@ -57,13 +61,7 @@ type Topic struct {
 }
 
 // Config returns the topic's explicit setting of name.
-func (t *Topic) Config(name string) (string, bool) {
-	i, ok := slices.BinarySearchFunc(t.Configs, name, func(c Config, n string) int { return strings.Compare(c.Name, n) })
-	if !ok {
-		return "", false
-	}
-	return t.Configs[i].Value, true
-}
+func (t *Topic) Config(name string) (string, bool) { return findConfig(t.Configs, name) }
 
 // TopicPartition names a partition by topic id and index.
 type TopicPartition struct {
@@ -132,7 +130,33 @@ func NewState() *State {
 		parts:   map[TopicPartition]*Partition{},
 		hosted:  map[int32]map[TopicPartition]struct{}{},
 		moving:  map[TopicPartition]struct{}{},
+
+		brokerConfigs: map[int32][]Config{},
 	}
+}
+
+// BrokerConfigs returns the dynamic settings of broker id, or with
+// DefaultBrokerConfigs the cluster-wide defaults, sorted by name. Do not
+// modify the slice.
+func (s *State) BrokerConfigs(id int32) []Config { return s.brokerConfigs[id] }
+
+// BrokerConfig returns the dynamic setting of name (a broker name, such as
+// log.retention.ms) that applies to broker id: its own, else the
+// cluster-wide default. With id DefaultBrokerConfigs only the default.
+func (s *State) BrokerConfig(id int32, name string) (string, bool) {
+	if v, ok := findConfig(s.brokerConfigs[id], name); ok {
+		return v, true
+	}
+	return findConfig(s.brokerConfigs[DefaultBrokerConfigs], name)
+}
+
+// findConfig looks name up in cs, sorted by name.
+func findConfig(cs []Config, name string) (string, bool) {
+	i, ok := slices.BinarySearchFunc(cs, name, func(c Config, n string) int { return strings.Compare(c.Name, n) })
+	if !ok {
+		return "", false
+	}
+	return cs[i].Value, true
 }
 
 // ClusterID returns the cluster id, "" before it is set.
@@ -298,6 +322,26 @@ func (s *State) setNextProducerID(next int64) {
 		s.journal = append(s.journal, func() { s.nextProducerID = old })
 	}
 	s.nextProducerID = next
+}
+
+// setBrokerConfigs stores the dynamic settings of broker id (none: the
+// entry goes).
+func (s *State) setBrokerConfigs(id int32, cs []Config) {
+	if s.journal != nil {
+		old, had := s.brokerConfigs[id]
+		s.journal = append(s.journal, func() {
+			if had {
+				s.brokerConfigs[id] = old
+			} else {
+				delete(s.brokerConfigs, id)
+			}
+		})
+	}
+	if len(cs) == 0 {
+		delete(s.brokerConfigs, id)
+		return
+	}
+	s.brokerConfigs[id] = cs
 }
 
 func (s *State) setBroker(b *Broker) {

@@ -60,6 +60,23 @@ func (n *Node) CreatePartitions(ctx context.Context, name string, count int32, a
 	}})
 }
 
+// AlterTopicConfigs replaces the explicit settings of the topic named name
+// (Policy.AlterTopicConfigs).
+func (n *Node) AlterTopicConfigs(ctx context.Context, name string, configs []cluster.Config) error {
+	return n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
+		return n.cfg.Policy.AlterTopicConfigs(s, name, configs)
+	}})
+}
+
+// AlterBrokerConfigs replaces the dynamic settings of a broker, or with
+// cluster.DefaultBrokerConfigs the cluster-wide ones
+// (Policy.AlterBrokerConfigs).
+func (n *Node) AlterBrokerConfigs(ctx context.Context, broker int32, configs []cluster.Config) error {
+	return n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
+		return n.cfg.Policy.AlterBrokerConfigs(s, broker, configs)
+	}})
+}
+
 // DeleteTopic deletes the topic named name (Policy.DeleteTopic).
 func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 	return n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
