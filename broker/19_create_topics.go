@@ -3,8 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -58,13 +56,12 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *netio.Request) net
 		rt.Topic = t.Topic
 		var (
 			cfg engine.TopicConfig
-			set map[string]bool
 			err error
 		)
 		if count[t.Topic] > 1 {
 			err = fmt.Errorf("%w: topic %q is listed more than once", errInvalidRequest, t.Topic)
 		} else {
-			cfg, set, err = b.createTopic(t, r.ValidateOnly)
+			cfg, err = b.createTopic(t, r.ValidateOnly)
 		}
 		if err != nil {
 			rt.ErrorCode = errorCode(err)
@@ -73,16 +70,7 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *netio.Request) net
 		} else {
 			rt.NumPartitions = cfg.Partitions
 			rt.ReplicationFactor = 1
-			for _, e := range cfg.Entries() {
-				c := kmsg.NewCreateTopicsResponseTopicConfig()
-				c.Name = e.Name
-				c.Value = &e.Value
-				c.Source = int8(kmsg.ConfigSourceDefaultConfig)
-				if set[e.Name] {
-					c.Source = int8(kmsg.ConfigSourceDynamicTopicConfig)
-				}
-				rt.Configs = append(rt.Configs, c)
-			}
+			rt.Configs = createdConfigs(describeTopic(nil, engineTopic(engine.TopicInfo{Name: t.Topic, Config: cfg}), b.cfg.NodeID, b.staticDefaults()))
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
@@ -90,62 +78,47 @@ func (b *Broker) handleCreateTopics(ctx context.Context, req *netio.Request) net
 }
 
 // createTopic validates one topic of the request and, unless validateOnly,
-// creates it. It returns the topic's settings and which were given.
-func (b *Broker) createTopic(t *kmsg.CreateTopicsRequestTopic, validateOnly bool) (engine.TopicConfig, map[string]bool, error) {
+// creates it. It returns the topic's settings.
+func (b *Broker) createTopic(t *kmsg.CreateTopicsRequestTopic, validateOnly bool) (engine.TopicConfig, error) {
 	var cfg engine.TopicConfig
 	if err := engine.ValidateTopicName(t.Topic); err != nil {
-		return cfg, nil, err
+		return cfg, err
 	}
 	n, err := b.partitionCount(t)
 	if err != nil {
-		return cfg, nil, err
+		return cfg, err
 	}
 	cfg.Partitions = n
 	// check is cfg with the defaults filled in, as the engine will see it.
 	check := engine.DefaultTopicConfig()
 	check.Partitions = n
-	set := make(map[string]bool, len(t.Configs))
 	for _, c := range t.Configs {
 		if c.Value == nil {
 			continue // null: the default
 		}
 		if err := cfg.Set(c.Name, *c.Value); err != nil {
-			return cfg, nil, err
-		}
-		if err := zeroSetting(c.Name, *c.Value); err != nil {
-			return cfg, nil, err
+			return cfg, err
 		}
 		check.Set(c.Name, *c.Value)
-		set[c.Name] = true
 	}
 	if err := check.Validate(); err != nil {
-		return cfg, nil, err
+		return cfg, err
 	}
 	if validateOnly {
 		if _, err := b.eng.Topic(t.Topic); err == nil {
-			return cfg, nil, fmt.Errorf("%w: %q", engine.ErrTopicExists, t.Topic)
+			return cfg, fmt.Errorf("%w: %q", engine.ErrTopicExists, t.Topic)
 		}
-		return check, set, nil
+		return check, nil
 	}
 	if err := b.eng.CreateTopic(t.Topic, cfg); err != nil {
-		return cfg, nil, err
+		return cfg, err
 	}
 	info, err := b.eng.Topic(t.Topic)
 	if err != nil { // deleted at once by another request
-		return cfg, nil, err
+		return cfg, err
 	}
 	b.log.Info("broker: created topic", "topic", t.Topic, "partitions", n)
-	return info.Config, set, nil
-}
-
-// zeroSetting refuses a numeric setting of 0: the engine reads a zero
-// setting as "use the default", which is not what Kafka means by 0; refuse
-// rather than surprise.
-func zeroSetting(name, value string) error {
-	if v, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64); err == nil && v == 0 {
-		return fmt.Errorf("%w: %s=0 is not supported", engine.ErrInvalidConfig, name)
-	}
-	return nil
+	return info.Config, nil
 }
 
 // partitionCount checks the partition count, replication factor and
@@ -233,20 +206,7 @@ func (b *Broker) createTopicsInCluster(ctx context.Context, r *kmsg.CreateTopics
 				if p := s.Partition(ct.Name, 0); p != nil {
 					rt.ReplicationFactor = int16(len(p.Replicas))
 				}
-				set := make(map[string]bool, len(ct.Configs))
-				for _, c := range ct.Configs {
-					set[c.Name] = true
-				}
-				for _, e := range b.topicInfo(ct).Config.Entries() {
-					c := kmsg.NewCreateTopicsResponseTopicConfig()
-					c.Name = e.Name
-					c.Value = &e.Value
-					c.Source = int8(kmsg.ConfigSourceDefaultConfig)
-					if set[e.Name] {
-						c.Source = int8(kmsg.ConfigSourceDynamicTopicConfig)
-					}
-					rt.Configs = append(rt.Configs, c)
-				}
+				rt.Configs = createdConfigs(describeTopic(s, ct, b.cfg.NodeID, b.staticDefaults()))
 			})
 		}
 		resp.Topics = append(resp.Topics, rt)
@@ -281,9 +241,6 @@ func (b *Broker) createClusterTopic(ctx context.Context, t *kmsg.CreateTopicsReq
 		if c.Value == nil {
 			continue // null: the default
 		}
-		if err := zeroSetting(c.Name, *c.Value); err != nil {
-			return err
-		}
 		req.Configs = append(req.Configs, cluster.Config{Name: c.Name, Value: *c.Value})
 	}
 	if validateOnly {
@@ -292,6 +249,19 @@ func (b *Broker) createClusterTopic(ctx context.Context, t *kmsg.CreateTopicsReq
 		return err
 	}
 	return b.node.CreateTopic(ctx, req)
+}
+
+// createdConfigs renders a new topic's settings for CreateTopics v5+.
+func createdConfigs(ds []describedConfig) []kmsg.CreateTopicsResponseTopicConfig {
+	out := make([]kmsg.CreateTopicsResponseTopicConfig, 0, len(ds))
+	for _, d := range ds {
+		c := kmsg.NewCreateTopicsResponseTopicConfig()
+		c.Name, c.Value = d.name, &d.values[0].value
+		c.Source = int8(d.values[0].source)
+		c.ReadOnly = d.readOnly
+		out = append(out, c)
+	}
+	return out
 }
 
 // createTopicsFailed answers every topic of r with err.

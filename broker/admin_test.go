@@ -67,7 +67,7 @@ func TestCreateDeleteTopics(t *testing.T) {
 		{"unknown config", 1, 1, map[string]*string{"no.such": strp("1")}, "c1", kerr.InvalidConfig},
 		{"bad value", 1, 1, map[string]*string{"retention.ms": strp("soon")}, "c2", kerr.InvalidConfig},
 		{"out of range", 1, 1, map[string]*string{"segment.bytes": strp("3")}, "c3", kerr.InvalidConfig},
-		{"zero retention", 1, 1, map[string]*string{"retention.ms": strp("0")}, "c4", kerr.InvalidConfig},
+		{"retention below -1", 1, 1, map[string]*string{"retention.ms": strp("-2")}, "c4", kerr.InvalidConfig},
 	}
 	for _, e := range errs {
 		r, err := adm.CreateTopic(ctx, e.partitions, e.rf, e.configs, e.topic)
@@ -260,6 +260,7 @@ func TestDescribeConfigs(t *testing.T) {
 	for _, e := range info.Config.Entries() {
 		want[e.Name] = e.Value
 	}
+	want["min.insync.replicas"], want["unclean.leader.election.enable"] = "1", "false"
 	if len(got["cfg"]) != len(want) {
 		t.Fatalf("configs %v, want %v", got["cfg"], want)
 	}

@@ -19,6 +19,7 @@ func init() {
 	regGroup(15, smallBody, groupAPI((*group.Coordinator).DescribeGroups))
 	regGroup(16, smallBody, groupAPI((*group.Coordinator).ListGroups))
 	regGroup(42, smallBody, groupAPI((*group.Coordinator).DeleteGroups))
+	regGroup(47, smallBody, groupAPI((*group.Coordinator).OffsetDelete))
 }
 
 // regGroup registers a group API at the versions group.Versions gives it.

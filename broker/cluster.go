@@ -99,7 +99,7 @@ func (b *Broker) topic(name string) (engine.TopicInfo, error) {
 	)
 	b.node.View(func(s *cluster.State) {
 		if t := s.Topic(name); t != nil {
-			info, found = b.topicInfo(t), true
+			info, found = b.topicInfo(s, t), true
 		}
 	})
 	if !found {

@@ -44,11 +44,14 @@
 //	| DeleteRecords (21)              | 0–2      | up to the high watermark; not internal or compacted topics        |
 //	| InitProducerId (22)             | 0–4      | idempotent producers; transactional ids refused                   |
 //	| OffsetForLeaderEpoch (23)       | 0–4      | from the leader-epoch cache; current_leader_epoch fencing         |
-//	| DescribeConfigs (32)            | 0–4      | topics and this broker                                            |
+//	| DescribeConfigs (32)            | 0–4      | topics and brokers, with sources, synonyms and documentation      |
+//	| AlterConfigs (33)               | 0–2      | cluster only: a topic's or broker's settings, replaced whole      |
 //	| CreatePartitions (37)           | 0–3      | cluster only: placed and committed by the controller              |
 //	| DeleteGroups (42)               | 0–2      |                                                                   |
+//	| IncrementalAlterConfigs (44)    | 0–1      | cluster only: SET, DELETE, APPEND, SUBTRACT                       |
 //	| AlterPartitionAssignments (45)  | 0–1      | cluster only: replicas moved by the controller (KIP-455)          |
 //	| ListPartitionReassignments (46) | 0–0      | cluster only: the ongoing moves                                   |
+//	| OffsetDelete (47)               | 0–0      | not the offsets of topics a consumer group member subscribes to   |
 //	| AlterPartition (56)             | 2–3      | cluster only, inter-broker: a leader's ISR change                 |
 //	| DescribeCluster (60)            | 0–1      | brokers, controller, cluster id                                   |
 //	| BrokerHeartbeat (63)            | 0–2      | cluster only, inter-broker: a caught-up broker is unfenced        |

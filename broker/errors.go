@@ -73,6 +73,7 @@ var errorCodes = [...]struct {
 	// the controller answers. Retriable: clients look the controller up.
 	{engine.ErrExternalMetadata, kerr.NotController},
 	{engine.ErrMessageTooLarge, kerr.MessageTooLarge},
+	{engine.ErrInvalidTimestamp, kerr.InvalidTimestamp},
 	{engine.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{engine.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
 	{engine.ErrUnknownTopic, kerr.UnknownTopicOrPartition},

@@ -63,12 +63,14 @@ func (b *Broker) runHosting() {
 		return
 	}
 	hosted := make(map[hostKey]*hostedPart)
-	topics := make(map[string]engine.TopicID) // topics of the copy, for offsets of deleted ones
+	topics := make(map[string]engine.TopicID)       // topics of the copy, for offsets of deleted ones
+	settings := make(map[string]engine.TopicConfig) // what each hosted topic's partitions were last set to
 	var following []replica.Assignment
 	setAside := false
 	for {
 		changed := b.node.Changed()
 		ok := b.reconcileHosting(hosted, topics, &following)
+		ok = b.applySettings(hosted, settings) && ok
 		b.passed.Lock()
 		close(b.passed.ch)
 		b.passed.ch = make(chan struct{})
@@ -118,7 +120,7 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 				continue // cannot happen: State keeps partitions with their topics
 			}
 			if info.ID != t.ID {
-				info = b.topicInfo(t)
+				info = b.topicInfo(s, t)
 			}
 			w := wantPart{info: info, partition: p.Index, leader: p.Leader, epoch: p.LeaderEpoch, meta: p, topic: t}
 			if br := s.Broker(p.Leader); br != nil && p.Leader != self {
@@ -242,6 +244,46 @@ func (b *Broker) reconcileHosting(hosted map[hostKey]*hostedPart, topics map[str
 	return ok
 }
 
+// applySettings hands each hosted topic's settings to the engine when they
+// changed (AlterConfigs of the topic, or of a dynamic broker default): its
+// open partitions follow them from their next append, roll, flush and
+// retention pass (engine.SetTopicConfig). settings holds what each topic
+// was last set to. It reports false when a change could not be applied.
+func (b *Broker) applySettings(hosted map[hostKey]*hostedPart, settings map[string]engine.TopicConfig) bool {
+	want := make(map[string]engine.TopicConfig)
+	b.node.View(func(s *cluster.State) {
+		for k := range hosted {
+			if _, done := want[k.topic]; done {
+				continue
+			}
+			if t := s.Topic(k.topic); t != nil {
+				want[k.topic] = b.topicInfo(s, t).Config
+			}
+		}
+	})
+	ok := true
+	for name, cfg := range want {
+		if cur, seen := settings[name]; seen && cur == cfg {
+			continue
+		}
+		if err := b.eng.SetTopicConfig(name, cfg); err != nil {
+			b.log.Error("broker: cannot apply a topic's settings", "topic", name, "err", err)
+			ok = false
+			continue
+		}
+		if _, seen := settings[name]; seen {
+			b.log.Info("broker: applied changed topic settings", "topic", name)
+		}
+		settings[name] = cfg
+	}
+	for name := range settings {
+		if _, still := want[name]; !still {
+			delete(settings, name)
+		}
+	}
+	return ok
+}
+
 // groupLeadership loads the groups of a __consumer_offsets partition this
 // broker leads and unloads them where it does not. A partition led here in
 // a newer epoch than the one its groups were loaded in is loaded again:
@@ -266,17 +308,19 @@ func (b *Broker) groupLeadership(k hostKey, h *hostedPart, w wantPart) bool {
 	return true
 }
 
-// topicInfo is the engine's description of a topic of the metadata: its
-// name, id, partition count and storage settings (the controller's own
-// settings, such as min.insync.replicas, are not the engine's).
-func (b *Broker) topicInfo(t *cluster.Topic) engine.TopicInfo {
+// topicInfo is the engine's description of a topic of the metadata s: its
+// name, id, partition count and storage settings: the topic's own over the
+// dynamic broker defaults that apply here (see configs.go; the engine's
+// Options.Defaults fill the rest). The controller's own settings, such as
+// min.insync.replicas, are not the engine's.
+func (b *Broker) topicInfo(s *cluster.State, t *cluster.Topic) engine.TopicInfo {
 	info := engine.TopicInfo{
 		Name:     t.Name,
 		ID:       t.ID,
 		Internal: t.Name == engine.ConsumerOffsetsTopic,
 	}
 	info.Config.Partitions = t.Partitions
-	for _, c := range t.Configs {
+	for _, c := range append(b.dynamicDefaults(s), t.Configs...) {
 		switch c.Name {
 		case cluster.ConfigUncleanLeaderElection, cluster.ConfigMinInsyncReplicas:
 			continue

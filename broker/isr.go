@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -94,12 +93,7 @@ func newISRTracker(b *Broker, lagMax time.Duration, minISR int) *isrTracker {
 // follower state; otherwise the committed ISR and partition epoch are
 // updated, ending a pending proposal the metadata has moved past.
 func (t *isrTracker) lead(k hostKey, p *engine.Partition, mp *cluster.Partition, topic *cluster.Topic) {
-	minISR := t.minISR
-	if v, ok := topic.Config(cluster.ConfigMinInsyncReplicas); ok {
-		if n, err := strconv.Atoi(v); err == nil && n >= 1 {
-			minISR = n
-		}
-	}
+	minISR := t.b.minInsyncReplicas(topic, t.minISR)
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()

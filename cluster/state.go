@@ -61,7 +61,7 @@ type Topic struct {
 }
 
 // Config returns the topic's explicit setting of name.
-func (t *Topic) Config(name string) (string, bool) { return findConfig(t.Configs, name) }
+func (t *Topic) Config(name string) (string, bool) { return LookupConfig(t.Configs, name) }
 
 // TopicPartition names a partition by topic id and index.
 type TopicPartition struct {
@@ -144,14 +144,15 @@ func (s *State) BrokerConfigs(id int32) []Config { return s.brokerConfigs[id] }
 // log.retention.ms) that applies to broker id: its own, else the
 // cluster-wide default. With id DefaultBrokerConfigs only the default.
 func (s *State) BrokerConfig(id int32, name string) (string, bool) {
-	if v, ok := findConfig(s.brokerConfigs[id], name); ok {
+	if v, ok := LookupConfig(s.brokerConfigs[id], name); ok {
 		return v, true
 	}
-	return findConfig(s.brokerConfigs[DefaultBrokerConfigs], name)
+	return LookupConfig(s.brokerConfigs[DefaultBrokerConfigs], name)
 }
 
-// findConfig looks name up in cs, sorted by name.
-func findConfig(cs []Config, name string) (string, bool) {
+// LookupConfig returns the value of name in cs, sorted by name (as every
+// list of configs the State holds is).
+func LookupConfig(cs []Config, name string) (string, bool) {
 	i, ok := slices.BinarySearchFunc(cs, name, func(c Config, n string) int { return strings.Compare(c.Name, n) })
 	if !ok {
 		return "", false

@@ -1,7 +1,7 @@
 // Package group is Easel's consumer-group coordinator: the classic group
 // protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), committed offsets
 // (OffsetCommit, OffsetFetch) and the admin APIs (FindCoordinator,
-// DescribeGroups, ListGroups, DeleteGroups), as a library the broker calls
+// DescribeGroups, ListGroups, DeleteGroups, OffsetDelete), as a library the broker calls
 // with decoded kmsg requests. Offsets and group membership are kept in the
 // internal topic __consumer_offsets, in Kafka's own record format, so tools
 // that read that topic (Burrow, Kafka's consumer-groups tooling) understand
@@ -93,7 +93,8 @@
 //   - A rebalance that ends with no members stores the empty group at its
 //     new generation.
 //   - DeleteGroups and expiry append tombstones (null values) for the
-//     group's offsets and metadata; deleting a topic (DeleteTopicOffsets,
+//     group's offsets and metadata; OffsetDelete for the offsets it
+//     deletes (not those of topics a member subscribes to); deleting a topic (DeleteTopicOffsets,
 //     called by the broker) appends tombstones for that topic's offsets.
 //
 // After a restart (or a load elsewhere) a group comes back as last stored:

@@ -60,20 +60,39 @@ func (n *Node) CreatePartitions(ctx context.Context, name string, count int32, a
 	}})
 }
 
+// ConfigEdit computes a resource's settings from now on from its current
+// explicit ones (sorted by name), on the state the change will apply to.
+// It must only read s, and not keep current.
+type ConfigEdit func(s *cluster.State, current []cluster.Config) ([]cluster.Config, error)
+
 // AlterTopicConfigs replaces the explicit settings of the topic named name
-// (Policy.AlterTopicConfigs).
-func (n *Node) AlterTopicConfigs(ctx context.Context, name string, configs []cluster.Config) error {
+// with what edit makes of them (Policy.AlterTopicConfigs). edit runs inside
+// the decision, so concurrent changes of one topic never lose each other.
+// Errors: edit's, cluster.ErrUnknownTopic, the decision's.
+func (n *Node) AlterTopicConfigs(ctx context.Context, name string, edit ConfigEdit) error {
 	return n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
-		return n.cfg.Policy.AlterTopicConfigs(s, name, configs)
+		t := s.Topic(name)
+		if t == nil {
+			return nil, fmt.Errorf("%w: topic %s", cluster.ErrUnknownTopic, name)
+		}
+		cs, err := edit(s, t.Configs)
+		if err != nil {
+			return nil, err
+		}
+		return n.cfg.Policy.AlterTopicConfigs(s, name, cs)
 	}})
 }
 
 // AlterBrokerConfigs replaces the dynamic settings of a broker, or with
-// cluster.DefaultBrokerConfigs the cluster-wide ones
-// (Policy.AlterBrokerConfigs).
-func (n *Node) AlterBrokerConfigs(ctx context.Context, broker int32, configs []cluster.Config) error {
+// cluster.DefaultBrokerConfigs the cluster-wide ones, with what edit makes
+// of them (Policy.AlterBrokerConfigs), as AlterTopicConfigs does.
+func (n *Node) AlterBrokerConfigs(ctx context.Context, broker int32, edit ConfigEdit) error {
 	return n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
-		return n.cfg.Policy.AlterBrokerConfigs(s, broker, configs)
+		cs, err := edit(s, s.BrokerConfigs(broker))
+		if err != nil {
+			return nil, err
+		}
+		return n.cfg.Policy.AlterBrokerConfigs(s, broker, cs)
 	}})
 }
 
