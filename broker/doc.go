@@ -46,6 +46,7 @@
 //	| OffsetForLeaderEpoch (23)       | 0–4      | from the leader-epoch cache; current_leader_epoch fencing         |
 //	| DescribeConfigs (32)            | 0–4      | topics and brokers, with sources, synonyms and documentation      |
 //	| AlterConfigs (33)               | 0–2      | cluster only: a topic's or broker's settings, replaced whole      |
+//	| DescribeLogDirs (35)            | 0–5      | one log directory: the engine's data directory                    |
 //	| CreatePartitions (37)           | 0–3      | cluster only: placed and committed by the controller              |
 //	| DeleteGroups (42)               | 0–2      |                                                                   |
 //	| IncrementalAlterConfigs (44)    | 0–1      | cluster only: SET, DELETE, APPEND, SUBTRACT                       |

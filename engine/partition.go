@@ -139,6 +139,16 @@ func (p *Partition) setConfig(cfg TopicConfig) {
 	}
 }
 
+// Size is the bytes of the partition's log: every segment's, including
+// any not yet removed below the log start (DescribeLogDirs' size).
+func (p *Partition) Size() int64 {
+	var n int64
+	for _, s := range p.log.Segments() {
+		n += s.Size
+	}
+	return n
+}
+
 // Topic is the partition's topic name.
 func (p *Partition) Topic() string { return p.topic }
 

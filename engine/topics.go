@@ -552,6 +552,9 @@ func (e *Engine) StopHosting(topic string, partition int32, deleteData bool) err
 	return p.close()
 }
 
+// Dir returns the data directory the engine was opened on.
+func (e *Engine) Dir() string { return e.dir }
+
 // Defaults returns the settings a topic gets where it sets none
 // (Options.Defaults over DefaultTopicConfig): the broker's static topic
 // defaults.
