@@ -69,6 +69,24 @@
 // and Produce with a transactional id or a transactional batch, get
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), which clients treat as fatal.
 //
+// # Settings
+//
+// CreateTopics, AlterConfigs and IncrementalAlterConfigs take every
+// standard Kafka topic setting (engine.TopicConfig, plus
+// min.insync.replicas and unclean.leader.election.enable, which the replica
+// layer and the controller read); AlterConfigs and IncrementalAlterConfigs
+// also take the dynamic broker settings (cluster.DynamicBrokerConfigs), per
+// broker or cluster-wide. Changes are metadata records decided by the
+// controller; the hosting loop applies them to the open partitions
+// (engine.Engine.SetTopicConfig) on every broker. Where a topic's setting
+// comes from (topic, broker, cluster-wide default, start-up flags, Kafka's
+// default) is in configs.go, and DescribeConfigs reports it. Errors:
+// INVALID_CONFIG for an unknown name, a bad value or APPEND/SUBTRACT of a
+// setting that is not a list; INVALID_REQUEST for a null value, a name or
+// resource given twice, or another broker's id in DescribeConfigs.
+// file.delete.delay.ms and message.downconversion.enable are stored and
+// reported only.
+//
 // # Offsets and leader epochs
 //
 // Consumers see committed records only: Fetch reads below the high

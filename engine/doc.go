@@ -39,6 +39,18 @@
 // BecomeFollower came in between). AppendReplica and TruncateTo on the
 // Partition itself work in any role, for tools that copy logs.
 //
+// # Settings
+//
+// TopicConfig holds every standard Kafka topic setting by its Kafka name
+// (Set, Entries); SetTopicConfig changes an open topic's settings in place
+// (its partitions follow from their next append, roll, flush or retention
+// pass). On append, compression.type other than "producer" re-compresses a
+// batch that arrives in another codec, and message.timestamp.before.max.ms
+// and after.max.ms refuse CreateTime records too far from the clock
+// (ErrInvalidTimestamp); both leave a batch untouched, byte for byte, with
+// Kafka's defaults. file.delete.delay.ms and message.downconversion.enable
+// are stored only.
+//
 // # Metadata
 //
 // Topics have ids (KIP-516). Either the engine owns topic metadata (the
