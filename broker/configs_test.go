@@ -134,6 +134,11 @@ func TestAlterConfigs(t *testing.T) {
 	if rm := describedTopic(t, adm, "ac")["retention.ms"]; rm.MaybeValue() != "7000" || rm.Source != kmsg.ConfigSourceDynamicDefaultBrokerConfig {
 		t.Fatalf("retention.ms with a cluster default: %+v", rm)
 	}
+	defs, err := adm.DescribeBrokerConfigs(ctx) // the BROKER resource "": the cluster-wide defaults set
+	if err != nil || len(defs) != 1 || defs[0].Err != nil || len(defs[0].Configs) != 1 ||
+		defs[0].Configs[0].Key != "log.retention.ms" || defs[0].Configs[0].Source != kmsg.ConfigSourceDynamicDefaultBrokerConfig {
+		t.Fatalf("cluster-wide defaults: %v %+v", err, defs)
+	}
 	if err := alterErr(adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{set("log.retention.ms", "8000"), set("min.insync.replicas", "1")}, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -352,4 +357,39 @@ func TestClusterAlterConfigs(t *testing.T) {
 			t.Fatalf("broker %d describes retention.ms %+v", m.id, got["retention.ms"])
 		}
 	}
+}
+
+// FuzzIncrementalEdit feeds arbitrary operations to incrementalEdit: it
+// never panics, and what it returns for a resource holds no name twice.
+func FuzzIncrementalEdit(f *testing.F) {
+	f.Add("cleanup.policy", int8(2), "compact", "retention.ms", int8(0), "1", "delete")
+	f.Add("log.cleanup.policy", int8(3), "delete,,", "segment.ms", int8(1), "", "compact,delete")
+	f.Add("a", int8(9), "x", "a", int8(0), "y", "")
+	f.Fuzz(func(t *testing.T, n1 string, op1 int8, v1, n2 string, op2 int8, v2, inEffect string) {
+		res := kmsg.NewIncrementalAlterConfigsRequestResource()
+		for _, c := range []struct {
+			n  string
+			op int8
+			v  string
+		}{{n1, op1, v1}, {n2, op2, v2}} {
+			rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+			rc.Name, rc.Op, rc.Value = c.n, kmsg.IncrementalAlterConfigOp(c.op), &c.v
+			if c.op == 1 {
+				rc.Value = nil
+			}
+			res.Configs = append(res.Configs, rc)
+		}
+		cur := []cluster.Config{{Name: "cleanup.policy", Value: inEffect}, {Name: "retention.ms", Value: "5"}}
+		out, err := incrementalEdit(res, cur, func(string) string { return inEffect })
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, c := range out {
+			if seen[c.Name] {
+				t.Fatalf("%s twice in %v", c.Name, out)
+			}
+			seen[c.Name] = true
+		}
+	})
 }

@@ -39,7 +39,14 @@ func fuzzSeeds(t testing.TB) [][3]any {
 			case *kmsg.OffsetForLeaderEpochRequest:
 				r.Topics = []kmsg.OffsetForLeaderEpochRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetForLeaderEpochRequestTopicPartition{{CurrentLeaderEpoch: -1}}}}
 			case *kmsg.DescribeConfigsRequest:
-				r.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}
+				r.Resources = []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"},
+					{ResourceType: kmsg.ConfigResourceTypeBroker, ResourceName: "0"}}
+				r.IncludeSynonyms, r.IncludeDocumentation = true, true
+			case *kmsg.DescribeLogDirsRequest:
+				r.Topics = []kmsg.DescribeLogDirsRequestTopic{{Topic: "t", Partitions: []int32{0, 1, 7}}}
+			case *kmsg.OffsetDeleteRequest:
+				r.Group = "g"
+				r.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
 			}
 			req.SetVersion(v)
 			seeds = append(seeds, [3]any{uint8(i), v, req.AppendTo(nil)})

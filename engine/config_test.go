@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -311,5 +312,50 @@ func TestSetTopicConfigLive(t *testing.T) {
 	}
 	if info.Config.CompressionType != CompressionProducer || info.Config.FileDeleteDelayMs != 60000 {
 		t.Fatalf("defaults after restart: %+v", info.Config)
+	}
+}
+
+// TestSegmentJitter checks segment.jitter.ms: segments roll by age no
+// later than segment.ms, and with a jitter, earlier by a random amount.
+func TestSegmentJitter(t *testing.T) {
+	var now atomic.Int64
+	now.Store(1_700_000_000_000)
+	clock := func() time.Time { return time.UnixMilli(now.Load()) }
+	e, err := Open(t.TempDir(), Options{Now: clock, RetentionCheckInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var cfg TopicConfig
+	cfg.Set("segment.ms", "1000")
+	cfg.Set("segment.jitter.ms", "1000")
+	if err := e.CreateTopic("j", cfg); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := e.Partition("j", 0)
+	var ages []int64
+	created := now.Load()
+	for len(ages) < 20 {
+		before := len(p.log.Segments())
+		if _, err := p.Append(simpleBatch(t, 1, 10, now.Load())); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.log.Segments()) > before {
+			ages = append(ages, now.Load()-created)
+			created = now.Load()
+		}
+		now.Add(5)
+	}
+	early := 0
+	for _, a := range ages {
+		if a > 1005 {
+			t.Fatalf("a segment rolled at age %d ms > segment.ms", a)
+		}
+		if a < 995 {
+			early++
+		}
+	}
+	if early < len(ages)/2 {
+		t.Fatalf("ages %v: the jitter made almost no segment roll early", ages)
 	}
 }
