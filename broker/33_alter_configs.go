@@ -24,43 +24,23 @@ func (b *Broker) handleAlterConfigs(ctx context.Context, req *netio.Request) net
 	if err := decode(req, r, false); err != nil {
 		return b.closeConn(req, err)
 	}
-	ctx, cancel := requestTimeout(ctx, int32(clusterRequestTimeout.Milliseconds()))
-	defer cancel()
-	var resp *kmsg.AlterConfigsResponse
-	if !b.node.IsController() {
-		fr, err := b.forwardAlter(ctx, r)
-		if err != nil {
-			resp = alterConfigsResponse(r, make([]error, len(r.Resources)), err)
-		} else {
-			resp = fr.(*kmsg.AlterConfigsResponse)
-		}
-	} else {
-		changes := make([]configChange, len(r.Resources))
-		for i, res := range r.Resources {
-			changes[i] = configChange{typ: res.ResourceType, name: res.ResourceName,
-				edit: func([]cluster.Config, func(string) string) ([]cluster.Config, error) {
-					var cs []cluster.Config
-					for _, c := range res.Configs {
-						if c.Value == nil {
-							return nil, fmt.Errorf("%w: null value for %s", errInvalidRequest, c.Name)
-						}
-						cs = append(cs, cluster.Config{Name: c.Name, Value: *c.Value})
+	changes := make([]configChange, len(r.Resources))
+	for i, res := range r.Resources {
+		changes[i] = configChange{typ: res.ResourceType, name: res.ResourceName,
+			edit: func([]cluster.Config, func(string) string) ([]cluster.Config, error) {
+				var cs []cluster.Config
+				for _, c := range res.Configs {
+					if c.Value == nil {
+						return nil, fmt.Errorf("%w: null value for %s", errInvalidRequest, c.Name)
 					}
-					return cs, duplicateConfig(cs)
-				}}
-		}
-		errs := b.alterConfigs(ctx, changes, r.ValidateOnly)
-		for i, err := range errs {
-			if err != nil {
-				b.rejected(req, "alter configs", err, "resource_type", r.Resources[i].ResourceType, "resource", r.Resources[i].ResourceName)
-			} else if !r.ValidateOnly {
-				b.log.Info("broker: altered configs", "resource_type", r.Resources[i].ResourceType, "resource", r.Resources[i].ResourceName)
-			}
-		}
-		resp = alterConfigsResponse(r, errs, nil)
+					cs = append(cs, cluster.Config{Name: c.Name, Value: *c.Value})
+				}
+				return cs, duplicateConfig(cs)
+			}}
 	}
-	resp.SetVersion(req.APIVersion)
-	return netio.Response{Msg: resp}
+	return b.serveAlter(ctx, req, r, changes, r.ValidateOnly, func(errs []error, all error) kmsg.Response {
+		return alterConfigsResponse(r, errs, all)
+	})
 }
 
 // alterConfigsResponse answers each resource of r with its error, or all
@@ -70,10 +50,7 @@ func alterConfigsResponse(r *kmsg.AlterConfigsRequest, errs []error, all error) 
 	for i, res := range r.Resources {
 		rr := kmsg.NewAlterConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
-		err := errs[i]
-		if all != nil {
-			err = all
-		}
+		err := resourceError(errs, i, all)
 		rr.ErrorCode, rr.ErrorMessage = errorCode(err), errorMessage(err)
 		resp.Resources = append(resp.Resources, rr)
 	}

@@ -31,36 +31,16 @@ func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, req *netio.R
 	if err := decode(req, r, false); err != nil {
 		return b.closeConn(req, err)
 	}
-	ctx, cancel := requestTimeout(ctx, int32(clusterRequestTimeout.Milliseconds()))
-	defer cancel()
-	var resp *kmsg.IncrementalAlterConfigsResponse
-	if !b.node.IsController() {
-		fr, err := b.forwardAlter(ctx, r)
-		if err != nil {
-			resp = incrementalAlterResponse(r, make([]error, len(r.Resources)), err)
-		} else {
-			resp = fr.(*kmsg.IncrementalAlterConfigsResponse)
-		}
-	} else {
-		changes := make([]configChange, len(r.Resources))
-		for i, res := range r.Resources {
-			changes[i] = configChange{typ: res.ResourceType, name: res.ResourceName,
-				edit: func(cur []cluster.Config, value func(string) string) ([]cluster.Config, error) {
-					return incrementalEdit(res, cur, value)
-				}}
-		}
-		errs := b.alterConfigs(ctx, changes, r.ValidateOnly)
-		for i, err := range errs {
-			if err != nil {
-				b.rejected(req, "incremental alter configs", err, "resource_type", r.Resources[i].ResourceType, "resource", r.Resources[i].ResourceName)
-			} else if !r.ValidateOnly {
-				b.log.Info("broker: altered configs", "resource_type", r.Resources[i].ResourceType, "resource", r.Resources[i].ResourceName)
-			}
-		}
-		resp = incrementalAlterResponse(r, errs, nil)
+	changes := make([]configChange, len(r.Resources))
+	for i, res := range r.Resources {
+		changes[i] = configChange{typ: res.ResourceType, name: res.ResourceName,
+			edit: func(cur []cluster.Config, value func(string) string) ([]cluster.Config, error) {
+				return incrementalEdit(res, cur, value)
+			}}
 	}
-	resp.SetVersion(req.APIVersion)
-	return netio.Response{Msg: resp}
+	return b.serveAlter(ctx, req, r, changes, r.ValidateOnly, func(errs []error, all error) kmsg.Response {
+		return incrementalAlterResponse(r, errs, all)
+	})
 }
 
 // incrementalEdit applies one resource's operations to its current
@@ -150,10 +130,7 @@ func incrementalAlterResponse(r *kmsg.IncrementalAlterConfigsRequest, errs []err
 	for i, res := range r.Resources {
 		rr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
-		err := errs[i]
-		if all != nil {
-			err = all
-		}
+		err := resourceError(errs, i, all)
 		rr.ErrorCode, rr.ErrorMessage = errorCode(err), errorMessage(err)
 		resp.Resources = append(resp.Resources, rr)
 	}

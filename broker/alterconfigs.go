@@ -9,6 +9,7 @@ import (
 
 	"github.com/easel-io/easel/cluster"
 	"github.com/easel-io/easel/cluster/controller"
+	"github.com/easel-io/easel/netio"
 )
 
 // What AlterConfigs (33) and IncrementalAlterConfigs (44) share: each
@@ -117,15 +118,46 @@ func (b *Broker) alterResource(ctx context.Context, c configChange, validateOnly
 	return err
 }
 
-// forwardAlter sends an alter request to the controller; the response, or
-// the error for every resource.
-func (b *Broker) forwardAlter(ctx context.Context, r kmsg.Request) (kmsg.Response, error) {
-	resp, err := b.node.Forward(ctx, r)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoController, err)
+// serveAlter answers an alter request r (AlterConfigs or
+// IncrementalAlterConfigs) whose resources are changes: at the controller
+// each is decided, elsewhere r is forwarded to it. answer builds the
+// response from one error per resource, or from all for every one when it
+// is not nil.
+func (b *Broker) serveAlter(ctx context.Context, req *netio.Request, r kmsg.Request, changes []configChange, validateOnly bool,
+	answer func(errs []error, all error) kmsg.Response) netio.Response {
+	ctx, cancel := requestTimeout(ctx, int32(clusterRequestTimeout.Milliseconds()))
+	defer cancel()
+	var resp kmsg.Response
+	if !b.node.IsController() {
+		fr, err := b.node.Forward(ctx, r)
+		switch {
+		case err != nil:
+			resp = answer(make([]error, len(changes)), fmt.Errorf("%w: %v", errNoController, err))
+		case fr.Key() != r.Key():
+			resp = answer(make([]error, len(changes)), fmt.Errorf("%w: unexpected response %T", errNoController, fr))
+		default:
+			resp = fr
+		}
+	} else {
+		errs := b.alterConfigs(ctx, changes, validateOnly)
+		for i, err := range errs {
+			if err != nil {
+				b.rejected(req, "alter configs", err, "resource_type", changes[i].typ, "resource", changes[i].name)
+			} else if !validateOnly {
+				b.log.Info("broker: altered configs", "resource_type", changes[i].typ, "resource", changes[i].name)
+			}
+		}
+		resp = answer(errs, nil)
 	}
-	if resp.Key() != r.Key() {
-		return nil, fmt.Errorf("%w: unexpected response %T", errNoController, resp)
+	resp.SetVersion(req.APIVersion)
+	return netio.Response{Msg: resp}
+}
+
+// resourceError is the error of resource i of an alter: all when it is not
+// nil, else errs[i].
+func resourceError(errs []error, i int, all error) error {
+	if all != nil {
+		return all
 	}
-	return resp, nil
+	return errs[i]
 }

@@ -190,37 +190,26 @@ func (c TopicConfig) withDefaults(d TopicConfig) TopicConfig {
 		c.LogAppendTime = d.LogAppendTime
 	}
 
-	if fill("compression.type", c.CompressionType == "") {
-		c.CompressionType = d.CompressionType
-	}
-	if fill("message.timestamp.before.max.ms", c.TimestampBeforeMaxMs == 0) {
-		c.TimestampBeforeMaxMs = d.TimestampBeforeMaxMs
-	}
-	if fill("message.timestamp.after.max.ms", c.TimestampAfterMaxMs == 0) {
-		c.TimestampAfterMaxMs = d.TimestampAfterMaxMs
-	}
-	if fill("message.timestamp.difference.max.ms", c.TimestampDifferenceMaxMs == 0) {
-		c.TimestampDifferenceMaxMs = d.TimestampDifferenceMaxMs
-	}
-	if fill("segment.jitter.ms", c.SegmentJitterMs == 0) {
-		c.SegmentJitterMs = d.SegmentJitterMs
-	}
-	if fill("segment.index.bytes", c.SegmentIndexBytes == 0) {
-		c.SegmentIndexBytes = d.SegmentIndexBytes
-	}
-	if fill("index.interval.bytes", c.IndexIntervalBytes == 0) {
-		c.IndexIntervalBytes = d.IndexIntervalBytes
-	}
-	if fill("preallocate", !c.Preallocate) {
-		c.Preallocate = d.Preallocate
-	}
-	if fill("file.delete.delay.ms", c.FileDeleteDelayMs == 0) {
-		c.FileDeleteDelayMs = d.FileDeleteDelayMs
-	}
-	if fill("message.downconversion.enable", !c.MessageDownconversion) {
-		c.MessageDownconversion = d.MessageDownconversion
-	}
+	fillDefault(&c, "compression.type", &c.CompressionType, d.CompressionType)
+	fillDefault(&c, "message.timestamp.before.max.ms", &c.TimestampBeforeMaxMs, d.TimestampBeforeMaxMs)
+	fillDefault(&c, "message.timestamp.after.max.ms", &c.TimestampAfterMaxMs, d.TimestampAfterMaxMs)
+	fillDefault(&c, "message.timestamp.difference.max.ms", &c.TimestampDifferenceMaxMs, d.TimestampDifferenceMaxMs)
+	fillDefault(&c, "segment.jitter.ms", &c.SegmentJitterMs, d.SegmentJitterMs)
+	fillDefault(&c, "segment.index.bytes", &c.SegmentIndexBytes, d.SegmentIndexBytes)
+	fillDefault(&c, "index.interval.bytes", &c.IndexIntervalBytes, d.IndexIntervalBytes)
+	fillDefault(&c, "preallocate", &c.Preallocate, d.Preallocate)
+	fillDefault(&c, "file.delete.delay.ms", &c.FileDeleteDelayMs, d.FileDeleteDelayMs)
+	fillDefault(&c, "message.downconversion.enable", &c.MessageDownconversion, d.MessageDownconversion)
 	return c
+}
+
+// fillDefault sets *v, a field of c, to d when it is zero and was not
+// given with Set.
+func fillDefault[T comparable](c *TopicConfig, name string, v *T, d T) {
+	var zero T
+	if *v == zero && !c.IsSet(name) {
+		*v = d
+	}
 }
 
 // logConfig is what the partition's Log needs of c.
@@ -286,20 +275,22 @@ func (c TopicConfig) Validate() error {
 
 	case c.SegmentBytes > math.MaxInt32:
 		return fmt.Errorf("%w: segment.bytes %d > %d", ErrInvalidConfig, c.SegmentBytes, math.MaxInt32)
-	case c.TimestampBeforeMaxMs < 0:
-		return fmt.Errorf("%w: message.timestamp.before.max.ms %d < 0", ErrInvalidConfig, c.TimestampBeforeMaxMs)
-	case c.TimestampAfterMaxMs < 0:
-		return fmt.Errorf("%w: message.timestamp.after.max.ms %d < 0", ErrInvalidConfig, c.TimestampAfterMaxMs)
-	case c.TimestampDifferenceMaxMs < 0:
-		return fmt.Errorf("%w: message.timestamp.difference.max.ms %d < 0", ErrInvalidConfig, c.TimestampDifferenceMaxMs)
-	case c.SegmentJitterMs < 0:
-		return fmt.Errorf("%w: segment.jitter.ms %d < 0", ErrInvalidConfig, c.SegmentJitterMs)
-	case c.SegmentIndexBytes < 4:
-		return fmt.Errorf("%w: segment.index.bytes %d < 4", ErrInvalidConfig, c.SegmentIndexBytes)
-	case c.IndexIntervalBytes < 0:
-		return fmt.Errorf("%w: index.interval.bytes %d < 0", ErrInvalidConfig, c.IndexIntervalBytes)
-	case c.FileDeleteDelayMs < 0:
-		return fmt.Errorf("%w: file.delete.delay.ms %d < 0", ErrInvalidConfig, c.FileDeleteDelayMs)
+	}
+	for _, b := range []struct {
+		name   string
+		v, min int64
+	}{
+		{"message.timestamp.before.max.ms", c.TimestampBeforeMaxMs, 0},
+		{"message.timestamp.after.max.ms", c.TimestampAfterMaxMs, 0},
+		{"message.timestamp.difference.max.ms", c.TimestampDifferenceMaxMs, 0},
+		{"segment.jitter.ms", c.SegmentJitterMs, 0},
+		{"segment.index.bytes", int64(c.SegmentIndexBytes), 4},
+		{"index.interval.bytes", int64(c.IndexIntervalBytes), 0},
+		{"file.delete.delay.ms", c.FileDeleteDelayMs, 0},
+	} {
+		if b.v < b.min {
+			return fmt.Errorf("%w: %s %d < %d", ErrInvalidConfig, b.name, b.v, b.min)
+		}
 	}
 	if _, err := compressionCodec(c.CompressionType); err != nil {
 		return err

@@ -12,6 +12,18 @@ import (
 	"github.com/easel-io/easel/record"
 )
 
+// openTestEngine opens an engine in a new directory, closed when the test
+// ends.
+func openTestEngine(t *testing.T, opts Options) *Engine {
+	t.Helper()
+	e, err := Open(t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
 // TestTopicConfigSet checks Set's parsing and Validate's ranges for every
 // topic setting: what Kafka accepts is accepted, the rest is
 // ErrInvalidConfig.
@@ -177,11 +189,7 @@ func TestAppendTimestampBounds(t *testing.T) {
 // are stored re-compressed with the same records, idempotent retries are
 // still recognised, and "producer" keeps the batch as produced.
 func TestAppendRecompress(t *testing.T) {
-	e, err := Open(t.TempDir(), Options{RetentionCheckInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := openTestEngine(t, Options{RetentionCheckInterval: -1})
 	var cfg TopicConfig
 	cfg.Set("compression.type", "zstd")
 	if err := e.CreateTopic("z", cfg); err != nil {
@@ -321,11 +329,7 @@ func TestSegmentJitter(t *testing.T) {
 	var now atomic.Int64
 	now.Store(1_700_000_000_000)
 	clock := func() time.Time { return time.UnixMilli(now.Load()) }
-	e, err := Open(t.TempDir(), Options{Now: clock, RetentionCheckInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := openTestEngine(t, Options{Now: clock, RetentionCheckInterval: -1})
 	var cfg TopicConfig
 	cfg.Set("segment.ms", "1000")
 	cfg.Set("segment.jitter.ms", "1000")
