@@ -320,6 +320,8 @@ func TestEveryVersionRoundTrips(t *testing.T) {
 				r.Groups = []string{"g"}
 			case *kmsg.DeleteGroupsRequest:
 				r.Groups = []string{"nope"}
+			case *kmsg.OffsetDeleteRequest:
+				r.Group = "nope"
 			case *kmsg.DescribeClusterRequest:
 				r.EndpointType = 1
 			}
@@ -337,7 +339,7 @@ func TestEveryVersionRoundTrips(t *testing.T) {
 				want = kerr.MemberIDRequired.Code
 			case a.key == 12, a.key == 14, a.key == 13 && v < 3:
 				want = kerr.UnknownMemberID.Code // no such group
-			case a.key == 42:
+			case a.key == 42, a.key == 47:
 				want = kerr.GroupIDNotFound.Code
 			}
 			if code != want {
@@ -399,6 +401,16 @@ func firstErrorCode(resp kmsg.Response) int16 {
 		return r.ErrorCode
 	case *kmsg.DeleteGroupsResponse:
 		return r.Groups[0].ErrorCode
+	case *kmsg.OffsetDeleteResponse:
+		return r.ErrorCode
+	case *kmsg.DescribeLogDirsResponse:
+		switch {
+		case r.ErrorCode != 0:
+			return r.ErrorCode
+		case len(r.Dirs) != 1:
+			return kerr.InvalidRequest.Code // one log directory
+		}
+		return r.Dirs[0].ErrorCode
 	case *kmsg.DescribeClusterResponse:
 		if r.ErrorCode == 0 && (len(r.Brokers) != 1 || r.ClusterID == "" || r.ControllerID != r.Brokers[0].NodeID) {
 			return kerr.InvalidRequest.Code // not a single node's answer
