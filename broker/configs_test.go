@@ -393,3 +393,42 @@ func FuzzIncrementalEdit(f *testing.F) {
 		}
 	})
 }
+
+// TestMinInsyncReplicasDynamic checks where min.insync.replicas comes from
+// on acks=all produce, changed at run time: a dynamic broker default of 2
+// refuses acks=all on a one-replica topic (NOT_ENOUGH_REPLICAS), the
+// topic's own 1 overrides it, and deleting the broker default lets every
+// topic through again.
+func TestMinInsyncReplicasDynamic(t *testing.T) {
+	c := newTestBrokers(t, 1)
+	c.waitFor("ready", 20*time.Second, c.allReady)
+	cl := newClusterClient(t, c.running(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0),
+		kgo.RecordRetries(0), kgo.RequestRetries(0))
+	adm := kadm.NewClient(cl)
+	ctx := ctx10s(t)
+	for _, topic := range []string{"plain", "own"} {
+		if r, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil || r.Err != nil {
+			t.Fatalf("create %s: %v %v", topic, err, r.Err)
+		}
+	}
+	produce := func(topic string) error {
+		return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("v")}).FirstErr()
+	}
+	if err := produce("plain"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alterErr(adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{set("min.insync.replicas", "2")}, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := alterErr(adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{set("min.insync.replicas", "1")}, "own")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the broker default refusing acks=all", func() bool { return errors.Is(produce("plain"), kerr.NotEnoughReplicas) })
+	if err := produce("own"); err != nil {
+		t.Fatalf("the topic's own min.insync.replicas=1: %v", err)
+	}
+	if err := alterErr(adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: "min.insync.replicas"}}, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "acks=all accepted again", func() bool { return produce("plain") == nil })
+}
