@@ -432,3 +432,58 @@ func TestMinInsyncReplicasDynamic(t *testing.T) {
 	}
 	waitFor(t, "acks=all accepted again", func() bool { return produce("plain") == nil })
 }
+
+// TestCreatePartitionsAdmin drives CreatePartitions through kadm on a
+// cluster of one: growing works and the new partition takes writes;
+// validate_only, a lowered or equal count and an unknown topic change
+// nothing.
+func TestCreatePartitionsAdmin(t *testing.T) {
+	c := newTestBrokers(t, 1)
+	c.waitFor("ready", 20*time.Second, c.allReady)
+	cl := newClusterClient(t, c.running(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	adm := kadm.NewClient(cl)
+	ctx := ctx10s(t)
+	if r, err := adm.CreateTopic(ctx, 2, 1, nil, "grow"); err != nil || r.Err != nil {
+		t.Fatalf("create: %v %v", err, r.Err)
+	}
+	count := func() int {
+		td, err := adm.ListTopics(ctx, "grow")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(td["grow"].Partitions)
+	}
+	one := func(rs kadm.CreatePartitionsResponses, err error) error {
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			return r.Err
+		}
+		return fmt.Errorf("no response")
+	}
+	if err := one(adm.ValidateCreatePartitions(ctx, 3, "grow")); err != nil || count() != 2 {
+		t.Fatalf("validate_only: %v, %d partitions", err, count())
+	}
+	if err := one(adm.CreatePartitions(ctx, 1, "grow")); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("%d partitions after adding one", n)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "grow", Partition: 2, Value: []byte("new")}).FirstErr(); err != nil {
+		t.Fatalf("produce to the new partition: %v", err)
+	}
+	for _, tc := range []struct {
+		set   int
+		topic string
+		want  error
+	}{{2, "grow", kerr.InvalidPartitions}, {3, "grow", kerr.InvalidPartitions}, {5, "nope", kerr.UnknownTopicOrPartition}} {
+		if err := one(adm.UpdatePartitions(ctx, tc.set, tc.topic)); !errors.Is(err, tc.want) {
+			t.Errorf("set %s to %d: %v, want %v", tc.topic, tc.set, err, tc.want)
+		}
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("%d partitions after refused changes", n)
+	}
+}
