@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/easel-io/easel/record"
 )
@@ -13,6 +14,11 @@ import (
 // stored byte for byte as produced. With a bound set, the records of every
 // CreateTime batch are decoded (decompressed) to check each timestamp; with
 // a codec set, a batch in another codec is rebuilt in it.
+
+// iterPool holds record iterators for the checks below; each keeps its
+// decompression buffer (up to the largest batch it decompressed) between
+// uses.
+var iterPool = sync.Pool{New: func() any { return record.NewIterator(nil, record.DefaultMaxDecompressed) }}
 
 // checkTimestamps refuses a CreateTime batch holding a record whose
 // timestamp is more than before ms older or after ms newer than now
@@ -37,7 +43,9 @@ func checkTimestamps(batch []byte, h record.Header, cfg *TopicConfig, nowMs int6
 		}
 		return nil
 	}
-	it := record.NewIterator(batch, record.DefaultMaxDecompressed)
+	it := iterPool.Get().(*record.Iterator)
+	defer iterPool.Put(it)
+	it.Reset(batch)
 	for it.Next() {
 		if ts := it.Record().Timestamp; bad(ts) {
 			return fmt.Errorf("%w: record timestamp %d is out of [now-%d, now+%d] ms (message.timestamp.before/after.max.ms)",
@@ -68,7 +76,9 @@ func recompress(batch []byte, h record.Header, to int8) ([]byte, error) {
 		Transactional:        h.Transactional(),
 		PartitionLeaderEpoch: h.PartitionLeaderEpoch,
 	})
-	it := record.NewIterator(batch, record.DefaultMaxDecompressed)
+	it := iterPool.Get().(*record.Iterator)
+	defer iterPool.Put(it)
+	it.Reset(batch)
 	for it.Next() {
 		b.Add(*it.Record())
 	}
