@@ -57,7 +57,12 @@ var topicConfigDefs = map[string]configDef{
 	"segment.index.bytes":                 {kmsg.ConfigTypeInt, "The size each new segment's offset index is preallocated to."},
 	"segment.jitter.ms":                   {kmsg.ConfigTypeLong, "Each segment rolls by time a random amount up to this much before segment.ms."},
 	"segment.ms":                          {kmsg.ConfigTypeLong, "A segment rolls when its first append is this many milliseconds old."},
-	"unclean.leader.election.enable":      {kmsg.ConfigTypeBoolean, "A partition whose ISR is all gone may elect a replica outside the ISR, losing committed records, rather than stay offline."},
+	// Compaction's settings (reported once the engine knows them).
+	"delete.retention.ms":            {kmsg.ConfigTypeLong, "How long a compacted topic keeps tombstones."},
+	"max.compaction.lag.ms":          {kmsg.ConfigTypeLong, "A record stays uncompacted at most this long."},
+	"min.cleanable.dirty.ratio":      {kmsg.ConfigTypeDouble, "The share of a log not yet compacted above which it is compacted."},
+	"min.compaction.lag.ms":          {kmsg.ConfigTypeLong, "A record stays uncompacted at least this long."},
+	"unclean.leader.election.enable": {kmsg.ConfigTypeBoolean, "A partition whose ISR is all gone may elect a replica outside the ISR, losing committed records, rather than stay offline."},
 }
 
 // kafkaDefaults holds Kafka's default of every topic setting.
