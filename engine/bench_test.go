@@ -62,20 +62,25 @@ const (
 func BenchmarkAppend(b *testing.B) {
 	for _, sz := range benchSizes {
 		b.Run(sz.name, func(b *testing.B) {
-			batch := simpleBatch(b, 100, sz.size, 1)
-			e, p := benchPartition(b, TopicConfig{SegmentBytes: benchSegment, RetentionBytes: benchRetention, RetentionMs: -1}, 50*time.Millisecond)
-			defer e.crash() // no fsync of what the benchmark wrote
-			b.SetBytes(int64(len(batch)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := p.Append(batch); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer() // not the wait for the last background fsync
+			benchAppendLoop(b, TopicConfig{SegmentBytes: benchSegment, RetentionBytes: benchRetention, RetentionMs: -1}, simpleBatch(b, 100, sz.size, 1))
 		})
 	}
+}
+
+// benchAppendLoop appends batch b.N times to a partition of cfg, with
+// retention every 50 ms.
+func benchAppendLoop(b *testing.B, cfg TopicConfig, batch []byte) {
+	e, p := benchPartition(b, cfg, 50*time.Millisecond)
+	defer e.crash() // no fsync of what the benchmark wrote
+	b.SetBytes(int64(len(batch)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := p.Append(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer() // not the wait for the last background fsync
 }
 
 // BenchmarkAppendCompressionType is BenchmarkAppend of 100 x 1 KiB
@@ -104,17 +109,7 @@ func BenchmarkAppendCompressionType(b *testing.B) {
 			if err := cfg.Set(mode.key, mode.value); err != nil {
 				b.Fatal(err)
 			}
-			e, p := benchPartition(b, cfg, 50*time.Millisecond)
-			defer e.crash()
-			b.SetBytes(int64(len(batch)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if _, err := p.Append(batch); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
+			benchAppendLoop(b, cfg, batch)
 		})
 	}
 }
