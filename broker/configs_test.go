@@ -297,7 +297,8 @@ func TestIncrementalEdit(t *testing.T) {
 // TestClusterAlterConfigs checks that a topic setting altered through a
 // broker that is not the controller (the request is forwarded) reaches
 // every broker of three: their metadata and the engines hosting the
-// topic's replicas, leader and followers.
+// topic's replicas, leader and followers; and so does a cluster-wide
+// dynamic default.
 func TestClusterAlterConfigs(t *testing.T) {
 	c := newTestBrokers(t, 1, 2, 3)
 	c.waitFor("ready", 30*time.Second, c.allReady)
@@ -357,6 +358,19 @@ func TestClusterAlterConfigs(t *testing.T) {
 			t.Fatalf("broker %d describes retention.ms %+v", m.id, got["retention.ms"])
 		}
 	}
+	// A cluster-wide dynamic default (legacy AlterConfigs on BROKER "")
+	// reaches every broker's partitions of the topic, which does not set it.
+	if err := alterErr(adm.AlterBrokerConfigsState(ctx, []kadm.AlterConfig{set("log.segment.bytes", "5000000")})); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("every broker's engine to take the cluster default", 20*time.Second, func() bool {
+		for _, m := range c.members {
+			if info, err := m.eng.Topic("everywhere"); err != nil || info.Config.SegmentBytes != 5000000 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // FuzzIncrementalEdit feeds arbitrary operations to incrementalEdit: it
