@@ -38,6 +38,9 @@ type Partition struct {
 	failed atomic.Bool
 	// cleanMu serialises retention passes with each other and with close.
 	cleanMu sync.Mutex
+	// cleanWaiters counts truncations waiting for cleanMu (lockClean): a
+	// compaction pass seeing one stops early.
+	cleanWaiters atomic.Int32
 	// snap serialises producer snapshot writes, which run in the
 	// background at rolls so that appends do not wait for them.
 	snap struct {
