@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -23,9 +24,10 @@ import (
 //	cleaner.tmp/<from>.log, .index, .timeindex, swap-manifest   being written; removed at open (undo)
 //	cleaner.swap/...                                            committed; the open finishes the swap
 //
-// swap-manifest is one line, "<from> <to> <xxhash64 of "<from> <to>" in
-// hex>\n": the new segment replaces the old segments with base offsets in
-// [from, to). Steps: write and fsync the new segment and the manifest in
+// swap-manifest is one line, "<from> <to> <size> <sum> <check>\n" (sum
+// the xxhash64 of the new .log, check that of the text before it, both in
+// hex): the new segment of size bytes replaces the old segments with base
+// offsets in [from, to). Steps: write and fsync the new segment and the manifest in
 // cleaner.tmp; rename cleaner.tmp to cleaner.swap and fsync the partition
 // directory (the commit); delete the old segments, the one at from first;
 // move the new segment's files into the partition directory, its .log last;
@@ -41,27 +43,44 @@ const (
 	swapManifest   = "swap-manifest"
 )
 
-func manifestLine(from, to int64) string {
-	body := strconv.FormatInt(from, 10) + " " + strconv.FormatInt(to, 10)
+// swapManifestInfo is what a swap manifest says.
+type swapManifestInfo struct {
+	from, to, size int64
+	sum            uint64
+}
+
+func (m swapManifestInfo) line() string {
+	body := fmt.Sprintf("%d %d %d %x", m.from, m.to, m.size, m.sum)
 	return body + " " + strconv.FormatUint(xxhash.Sum64String(body), 16) + "\n"
 }
 
 // parseManifest reads a swap manifest; ok is false if it is not one.
-func parseManifest(b []byte) (from, to int64, ok bool) {
-	line, rest, found := strings.Cut(string(b), "\n")
-	if !found || rest != "" {
-		return 0, 0, false
+func parseManifest(b []byte) (m swapManifestInfo, ok bool) {
+	f := strings.Fields(string(b))
+	if len(f) != 5 {
+		return m, false
 	}
-	f := strings.Fields(line)
-	if len(f) != 3 {
-		return 0, 0, false
+	var err [4]error
+	m.from, err[0] = strconv.ParseInt(f[0], 10, 64)
+	m.to, err[1] = strconv.ParseInt(f[1], 10, 64)
+	m.size, err[2] = strconv.ParseInt(f[2], 10, 64)
+	m.sum, err[3] = strconv.ParseUint(f[3], 16, 64)
+	if errors.Join(err[:]...) != nil || m.from < 0 || m.to <= m.from || m.size < 0 || m.line() != string(b) {
+		return swapManifestInfo{}, false
 	}
-	from, err1 := strconv.ParseInt(f[0], 10, 64)
-	to, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil || from < 0 || to <= from || manifestLine(from, to) != string(b) {
-		return 0, 0, false
+	return m, true
+}
+
+// fileSum returns the size and xxhash64 of a file.
+func fileSum(path string) (int64, uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
 	}
-	return from, to, true
+	defer f.Close()
+	d := xxhash.New()
+	n, err := io.Copy(d, f)
+	return n, d.Sum64(), err
 }
 
 // RewriteSegments replaces segments through the swap described above; see
@@ -80,7 +99,11 @@ func (l *diskLog) RewriteSegments(from, to int64, write func(add func([]byte) er
 	}
 	built, err := l.buildSegment(tmp, from, to, write)
 	if err == nil {
-		err = fsutil.WriteFileAtomic(filepath.Join(tmp, swapManifest), []byte(manifestLine(from, to)), true)
+		var m swapManifestInfo
+		m.from, m.to = from, to
+		if m.size, m.sum, err = fileSum(filepath.Join(tmp, segment.FileName(from)+segment.LogSuffix)); err == nil {
+			err = fsutil.WriteFileAtomic(filepath.Join(tmp, swapManifest), []byte(m.line()), true)
+		}
 	}
 	if err == nil {
 		err = fsutil.SyncDir(tmp)
@@ -88,6 +111,9 @@ func (l *diskLog) RewriteSegments(from, to int64, write func(add func([]byte) er
 	if err == nil {
 		// The commit: from here on the new segment replaces the old ones,
 		// now or at the next open.
+		err = l.step("built")
+	}
+	if err == nil {
 		err = os.Rename(tmp, filepath.Join(l.dir, cleanerSwapDir))
 	}
 	if err != nil {
@@ -95,7 +121,7 @@ func (l *diskLog) RewriteSegments(from, to int64, write func(add func([]byte) er
 		return err
 	}
 	swap := filepath.Join(l.dir, cleanerSwapDir)
-	if err := fsutil.SyncDir(l.dir); err != nil {
+	if err := errors.Join(fsutil.SyncDir(l.dir), l.step("committed")); err != nil {
 		return fmt.Errorf("engine: compact %s: %w", name, err)
 	}
 	s, err := segment.Open(swap, from, l.seg, false)
@@ -119,18 +145,38 @@ func (l *diskLog) RewriteSegments(from, to int64, write func(add func([]byte) er
 	l.segs.Store(&next)
 	l.listMu.Unlock()
 	// Oldest first: while the old segment at from is on disk, all are.
-	for _, o := range old {
-		if err := o.Delete(); err != nil {
+	for k, o := range old {
+		err := o.Delete()
+		if err == nil && k == 0 {
+			err = l.step("deleted-first")
+		}
+		if err != nil {
 			return fmt.Errorf("engine: compact %s (the next open finishes the swap): %w", name, err)
 		}
 	}
-	if err := s.MoveTo(l.dir); err != nil {
+	err = l.step("deleted")
+	if err == nil {
+		err = s.MoveTo(l.dir)
+	}
+	if err == nil {
+		err = l.step("moved")
+	}
+	if err != nil {
 		return fmt.Errorf("engine: compact %s (the next open finishes the swap): %w", name, err)
 	}
 	if err := os.RemoveAll(swap); err != nil {
 		return fmt.Errorf("engine: compact %s: %w", name, err)
 	}
 	return nil
+}
+
+// step is a point of the swap where tests stop it (diskLog.swapStep) to
+// leave the directory as a crash there would.
+func (l *diskLog) step(name string) error {
+	if l.swapStep == nil {
+		return nil
+	}
+	return l.swapStep(name)
 }
 
 // buildSegment writes the new segment into dir and returns its end offset.
@@ -217,8 +263,21 @@ func (l *diskLog) finishSwapOf(swap string, base int64) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	from, to, ok := parseManifest(b)
-	ok = ok && from == base
+	m, ok := parseManifest(b)
+	logPath := filepath.Join(swap, segment.FileName(base)+segment.LogSuffix)
+	if ok {
+		size, sum, err := fileSum(logPath)
+		if err != nil {
+			return err
+		}
+		ok = m.from == base && size == m.size && sum == m.sum
+	}
+	_, statErr := os.Stat(filepath.Join(l.dir, segment.FileName(base)+segment.LogSuffix))
+	oldThere := statErr == nil
+	if !ok && oldThere {
+		l.log.Warn("undoing a damaged compaction swap; the old segments are whole", "dir", l.dir, "base", base)
+		return nil
+	}
 	// Scan it whole: CRCs, and indexes rebuilt.
 	s, err := segment.OpenForRecovery(swap, base, l.seg, false)
 	if err != nil {
@@ -230,16 +289,10 @@ func (l *diskLog) finishSwapOf(swap string, base int64) error {
 	if err != nil {
 		return err
 	}
-	_, statErr := os.Stat(filepath.Join(l.dir, segment.FileName(base)+segment.LogSuffix))
-	oldThere := statErr == nil
-	switch {
-	case ok && cut == 0 && end <= to:
-		l.log.Info("finishing an interrupted compaction swap", "dir", l.dir, "from", from, "to", to)
-	case oldThere:
-		l.log.Warn("undoing a damaged compaction swap; the old segments are whole", "dir", l.dir,
-			"base", base, "manifest_ok", ok, "bytes_cut", cut)
-		return nil
-	default:
+	to := m.to
+	if ok && cut == 0 && end <= to {
+		l.log.Info("finishing an interrupted compaction swap", "dir", l.dir, "from", base, "to", to)
+	} else {
 		// The old segments are (partly) gone: what the swap holds is all
 		// there is of them.
 		l.log.Error("compaction swap damaged after its old segments went; keeping what it holds", "dir", l.dir,
