@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(startOverChildEnv); dir != "" {
 		os.Exit(startOverChild(dir))
 	}
+	if dir := os.Getenv(compactCrashChildEnv); dir != "" {
+		os.Exit(compactCrashChild(dir))
+	}
 	os.Exit(m.Run())
 }
 
