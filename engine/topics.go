@@ -140,6 +140,8 @@ func (e *Engine) loadOwnMetadata() error {
 		for _, k := range m.Explicit {
 			m.Config.markSet(k)
 		}
+		// Settings added since the file was written take their defaults.
+		m.Config = m.Config.withDefaults(e.opts.Defaults)
 		if m.ID.IsZero() {
 			// Written before topics had ids: give it one, durably, before
 			// any partition directory is stamped with it.
