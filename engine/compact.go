@@ -46,8 +46,12 @@ import (
 // cleanerCheckpoint names the state file holding where the last
 // compaction pass stopped mapping keys (Kafka's cleaner-offset-checkpoint,
 // here one per partition): decimal offset and a newline. It is a hint: a
-// lost or wrong one makes the next pass map more, or compact less, never
-// lose a record it must keep.
+// lost or wrong one makes the next pass map more, or compact less (or
+// later), never lose a record it must keep.
+//
+// Format: "<offset> <horizon>\n", horizon the earliest delete horizon (ms)
+// of a batch the pass kept with tombstones, -1 if none: once it passes, a
+// pass runs to drop them even when nothing is dirty.
 const cleanerCheckpoint = "cleaner-offset-checkpoint"
 
 // Cleaner defaults (Kafka's).
@@ -132,6 +136,9 @@ func (t *throttle) wait(n int) {
 type cleanerEnv struct {
 	cl      *cleaner
 	stopped func() bool // the pass must stop: closing, or a truncation waits
+	// lastBatch returns the base offset of a producer's newest batch (-1
+	// if it has none); nil: every batch of a producer counts as its last.
+	lastBatch func(pid int64) int64
 	log     *slog.Logger
 	topic   string
 	part    int32
@@ -151,6 +158,14 @@ func (p *Partition) cleanerEnv() *cleanerEnv {
 			default:
 			}
 			return p.closed.Load() || p.cleanWaiters.Load() > 0
+		},
+		lastBatch: func(pid int64) int64 {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if e := p.mu.producers.m[pid]; e != nil && e.n > 0 {
+				return e.recent[e.n-1].offset
+			}
+			return -1
 		},
 	}
 }
@@ -179,6 +194,9 @@ type compaction struct {
 	now        int64 // ms
 	firstDirty int64 // where the map begins
 	mapEnd     int64 // where the map ends: a batch boundary
+	// nextHorizon is the earliest delete horizon of a batch kept with
+	// tombstones, -1 if none.
+	nextHorizon int64
 	m          *offsetMap
 	it         *record.Iterator
 	kept       []record.Record
@@ -209,11 +227,13 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 		return 0, nil
 	}
 	end := segs[u].BaseOffset
-	firstDirty := readCheckpoint(l)
+	firstDirty, horizon := readCheckpoint(l)
 	if firstDirty < segs[0].BaseOffset || firstDirty > end {
-		firstDirty = segs[0].BaseOffset
+		firstDirty, horizon = segs[0].BaseOffset, -1
 	}
-	if firstDirty >= end {
+	// Nothing dirty: a pass only to drop tombstones whose horizon passed.
+	tombstonesDue := horizon >= 0 && nowMs >= horizon
+	if firstDirty >= end && !tombstonesDue {
 		return 0, nil
 	}
 	var cleanBytes, dirtyBytes int64
@@ -234,14 +254,14 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 			forced = nowMs-ts > cfg.MaxCompactionLagMs
 		}
 	}
-	if ratio < cfg.MinCleanableDirtyRatio && !forced {
+	if ratio < cfg.MinCleanableDirtyRatio && !forced && !tombstonesDue {
 		return 0, nil
 	}
 
 	env.cl.mu.Lock()
 	defer env.cl.mu.Unlock()
 	began := time.Now()
-	c := &compaction{env: env, l: l, cfg: cfg, now: nowMs, firstDirty: firstDirty, mapEnd: firstDirty, m: &env.cl.m}
+	c := &compaction{env: env, l: l, cfg: cfg, now: nowMs, firstDirty: firstDirty, mapEnd: firstDirty, m: &env.cl.m, nextHorizon: -1}
 	c.it = record.NewIterator(nil, 0)
 	err := c.buildMap(end)
 	if errors.Is(err, errCleanStopped) {
@@ -250,7 +270,7 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 	if err != nil {
 		return 0, err
 	}
-	if c.mapEnd <= firstDirty {
+	if c.mapEnd <= firstDirty && !tombstonesDue {
 		return 0, nil
 	}
 	removed := 0
@@ -279,7 +299,8 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 		removed += j - i - 1
 		i = j
 	}
-	if err := l.SaveState(cleanerCheckpoint, []byte(strconv.FormatInt(c.mapEnd, 10)+"\n"), false); err != nil {
+	ckpt := strconv.FormatInt(c.mapEnd, 10) + " " + strconv.FormatInt(c.nextHorizon, 10) + "\n"
+	if err := l.SaveState(cleanerCheckpoint, []byte(ckpt), false); err != nil {
 		env.log.Warn("log cleaner checkpoint not saved", "topic", env.topic, "partition", env.part, "err", err)
 	}
 	took := time.Since(began)
@@ -293,17 +314,24 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 	return removed, nil
 }
 
-// readCheckpoint returns the saved cleaner checkpoint, or -1.
-func readCheckpoint(l Log) int64 {
+// readCheckpoint returns the saved cleaner checkpoint (where the last pass
+// stopped mapping, and the earliest delete horizon of a tombstone it kept,
+// -1 if none), or -1, -1.
+func readCheckpoint(l Log) (int64, int64) {
 	b, err := l.LoadState(cleanerCheckpoint)
 	if err != nil || b == nil {
-		return -1
+		return -1, -1
 	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return -1
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return -1, -1
 	}
-	return v
+	off, err1 := strconv.ParseInt(f[0], 10, 64)
+	hz, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1, -1
+	}
+	return off, hz
 }
 
 // firstBatchTime returns the maxTimestamp of the first batch at or after
@@ -446,7 +474,7 @@ func (c *compaction) filter(batch []byte, h record.Header) (out []byte, empty bo
 		return batch, false, nil
 	}
 	if h.RecordCount == 0 {
-		return batch, h.ProducerID < 0, nil
+		return batch, !c.producerLast(h), nil
 	}
 	hz, hasHz := h.DeleteHorizon()
 	dirty := h.BaseOffset >= c.firstDirty && h.BaseOffset < c.mapEnd
@@ -469,17 +497,6 @@ func (c *compaction) filter(batch []byte, h record.Header) (out []byte, empty bo
 	}
 	c.stats.recordsRead += int64(n)
 	c.stats.recordsKept += int64(len(c.kept))
-	switch {
-	case len(c.kept) == n && !needHz:
-		return batch, false, nil
-	case len(c.kept) == 0:
-		if h.ProducerID >= 0 {
-			// Producer state is rebuilt from batch headers: keep this one.
-			c.out, err = record.AppendCompacted(c.out[:0], h, nil, -1)
-			return c.out, false, err
-		}
-		return nil, true, nil
-	}
 	horizon := int64(-1)
 	switch {
 	case hasHz:
@@ -487,8 +504,43 @@ func (c *compaction) filter(batch []byte, h record.Header) (out []byte, empty bo
 	case needHz:
 		horizon = c.now + min(c.cfg.DeleteRetentionMs, math.MaxInt64-c.now)
 	}
+	if horizon >= 0 && c.keptTombstone() && (c.nextHorizon < 0 || horizon < c.nextHorizon) {
+		c.nextHorizon = horizon
+	}
+	switch {
+	case len(c.kept) == n && !needHz:
+		return batch, false, nil
+	case len(c.kept) == 0:
+		if c.producerLast(h) {
+			// Producer state is rebuilt from batch headers: keep the
+			// producer's last one, as Kafka does.
+			c.out, err = record.AppendCompacted(c.out[:0], h, nil, -1)
+			return c.out, false, err
+		}
+		return nil, true, nil
+	}
 	c.out, err = record.AppendCompacted(c.out[:0], h, c.kept, horizon)
 	return c.out, false, err
+}
+
+// producerLast reports whether h is the newest batch of an idempotent
+// producer, whose header producer state needs.
+func (c *compaction) producerLast(h record.Header) bool {
+	if h.ProducerID < 0 {
+		return false
+	}
+	return c.env.lastBatch == nil || c.env.lastBatch(h.ProducerID) == h.BaseOffset
+}
+
+// keptTombstone reports whether the batch being filtered keeps a
+// tombstone.
+func (c *compaction) keptTombstone() bool {
+	for i := range c.kept {
+		if c.kept[i].Value == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // keep decides one record: it goes if it has no key (Kafka's cleaner drops

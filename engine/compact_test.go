@@ -41,9 +41,10 @@ type compactModel struct {
 
 // clean applies one pass at now over [0, end), as the cleaner must.
 func (m *compactModel) clean(now, end int64) {
-	if end <= m.prevEnd {
-		return // nothing dirty: no pass
+	if end <= m.prevEnd && !m.tombstonesDue(now) {
+		return // nothing dirty, no tombstone due: no pass
 	}
+	end = max(end, m.prevEnd)
 	latest := make(map[string]int64)
 	for _, r := range m.recs {
 		if r.off < end {
@@ -64,6 +65,17 @@ func (m *compactModel) clean(now, end int64) {
 		}
 	}
 	m.prevEnd = end
+}
+
+// tombstonesDue reports whether a tombstone kept so far has a delete
+// horizon at or before now.
+func (m *compactModel) tombstonesDue(now int64) bool {
+	for _, r := range m.recs {
+		if r.present && r.value == nil && r.horizon >= 0 && r.horizon <= now {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *compactModel) from(off int64) []*compactRec {
