@@ -139,9 +139,9 @@ type cleanerEnv struct {
 	// lastBatch returns the base offset of a producer's newest batch (-1
 	// if it has none); nil: every batch of a producer counts as its last.
 	lastBatch func(pid int64) int64
-	log     *slog.Logger
-	topic   string
-	part    int32
+	log       *slog.Logger
+	topic     string
+	part      int32
 }
 
 // cleanerEnv returns the compaction settings for a pass over p.
@@ -197,13 +197,13 @@ type compaction struct {
 	// nextHorizon is the earliest delete horizon of a batch kept with
 	// tombstones, -1 if none.
 	nextHorizon int64
-	m          *offsetMap
-	it         *record.Iterator
-	kept       []record.Record
-	arena      []byte
-	hdrs       []record.RecordHeader
-	out        []byte
-	stats      cleanStats
+	m           *offsetMap
+	it          *record.Iterator
+	kept        []record.Record
+	arena       []byte
+	hdrs        []record.RecordHeader
+	out         []byte
+	stats       cleanStats
 }
 
 func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.Time, hw int64) (int, error) {
