@@ -314,6 +314,32 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 	return removed, nil
 }
 
+// isCompacted reports whether a cleanup.policy value includes compact.
+func isCompacted(policy string) bool {
+	for _, p := range strings.Split(policy, ",") {
+		if strings.TrimSpace(p) == CleanupCompact {
+			return true
+		}
+	}
+	return false
+}
+
+var keyCheckers = sync.Pool{New: func() any { return record.NewIterator(nil, 0) }}
+
+// checkKeys refuses a batch holding a record without a key, as Kafka does
+// for compacted topics (compaction could only drop it).
+func checkKeys(batch []byte) error {
+	it := keyCheckers.Get().(*record.Iterator)
+	defer keyCheckers.Put(it)
+	it.Reset(batch)
+	for it.Next() {
+		if it.Record().Key == nil {
+			return fmt.Errorf("%w: record at offset delta %d has no key: a compacted topic needs one", record.ErrInvalid, it.Record().Offset-it.Header().BaseOffset)
+		}
+	}
+	return it.Err()
+}
+
 // readCheckpoint returns the saved cleaner checkpoint (where the last pass
 // stopped mapping, and the earliest delete horizon of a tombstone it kept,
 // -1 if none), or -1, -1.

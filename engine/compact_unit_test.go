@@ -420,3 +420,27 @@ func TestFollowerCopiesCompactedLog(t *testing.T) {
 	}
 	t.Log(fmt.Sprintf("%d batches, %d holes between them", len(lb), holes))
 }
+
+// A compacted topic refuses records without a key (INVALID_RECORD in
+// Kafka); a delete topic takes them.
+func TestCompactedTopicNeedsKeys(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), quietOpts())
+	defer e.Close()
+	p := compactTopic(t, e, 1<<20)
+	for _, c := range codecs() {
+		b := buildBatch(t, []record.Record{{Key: []byte("k"), Value: []byte("v")}, {Value: []byte("no key")}}, c, -1, 0, 0)
+		if _, err := p.Append(b); !errors.Is(err, record.ErrInvalid) {
+			t.Fatalf("codec %d: keyless record: %v, want record.ErrInvalid", c, err)
+		}
+	}
+	if p.EndOffset() != 0 {
+		t.Fatalf("a refused batch was appended")
+	}
+	if err := e.CreateTopic("d", TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := e.Partition("d", 0)
+	if _, err := d.Append(buildBatch(t, []record.Record{{Value: []byte("no key")}}, 0, -1, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+}

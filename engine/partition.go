@@ -158,7 +158,7 @@ type AppendResult struct {
 // single node; see HighWatermark).
 //
 // Errors: record.ErrCorrupt (bad CRC or sizes), record.ErrInvalid (bad magic,
-// counts, a control batch), codec.ErrUnknownCodec, ErrMessageTooLarge,
+// counts, a control batch, a record without a key in a compacted topic), codec.ErrUnknownCodec, ErrMessageTooLarge,
 // ErrOutOfOrderSequence and ErrInvalidProducerEpoch (idempotent producers),
 // ErrNotLeader (a follower), ErrLogFailed (an fsync of the partition failed,
 // now or before), ErrClosed. A retry of one of the producer's last five
@@ -179,6 +179,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	}
 	if h.Codec() != codec.None {
 		if _, err := codec.ByID(h.Codec()); err != nil {
+			return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
+		}
+	}
+	if isCompacted(p.cfg.CleanupPolicy) {
+		if err := checkKeys(batch); err != nil {
 			return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
 		}
 	}
