@@ -340,6 +340,18 @@ func checkKeys(batch []byte) error {
 	return it.Err()
 }
 
+// cutCleanerCheckpoint forgets where compaction stopped when a truncation
+// cut the log below it: records appended at those offsets again are dirty,
+// so the next pass maps the log from its start. (A crash before this only
+// leaves them uncompacted.)
+func (p *Partition) cutCleanerCheckpoint(end int64) {
+	if off, _ := readCheckpoint(p.log); off > end {
+		if err := p.log.RemoveState(cleanerCheckpoint); err != nil {
+			p.e.log.Warn("log cleaner checkpoint not removed after a truncation", "topic", p.topic, "partition", p.id, "err", err)
+		}
+	}
+}
+
 // readCheckpoint returns the saved cleaner checkpoint (where the last pass
 // stopped mapping, and the earliest delete horizon of a tombstone it kept,
 // -1 if none), or -1, -1.

@@ -444,3 +444,90 @@ func TestCompactedTopicNeedsKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Appends, reads and compaction passes run at once (under -race in CI):
+// every read sees offsets increase and each key's values in the order
+// written, and the end holds each key's last value.
+func TestCompactionConcurrent(t *testing.T) {
+	e := mustOpen(t, t.TempDir(), quietOpts())
+	defer e.Close()
+	p := compactTopic(t, e, 2048)
+	stop := make(chan struct{})
+	errs := make(chan error, 3)
+	last := make(map[string]int)
+	go func() { // the writer
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			k := "k" + strconv.Itoa(n%20)
+			rec := record.Record{Key: []byte(k), Value: []byte(k + "/" + strconv.Itoa(n))}
+			if _, err := p.Append(buildBatch(t, []record.Record{rec}, int8(n%5), -1, 0, 0)); err != nil {
+				errs <- err
+				return
+			}
+			last[k] = n
+		}
+	}()
+	go func() { // compaction
+		for {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			if _, err := e.EnforceRetention(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() { // a reader from the start, again and again
+		for {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			it := p.Records(p.StartOffset())
+			prev, seen := int64(-1), make(map[string]int)
+			for it.Next() {
+				r := it.Record()
+				var n int
+				k, v, _ := bytes.Cut(r.Value, []byte("/"))
+				n, _ = strconv.Atoi(string(v))
+				if r.Offset <= prev || string(k) != string(r.Key) || n < seen[string(k)] {
+					errs <- fmt.Errorf("offset %d (after %d) key %q value %q, seen %d", r.Offset, prev, r.Key, r.Value, seen[string(k)])
+					it.Close()
+					return
+				}
+				prev, seen[string(k)] = r.Offset, n
+			}
+			if err := it.Close(); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, n := latestOf(t, p)
+	for k, v := range last {
+		if got[k] != k+"/"+strconv.Itoa(v) {
+			t.Fatalf("%s = %q, want its last value %d", k, got[k], v)
+		}
+	}
+	if int64(n) >= p.EndOffset() {
+		t.Fatalf("nothing compacted: %d records of %d offsets", n, p.EndOffset())
+	}
+}

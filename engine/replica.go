@@ -512,6 +512,7 @@ func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced b
 	if p.flushed.Load() > end {
 		p.flushed.Store(end)
 	}
+	p.cutCleanerCheckpoint(end)
 	var ckptErr error
 	if hw > end {
 		p.hw.Store(end)
