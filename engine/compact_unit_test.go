@@ -418,7 +418,7 @@ func TestFollowerCopiesCompactedLog(t *testing.T) {
 	if holes == 0 {
 		t.Fatalf("the compacted log has no holes between batches: the test tests nothing")
 	}
-	t.Log(fmt.Sprintf("%d batches, %d holes between them", len(lb), holes))
+	t.Logf("%d batches, %d holes between them", len(lb), holes)
 }
 
 // A compacted topic refuses records without a key (INVALID_RECORD in
