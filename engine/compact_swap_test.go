@@ -27,19 +27,7 @@ var errStopSwap = errors.New("test: swap stopped here")
 func compactFixture(t testing.TB, dir string, segBytes int64) {
 	t.Helper()
 	e := mustOpen(t, dir, quietOpts())
-	cfg := TopicConfig{Partitions: 1, SegmentBytes: segBytes}
-	for k, v := range map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0"} {
-		if err := cfg.Set(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := e.CreateTopic("c", cfg); err != nil {
-		t.Fatal(err)
-	}
-	p, err := e.Partition("c", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := compactTopic(t, e, segBytes)
 	for i := range 120 {
 		recs := []record.Record{{Key: []byte("k" + strconv.Itoa(i%7)), Value: []byte(fmt.Sprintf("value-%d", i))}}
 		if i%11 == 0 {

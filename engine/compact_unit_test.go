@@ -163,6 +163,14 @@ func TestThrottle(t *testing.T) {
 	}
 }
 
+// compactNow runs retention and compaction once.
+func compactNow(t testing.TB, e *Engine) {
+	t.Helper()
+	if _, err := e.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // compactTopic creates a compacted topic c with settings from kv.
 func compactTopic(t testing.TB, e *Engine, segBytes int64, kv ...string) *Partition {
 	t.Helper()
@@ -234,9 +242,7 @@ func TestCompactionSmallBuffer(t *testing.T) {
 	_, before := latestOf(t, p)
 	var lastRead int
 	for pass := range 6 {
-		if _, err := e.EnforceRetention(); err != nil {
-			t.Fatal(err)
-		}
+		compactNow(t, e)
 		got, n := latestOf(t, p)
 		for k, v := range want {
 			if got[k] != v {
@@ -285,16 +291,12 @@ func TestCompactionLags(t *testing.T) {
 	now = now.Add(30 * time.Second)
 	appendKV(t, p, now.UnixMilli(), "pad", pad) // rolls: the k segments are sealed
 	_, n0 := latestOf(t, p)
-	if _, err := e.EnforceRetention(); err != nil {
-		t.Fatal(err)
-	}
+	compactNow(t, e)
 	if _, n := latestOf(t, p); n != n0 {
 		t.Fatalf("records younger than min.compaction.lag.ms compacted: %d -> %d", n0, n)
 	}
 	now = now.Add(60 * time.Second)
-	if _, err := e.EnforceRetention(); err != nil {
-		t.Fatal(err)
-	}
+	compactNow(t, e)
 	_, n1 := latestOf(t, p)
 	if n1 >= n0 {
 		t.Fatalf("old enough but not compacted: %d -> %d", n0, n1)
@@ -305,18 +307,14 @@ func TestCompactionLags(t *testing.T) {
 	}
 	appendKV(t, p, now.UnixMilli(), "pad", pad)
 	now = now.Add(50 * time.Second)
-	if _, err := e.EnforceRetention(); err != nil {
-		t.Fatal(err)
-	}
+	compactNow(t, e)
 	_, n2 := latestOf(t, p)
 	if n2 != n1+4 {
 		t.Fatalf("compacted below min.cleanable.dirty.ratio: %d records, want %d", n2, n1+4)
 	}
 	// ... until the first dirty record is older than max.compaction.lag.ms.
 	now = now.Add(60 * time.Second)
-	if _, err := e.EnforceRetention(); err != nil {
-		t.Fatal(err)
-	}
+	compactNow(t, e)
 	got, n3 := latestOf(t, p)
 	if n3 >= n2 || got["k"] != "w2" {
 		t.Fatalf("max.compaction.lag.ms did not force a pass: %d -> %d records, k=%q", n2, n3, got["k"])
@@ -339,9 +337,7 @@ func TestCompactAndDelete(t *testing.T) {
 	for i := range 10 {
 		appendKV(t, p, now.UnixMilli(), "new", "v"+strconv.Itoa(i))
 	}
-	if _, err := e.EnforceRetention(); err != nil {
-		t.Fatal(err)
-	}
+	compactNow(t, e)
 	got, n := latestOf(t, p)
 	if _, ok := got["old"]; ok || got["new"] != "v9" || n > 3 {
 		t.Fatalf("after compact,delete: %v (%d records)", got, n)
@@ -362,9 +358,7 @@ func TestFollowerCopiesCompactedLog(t *testing.T) {
 		appendKV(t, p, 0, "k"+strconv.Itoa(i%5), v, "j", strconv.Itoa(i))
 	}
 	for range 2 {
-		if _, err := e.EnforceRetention(); err != nil {
-			t.Fatal(err)
-		}
+		compactNow(t, e)
 	}
 	if err := e.CreateTopic("f", TopicConfig{Partitions: 1, SegmentBytes: 300}); err != nil {
 		t.Fatal(err)

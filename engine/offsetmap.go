@@ -73,26 +73,32 @@ func (m *offsetMap) hash(key []byte) (uint64, uint64) {
 	return h1, m.d.Sum64()
 }
 
-// put records off as the latest offset of key. The caller checks room
-// first; put on a full map does nothing and returns false.
-func (m *offsetMap) put(key []byte, off int64) bool {
+// slot returns the slot holding key's hash, or the free slot where it
+// would go, and the hash.
+func (m *offsetMap) slot(key []byte) (*offsetSlot, uint64, uint64) {
 	h1, h2 := m.hash(key)
 	n := uint64(len(m.slots))
 	for i := h1 % n; ; i = (i + 1) % n {
-		s := &m.slots[i]
-		switch {
-		case s.off == 0:
-			if m.used >= m.limit {
-				return false
-			}
-			*s = offsetSlot{h1: h1, h2: h2, off: off + 1}
-			m.used++
-			return true
-		case s.h1 == h1 && s.h2 == h2:
-			s.off = max(s.off, off+1)
-			return true
+		if s := &m.slots[i]; s.off == 0 || (s.h1 == h1 && s.h2 == h2) {
+			return s, h1, h2
 		}
 	}
+}
+
+// put records off as the latest offset of key. The caller checks room
+// first; put on a full map does nothing and returns false.
+func (m *offsetMap) put(key []byte, off int64) bool {
+	s, h1, h2 := m.slot(key)
+	if s.off != 0 {
+		s.off = max(s.off, off+1)
+		return true
+	}
+	if m.used >= m.limit {
+		return false
+	}
+	*s = offsetSlot{h1: h1, h2: h2, off: off + 1}
+	m.used++
+	return true
 }
 
 // get returns the latest offset recorded for key, or -1.
@@ -100,15 +106,6 @@ func (m *offsetMap) get(key []byte) int64 {
 	if len(m.slots) == 0 {
 		return -1
 	}
-	h1, h2 := m.hash(key)
-	n := uint64(len(m.slots))
-	for i := h1 % n; ; i = (i + 1) % n {
-		s := &m.slots[i]
-		switch {
-		case s.off == 0:
-			return -1
-		case s.h1 == h1 && s.h2 == h2:
-			return s.off - 1
-		}
-	}
+	s, _, _ := m.slot(key)
+	return s.off - 1 // a free slot: -1
 }
