@@ -106,15 +106,7 @@ func TestCompactionCrashKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary; skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("EASEL_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	r := rand.New(rand.NewPCG(seed, 3))
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("seed %d (rerun with EASEL_SEED=%d): %s", seed, seed, fmt.Sprintf(format, args...))
-	}
+	seed, r, fail := crashTestSeed(t, 3)
 	dir := t.TempDir()
 	latest := make(map[string]compactAck)
 	var logs syncBuffer

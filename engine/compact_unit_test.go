@@ -163,6 +163,17 @@ func TestThrottle(t *testing.T) {
 	}
 }
 
+// clockEngine opens an engine whose clock reads *now, closed at the end
+// of the test.
+func clockEngine(t testing.TB, now *time.Time) *Engine {
+	t.Helper()
+	opts := quietOpts()
+	opts.Now = func() time.Time { return *now }
+	e := mustOpen(t, t.TempDir(), opts)
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
 // compactNow runs retention and compaction once.
 func compactNow(t testing.TB, e *Engine) {
 	t.Helper()
@@ -279,10 +290,7 @@ func TestCompactionSmallBuffer(t *testing.T) {
 // forces a pass the dirty ratio would skip.
 func TestCompactionLags(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
-	opts := quietOpts()
-	opts.Now = func() time.Time { return now }
-	e := mustOpen(t, t.TempDir(), opts)
-	defer e.Close()
+	e := clockEngine(t, &now)
 	p := compactTopic(t, e, 200, "min.compaction.lag.ms", "60000", "min.cleanable.dirty.ratio", "0.99", "max.compaction.lag.ms", "120000")
 	pad := string(bytes.Repeat([]byte("p"), 300))
 	for i := range 20 {
@@ -325,10 +333,7 @@ func TestCompactionLags(t *testing.T) {
 // is compacted.
 func TestCompactAndDelete(t *testing.T) {
 	now := time.UnixMilli(1_700_000_000_000)
-	opts := quietOpts()
-	opts.Now = func() time.Time { return now }
-	e := mustOpen(t, t.TempDir(), opts)
-	defer e.Close()
+	e := clockEngine(t, &now)
 	p := compactTopic(t, e, 200, "cleanup.policy", "compact,delete", "retention.ms", "1000")
 	for i := range 10 {
 		appendKV(t, p, now.UnixMilli(), "old", "v"+strconv.Itoa(i))
