@@ -74,6 +74,9 @@ func (c *Coordinator) openTopic() (int32, error) {
 		return 0, err
 	}
 	switch {
+	case compacted(info.Config) && empty:
+		// Created here, and a crash came before the marker.
+		return n, c.writeMarker()
 	case first != nil && isFormatMarker(first.Key, first.Value), compacted(info.Config):
 		// A compacted topic is this package's (the legacy layout was never
 		// compacted), whose marker compaction may have removed.
