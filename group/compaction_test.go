@@ -1,10 +1,14 @@
 package group_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,4 +228,81 @@ func TestOffsetsTopicCompacted(t *testing.T) {
 		t.Fatalf("deleted group's offset came back: %+v", o)
 	}
 	t.Logf("__consumer_offsets: %d records before compaction, %d after", before, after)
+}
+
+// A librdkafka client (kcat) writes several values per key to a compacted
+// topic and, after cleaning, reads back only the latest. Skipped without
+// kcat unless EASEL_REQUIRE_KCAT=1.
+func TestCompactedTopicWithKcat(t *testing.T) {
+	path, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("EASEL_REQUIRE_KCAT") == "1" {
+			t.Fatal("kcat is not installed and EASEL_REQUIRE_KCAT=1")
+		}
+		t.Skip("kcat is not installed")
+	}
+	s := startServer(t, t.TempDir())
+	adm := kadm.NewClient(client(t, s.addr))
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{
+		"cleanup.policy": kadm.StringPtr("compact"), "segment.bytes": kadm.StringPtr("2048"),
+		"min.cleanable.dirty.ratio": kadm.StringPtr("0.01"),
+	}, "kc")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in bytes.Buffer
+	latest := map[string]string{}
+	for v := range 6 {
+		for k := range 12 {
+			key, val := "key"+strconv.Itoa(k), fmt.Sprintf("value-%d-%d", k, v)
+			fmt.Fprintf(&in, "%s:%s\n", key, val)
+			latest[key] = val
+		}
+	}
+	pad := make([]byte, 2100)
+	for i := range pad {
+		pad[i] = 'a' + byte(i*7%26)
+	}
+	run := func(stdin []byte, args ...string) []byte {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, path, append([]string{"-b", s.addr}, args...)...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil || strings.Contains(errb.String(), "ERROR") {
+			t.Fatalf("kcat %v: %v\n%s", args, err, errb.Bytes())
+		}
+		return out.Bytes()
+	}
+	// One message per request (linger 0, batch of 1), lz4-compressed.
+	run(in.Bytes(), "-P", "-t", "kc", "-K:", "-z", "lz4", "-X", "linger.ms=0", "-X", "batch.num.messages=1")
+	run([]byte("pad:"+string(pad)+"\n"), "-P", "-t", "kc", "-K:", "-X", "compression.codec=none") // seals the rest
+	if _, err := s.eng.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	out := run(nil, "-C", "-t", "kc", "-o", "beginning", "-e", "-K:", "-f", "%o %k=%s\n")
+	got := map[string]string{}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, l := range lines {
+		off, kv, _ := strings.Cut(l, " ")
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := got[k]; dup {
+			t.Fatalf("key %s read twice (offset %s): %q", k, off, out)
+		}
+		got[k] = v
+	}
+	for k, v := range latest {
+		if got[k] != v {
+			t.Fatalf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if len(lines) != len(latest)+1 {
+		t.Fatalf("kcat read %d records, want %d", len(lines), len(latest)+1)
+	}
 }
