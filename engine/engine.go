@@ -80,7 +80,7 @@ type Options struct {
 	// (segment.index.bytes, index.interval.bytes). Default: Kafka's.
 	Segment segment.Config
 	// RetentionCheckInterval is log.retention.check.interval.ms: how often
-	// retention runs. Default 5 minutes. Negative disables the background
+	// retention and compaction run. Default 5 minutes. Negative disables the background
 	// pass (EnforceRetention still works).
 	RetentionCheckInterval time.Duration
 	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms:
