@@ -296,6 +296,8 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 		}
 		c.stats.segmentsIn += j - i
 		c.stats.segmentsOut++
+		env.log.Debug("log cleaner swapped segments", "topic", env.topic, "partition", env.part,
+			"from", segs[i].BaseOffset, "to", segs[j].BaseOffset, "segments", j-i, "bytes_read", c.stats.bytesRead, "bytes_written", c.stats.bytesWritten)
 		removed += j - i - 1
 		i = j
 	}
