@@ -194,6 +194,7 @@ func (b *Broker) createOffsetsTopic(rf int) {
 			v := "-1" // offsets are kept until their groups expire
 			t.Configs = append(t.Configs, kmsg.CreateTopicsRequestTopicConfig{Name: c, Value: &v})
 		}
+		t.Configs = append(t.Configs, kmsg.CreateTopicsRequestTopicConfig{Name: "cleanup.policy", Value: kmsg.StringPtr(engine.CleanupCompact)}) // as in Kafka
 		r.Topics = append(r.Topics, t)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

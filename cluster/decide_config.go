@@ -12,6 +12,10 @@ import (
 var brokerSynonyms = map[string]string{
 	"compression.type":                        "compression.type",
 	"log.cleanup.policy":                      "cleanup.policy",
+	"log.cleaner.delete.retention.ms":         "delete.retention.ms",
+	"log.cleaner.max.compaction.lag.ms":       "max.compaction.lag.ms",
+	"log.cleaner.min.cleanable.ratio":         "min.cleanable.dirty.ratio",
+	"log.cleaner.min.compaction.lag.ms":       "min.compaction.lag.ms",
 	"log.flush.interval.messages":             "flush.messages",
 	"log.flush.interval.ms":                   "flush.ms",
 	"log.index.interval.bytes":                "index.interval.bytes",

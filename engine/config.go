@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,9 +13,13 @@ import (
 )
 
 // CleanupDelete is the cleanup.policy that deletes whole old segments by
-// retention.ms and retention.bytes. It is the only built-in policy;
-// compaction registers itself as another (see RegisterCleanupPolicy).
+// retention.ms and retention.bytes.
 const CleanupDelete = "delete"
+
+// CleanupCompact is the cleanup.policy that keeps the latest record of each
+// key (log compaction; see the package doc). "compact,delete" (or
+// "delete,compact") applies both.
+const CleanupCompact = "compact"
 
 // TopicConfig holds a topic's settings. Each field carries its Kafka name.
 // When a topic is created, a zero field takes the engine's default
@@ -43,7 +48,8 @@ type TopicConfig struct {
 	// FlushMs is flush.ms: fsync when the oldest unflushed append is this old
 	// (checked by a background flusher). Default math.MaxInt64 (never).
 	FlushMs int64
-	// CleanupPolicy is cleanup.policy. Default "delete".
+	// CleanupPolicy is cleanup.policy: "delete", "compact" or both, comma
+	// separated ("compact,delete"). Default "delete".
 	CleanupPolicy string
 	// MaxMessageBytes is max.message.bytes: the largest batch accepted.
 	// Default 1048588 (Kafka's).
@@ -93,6 +99,24 @@ type TopicConfig struct {
 	// reported only: Easel serves no Fetch version old enough to need
 	// down-conversion. Default true.
 	MessageDownconversion bool
+
+	// Log compaction (cleanup.policy compact).
+
+	// DeleteRetentionMs is delete.retention.ms: how long a tombstone (a
+	// record with a null value) stays once the cleaner first passed it.
+	// Default 86400000 (1 day).
+	DeleteRetentionMs int64
+	// MinCompactionLagMs is min.compaction.lag.ms: a record stays
+	// uncompacted for at least this long after it was written. Default 0.
+	MinCompactionLagMs int64
+	// MaxCompactionLagMs is max.compaction.lag.ms: a segment whose first
+	// record is older is cleaned whatever the dirty ratio. Default
+	// math.MaxInt64.
+	MaxCompactionLagMs int64
+	// MinCleanableDirtyRatio is min.cleanable.dirty.ratio: the log is
+	// cleaned once the bytes not yet cleaned are at least this share of
+	// the cleanable bytes. In [0, 1]; default 0.5.
+	MinCleanableDirtyRatio float64
 
 	// explicit has bit i set when configKeys[i] was given with Set. A bit
 	// set rather than a map keeps TopicConfig comparable.
@@ -153,6 +177,10 @@ func DefaultTopicConfig() TopicConfig {
 		IndexIntervalBytes:       4096,
 		FileDeleteDelayMs:        60000,
 		MessageDownconversion:    true,
+
+		DeleteRetentionMs:      86400000,
+		MaxCompactionLagMs:     math.MaxInt64,
+		MinCleanableDirtyRatio: 0.5,
 	}
 }
 
@@ -200,6 +228,10 @@ func (c TopicConfig) withDefaults(d TopicConfig) TopicConfig {
 	fillDefault(&c, "preallocate", &c.Preallocate, d.Preallocate)
 	fillDefault(&c, "file.delete.delay.ms", &c.FileDeleteDelayMs, d.FileDeleteDelayMs)
 	fillDefault(&c, "message.downconversion.enable", &c.MessageDownconversion, d.MessageDownconversion)
+	fillDefault(&c, "delete.retention.ms", &c.DeleteRetentionMs, d.DeleteRetentionMs)
+	fillDefault(&c, "min.compaction.lag.ms", &c.MinCompactionLagMs, d.MinCompactionLagMs)
+	fillDefault(&c, "max.compaction.lag.ms", &c.MaxCompactionLagMs, d.MaxCompactionLagMs)
+	fillDefault(&c, "min.cleanable.dirty.ratio", &c.MinCleanableDirtyRatio, d.MinCleanableDirtyRatio)
 	return c
 }
 
@@ -272,6 +304,16 @@ func (c TopicConfig) Validate() error {
 		return fmt.Errorf("%w: flush.ms %d < 0", ErrInvalidConfig, c.FlushMs)
 	case c.MaxMessageBytes < 0:
 		return fmt.Errorf("%w: max.message.bytes %d < 0", ErrInvalidConfig, c.MaxMessageBytes)
+	case c.DeleteRetentionMs < 0:
+		return fmt.Errorf("%w: delete.retention.ms %d < 0", ErrInvalidConfig, c.DeleteRetentionMs)
+	case c.MinCompactionLagMs < 0:
+		return fmt.Errorf("%w: min.compaction.lag.ms %d < 0", ErrInvalidConfig, c.MinCompactionLagMs)
+	case c.MaxCompactionLagMs < 1:
+		return fmt.Errorf("%w: max.compaction.lag.ms %d < 1", ErrInvalidConfig, c.MaxCompactionLagMs)
+	case c.MinCompactionLagMs > c.MaxCompactionLagMs:
+		return fmt.Errorf("%w: min.compaction.lag.ms %d > max.compaction.lag.ms %d", ErrInvalidConfig, c.MinCompactionLagMs, c.MaxCompactionLagMs)
+	case !(c.MinCleanableDirtyRatio >= 0 && c.MinCleanableDirtyRatio <= 1): // NaN fails too
+		return fmt.Errorf("%w: min.cleanable.dirty.ratio %v not in [0, 1]", ErrInvalidConfig, c.MinCleanableDirtyRatio)
 
 	case c.SegmentBytes > math.MaxInt32:
 		return fmt.Errorf("%w: segment.bytes %d > %d", ErrInvalidConfig, c.SegmentBytes, math.MaxInt32)
@@ -328,6 +370,8 @@ var configKeys = []string{
 	"compression.type", "file.delete.delay.ms", "index.interval.bytes", "message.downconversion.enable",
 	"message.timestamp.after.max.ms", "message.timestamp.before.max.ms", "message.timestamp.difference.max.ms",
 	"preallocate", "segment.index.bytes", "segment.jitter.ms",
+
+	"delete.retention.ms", "max.compaction.lag.ms", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
 }
 
 // Set changes one setting by its Kafka name, parsing value as Kafka does.
@@ -376,7 +420,26 @@ func (c *TopicConfig) Set(name, value string) error {
 	case "max.message.bytes":
 		c.MaxMessageBytes, err = parseInt()
 	case "cleanup.policy":
-		c.CleanupPolicy = value
+		var v string
+		if v, err = normalizePolicy(value); err == nil {
+			c.CleanupPolicy = v
+		}
+	case "delete.retention.ms":
+		c.DeleteRetentionMs, err = parse()
+	case "min.compaction.lag.ms":
+		c.MinCompactionLagMs, err = parse()
+	case "max.compaction.lag.ms":
+		c.MaxCompactionLagMs, err = parse()
+	case "min.cleanable.dirty.ratio":
+		v, perr := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		switch {
+		case perr != nil:
+			err = fmt.Errorf("%w: %s=%q: not a number", ErrInvalidConfig, name, value)
+		case !(v >= 0 && v <= 1):
+			err = fmt.Errorf("%w: min.cleanable.dirty.ratio %v not in [0, 1]", ErrInvalidConfig, v)
+		default:
+			c.MinCleanableDirtyRatio = v
+		}
 	case "message.timestamp.type":
 		switch value {
 		case "CreateTime":
@@ -451,6 +514,11 @@ func (c TopicConfig) Entries() []ConfigEntry {
 		"preallocate":                         strconv.FormatBool(c.Preallocate),
 		"segment.index.bytes":                 strconv.FormatInt(int64(c.SegmentIndexBytes), 10),
 		"segment.jitter.ms":                   strconv.FormatInt(c.SegmentJitterMs, 10),
+
+		"delete.retention.ms":       strconv.FormatInt(c.DeleteRetentionMs, 10),
+		"max.compaction.lag.ms":     strconv.FormatInt(c.MaxCompactionLagMs, 10),
+		"min.compaction.lag.ms":     strconv.FormatInt(c.MinCompactionLagMs, 10),
+		"min.cleanable.dirty.ratio": strconv.FormatFloat(c.MinCleanableDirtyRatio, 'g', -1, 64),
 	}
 	out := make([]ConfigEntry, 0, len(configKeys))
 	for _, k := range configKeys {
@@ -458,4 +526,23 @@ func (c TopicConfig) Entries() []ConfigEntry {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// normalizePolicy checks a cleanup.policy list as Kafka does (comma
+// separated, spaces around the names ignored, each "compact" or
+// "delete") and returns it without spaces or repeats, in the order given.
+func normalizePolicy(value string) (string, error) {
+	var out []string
+	for _, part := range strings.Split(value, ",") {
+		part = strings.TrimSpace(part)
+		if part != CleanupCompact && part != CleanupDelete {
+			if _, err := cleanupPolicy(part); err != nil || part == "" {
+				return "", fmt.Errorf("%w: cleanup.policy %q: %q is not compact or delete", ErrInvalidConfig, value, part)
+			}
+		}
+		if !slices.Contains(out, part) {
+			out = append(out, part)
+		}
+	}
+	return strings.Join(out, ","), nil
 }

@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(startOverChildEnv); dir != "" {
 		os.Exit(startOverChild(dir))
 	}
+	if dir := os.Getenv(compactCrashChildEnv); dir != "" {
+		os.Exit(compactCrashChild(dir))
+	}
 	os.Exit(m.Run())
 }
 
@@ -125,6 +128,21 @@ func crashChild(dir string) int {
 	return 0
 }
 
+// crashTestSeed returns the seed of a kill test (time-based; EASEL_SEED
+// replays one), a generator of it on stream, and a Fatalf that names the
+// seed.
+func crashTestSeed(t *testing.T, stream uint64) (uint64, *rand.Rand, func(format string, args ...any)) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("EASEL_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("seed %d (rerun with EASEL_SEED=%d): %s", seed, seed, fmt.Sprintf(format, args...))
+	}
+	return seed, rand.New(rand.NewPCG(seed, stream)), fail
+}
+
 func buildCrashBatch(recs []record.Record, c int8, pid int64, epoch int16, seq int32) ([]byte, error) {
 	opts := record.BuilderOptions{Codec: c, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
 	if pid >= 0 {
@@ -151,15 +169,7 @@ func TestCrashKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary; skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("EASEL_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	r := rand.New(rand.NewPCG(seed, 1))
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("seed %d (rerun with EASEL_SEED=%d): %s", seed, seed, fmt.Sprintf(format, args...))
-	}
+	seed, r, fail := crashTestSeed(t, 1)
 	dir := t.TempDir()
 	fds := openFDs(t)
 	// acked[part][base] is every acknowledged batch; seen[part] is the

@@ -64,6 +64,10 @@ type diskLog struct {
 	// dirDirty: a segment file was created in dir since dir was last
 	// fsynced. parentDirty: dir itself is new in its parent.
 	dirDirty, parentDirty atomic.Bool
+
+	// swapStep, when set (tests), is called at each step of a compaction
+	// swap; an error stops the swap there (see RewriteSegments).
+	swapStep func(step string) error
 }
 
 // rollSync is one background fsync of a rolled segment.

@@ -27,6 +27,10 @@ const recoveryFile = "recovery-point"
 const logStartFile = "log-start-offset"
 
 func (l *diskLog) load(clean bool) error {
+	// A compaction swap that a crash (or a failure) interrupted.
+	if err := l.finishSwap(); err != nil {
+		return err
+	}
 	// Files of segments that a crash caught half-deleted or half-truncated.
 	if n, err := segment.RemoveLeftovers(l.dir); err != nil {
 		return err

@@ -51,6 +51,44 @@
 // Kafka's defaults. file.delete.delay.ms and message.downconversion.enable
 // are stored only.
 //
+// # Log compaction
+//
+// cleanup.policy=compact (a built-in CleanupPolicy; "compact,delete" runs
+// both) keeps the latest record of each key; EnforceRetention runs it with
+// retention (every RetentionCheckInterval). A pass over a partition cleans
+// the rolled segments wholly below the high watermark and older than
+// min.compaction.lag.ms, when the part written since the last pass (the
+// cleaner checkpoint) is at least min.cleanable.dirty.ratio of them, or its
+// first batch is older than max.compaction.lag.ms, or a kept tombstone's
+// delete horizon has passed. It maps each key of that part to its latest
+// offset (a 128-bit key hash, 24 bytes an entry, within
+// Options.CleanerDedupeBufferSize; a map that fills stops the pass early),
+// then rewrites the segments from the log start up to there in groups of at
+// most segment.bytes: a record goes when a later one of its key is mapped,
+// when it has no key, or when it is a tombstone whose batch's delete
+// horizon has passed; a batch keeping a tombstone of the mapped part gets
+// the horizon now + delete.retention.ms (KIP-534: attributes bit 6,
+// baseTimestamp), so a reader that started before has that long to see
+// it. Offsets are kept: thinned batches keep their base and last offsets
+// (record.AppendCompacted, re-compressed with their own codec), and a
+// batch left empty stays, without records, when it is an idempotent
+// producer's newest or a group's last (a new segment ends where the old
+// ones did). Readers, followers and recovery take holes between batches
+// and batches with fewer records than offsets. Control and transactional
+// batches are kept whole. A compacted topic refuses records without a
+// key. One pass runs at a time engine-wide, its reads and writes throttled
+// to Options.CleanerIOMaxBytesPerSecond; a truncation or close of the
+// partition stops it between batches. Each pass logs "log cleaner cleaned"
+// with its numbers.
+//
+// A group of segments is replaced through a swap (SegmentRewriter; on disk
+// see diskswap.go): the new segment is built and fsynced in cleaner.tmp/
+// with a manifest (range, size and xxhash of the new log), committed by
+// renaming the directory to cleaner.swap/, then the old segments are
+// deleted (oldest first) and the new files moved in. Open undoes an
+// uncommitted swap and finishes a committed one; a damaged swap is undone
+// while the old segments are whole.
+//
 // # Metadata
 //
 // Topics have ids (KIP-516). Either the engine owns topic metadata (the
@@ -75,6 +113,8 @@
 //	    recovery-point                 decimal base offset + "\n": segments below it are durable
 //	    log-start-offset               decimal offset + "\n": nothing below it is readable
 //	    producers.snapshot             idempotent producer state (layout at producerSnapshotName)
+//	    cleaner-offset-checkpoint      "<offset> <horizon>\n": where compaction's last pass stopped mapping
+//	    cleaner.tmp/, cleaner.swap/    a compaction swap being written, committed (see Log compaction)
 //	<dir>/<topic>-<partition>.<tag>-stray    a log set aside (see above)
 //	<dir>/<topic>-<partition>.<nanos>-delete a log being deleted; removed at the next open
 //

@@ -41,8 +41,8 @@ var (
 	// ErrBelowHighWatermark is returned by TruncateTo when asked to cut
 	// committed records without allowing it.
 	ErrBelowHighWatermark = errors.New("engine: truncation below the high watermark")
-	// ErrNotContiguous is returned by AppendReplica for batches that do not
-	// start at the log end or whose offsets or epochs go back.
+	// ErrNotContiguous is returned by AppendReplica for batches that start
+	// below the log end or whose offsets or epochs go back.
 	ErrNotContiguous = errors.New("engine: replica batches do not follow the log")
 	// ErrTopicBusy is returned for a topic that is being created or deleted
 	// by another call right now.
@@ -84,7 +84,7 @@ type Options struct {
 	// (segment.index.bytes, index.interval.bytes). Default: Kafka's.
 	Segment segment.Config
 	// RetentionCheckInterval is log.retention.check.interval.ms: how often
-	// retention runs. Default 5 minutes. Negative disables the background
+	// retention and compaction run. Default 5 minutes. Negative disables the background
 	// pass (EnforceRetention still works).
 	RetentionCheckInterval time.Duration
 	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms:
@@ -107,6 +107,18 @@ type Options struct {
 	// (SetAsideUnhosted). Default false: the engine owns its topics
 	// (CreateTopic, DeleteTopic) and hosts all their partitions.
 	ExternalMetadata bool
+	// CleanerDedupeBufferSize is log.cleaner.dedupe.buffer.size: the memory
+	// of log compaction's key map (24 bytes a key; one map, as compaction
+	// runs one partition at a time). A pass maps as many keys as fit and
+	// cleans up to there; a batch with more records than fit at all fails
+	// with ErrCleanerBuffer. Default 128 MiB (Kafka's). The map is sized
+	// for the log at hand, so a small log never takes it all.
+	CleanerDedupeBufferSize int64
+	// CleanerIOMaxBytesPerSecond is log.cleaner.io.max.bytes.per.second:
+	// the bytes compaction reads and writes per second, at most. Default
+	// 0: no limit (Kafka's default is Double.MAX_VALUE). A low limit makes
+	// a pass long, and truncations of a partition being cleaned stop it.
+	CleanerIOMaxBytesPerSecond float64
 	// Logger receives the engine's log lines. Default slog.Default().
 	Logger *slog.Logger
 	// Observer, if set, is told of appends and fsyncs, for metrics.
@@ -156,6 +168,8 @@ type Engine struct {
 		sync.Mutex
 		m map[string]*TopicCounters
 	}
+	// cleaner is log compaction's shared state (one pass at a time).
+	cleaner *cleaner
 }
 
 // topic is one topic's hosted partitions.
@@ -205,6 +219,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: open: %w", err)
 	}
 	e := &Engine{dir: dir, opts: opts, store: opts.Store, log: opts.Logger, stop: make(chan struct{})}
+	e.cleaner = newCleaner(opts, e.stop)
 	if e.store == nil {
 		if opts.Segment.Now == nil {
 			opts.Segment.Now = opts.Now // segment.ms measures with the engine's clock

@@ -98,7 +98,7 @@ func (w *FollowerWriter) TruncateFullyAndStartAt(offset int64) error {
 }
 
 func (p *Partition) truncateFullyAndStartAt(offset int64, epoch int32) error {
-	p.cleanMu.Lock() // retention and DeleteRecords change the segment list too
+	p.lockClean() // retention and DeleteRecords change the segment list too
 	defer p.cleanMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()

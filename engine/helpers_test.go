@@ -157,7 +157,8 @@ func splitBatches(t testing.TB, b []byte) [][]byte {
 		if err != nil {
 			t.Fatalf("split: %v", err)
 		}
-		if _, err := record.Validate(batch); err != nil {
+		// As stored: compacted batches hold fewer records than offsets.
+		if _, err := record.ValidateStored(batch); err != nil {
 			t.Fatalf("stored batch does not validate: %v", err)
 		}
 		out = append(out, batch)

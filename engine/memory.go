@@ -118,7 +118,77 @@ func (l *memLog) locate(offset, end int64) (int, int, error) {
 	if bi < 0 {
 		bi = 0
 	}
+	// offset in a hole (compaction): go on to the first batch after it.
+	for bi < len(s.batches) && lastOffset(s.batches[bi]) < offset {
+		bi++
+	}
+	for bi == len(l.segs[si].batches) && si+1 < len(l.segs) {
+		si, bi = si+1, 0
+	}
+	if bi == len(l.segs[si].batches) {
+		return 0, 0, fmt.Errorf("%w: %d not in [%d, %d)", ErrOffsetOutOfRange, offset, l.segs[0].base, end)
+	}
 	return si, bi, nil
+}
+
+// RewriteSegments replaces segments; see SegmentRewriter. Readers got
+// copies, so nothing needs keeping alive.
+func (l *memLog) RewriteSegments(from, to int64, write func(add func([]byte) error) error) error {
+	ns := memSegment{base: from, maxTS: -1}
+	prev := from
+	add := func(b []byte) error {
+		h, err := record.ValidateStored(b)
+		if err != nil {
+			return err
+		}
+		if h.BaseOffset < prev || h.LastOffset() >= to {
+			return fmt.Errorf("%w: rewritten batch [%d, %d] after %d, segments end at %d", ErrNotContiguous, h.BaseOffset, h.LastOffset(), prev, to)
+		}
+		ns.batches = append(ns.batches, append([]byte(nil), b...))
+		ns.offs = append(ns.offs, h.BaseOffset)
+		ns.size += int64(len(b))
+		ns.maxTS = max(ns.maxTS, h.MaxTimestamp)
+		prev = h.LastOffset() + 1
+		return nil
+	}
+	if _, _, err := l.segmentRange(from, to); err != nil {
+		return err
+	}
+	if err := write(add); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, j, err := l.segmentRangeLocked(from, to)
+	if err != nil {
+		return err
+	}
+	l.segs = append(append(append([]memSegment(nil), l.segs[:i]...), ns), l.segs[j:]...)
+	return nil
+}
+
+func (l *memLog) segmentRange(from, to int64) (int, int, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.segmentRangeLocked(from, to)
+}
+
+// segmentRangeLocked returns the indexes of the segments based at from and
+// at to. The caller holds mu.
+func (l *memLog) segmentRangeLocked(from, to int64) (int, int, error) {
+	i, j := -1, -1
+	for k, s := range l.segs {
+		if s.base == from {
+			i = k
+		}
+		if s.base == to {
+			j = k
+		}
+	}
+	if i < 0 || j <= i {
+		return 0, 0, fmt.Errorf("engine: rewrite [%d, %d): not segment bounds of the log", from, to)
+	}
+	return i, j, nil
 }
 
 func (l *memLog) Read(offset int64, maxBytes int, end int64) (Chunk, error) {

@@ -40,6 +40,9 @@ type Partition struct {
 	failed atomic.Bool
 	// cleanMu serialises retention passes with each other and with close.
 	cleanMu sync.Mutex
+	// cleanWaiters counts truncations waiting for cleanMu (lockClean): a
+	// compaction pass seeing one stops early.
+	cleanWaiters atomic.Int32
 	// snap serialises producer snapshot writes, which run in the
 	// background at rolls so that appends do not wait for them.
 	snap struct {
@@ -184,7 +187,7 @@ type AppendResult struct {
 // single node; see HighWatermark).
 //
 // Errors: record.ErrCorrupt (bad CRC or sizes), record.ErrInvalid (bad magic,
-// counts, a control batch), codec.ErrUnknownCodec, ErrMessageTooLarge,
+// counts, a control batch, a record without a key in a compacted topic), codec.ErrUnknownCodec, ErrMessageTooLarge,
 // ErrOutOfOrderSequence and ErrInvalidProducerEpoch (idempotent producers),
 // ErrNotLeader (a follower), ErrLogFailed (an fsync of the partition failed,
 // now or before), ErrClosed, ErrInvalidTimestamp (a record outside the
@@ -212,6 +215,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	}
 	if h.Codec() != codec.None {
 		if _, err := codec.ByID(h.Codec()); err != nil {
+			return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
+		}
+	}
+	if isCompacted(cfg.CleanupPolicy) {
+		if err := checkKeys(batch); err != nil {
 			return AppendResult{}, fmt.Errorf("engine: append to %s/%d: %w", p.topic, p.id, err)
 		}
 	}

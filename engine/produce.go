@@ -150,6 +150,9 @@ func (r *RecordIterator) Next() bool {
 				r.err = err
 				return false
 			}
+			// Past the whole batch, even where compaction left no record
+			// at its end (or none at all).
+			r.next = max(r.next, r.it.Header().LastOffset()+1)
 			r.inited = false
 		}
 		if len(r.rest) > 0 {

@@ -300,9 +300,9 @@ type ReplicaAppendResult struct {
 // stored exactly as they are (offsets, epochs and timestamps kept). records
 // holds whole batches, possibly followed by a partial one (a fetch response
 // may cut the last batch short), which is ignored. Every batch must pass its
-// CRC check (record.ErrCorrupt), the first must start at the log end and each
-// next one right after the one before, and leader epochs may not go back
-// (ErrNotContiguous); nothing is appended unless all pass. A batch of a new
+// CRC check (record.ErrCorrupt), the first must start at or after the log
+// end and each next one after the one before (holes are what the leader's
+// compaction left), and leader epochs may not go back (ErrNotContiguous); nothing is appended unless all pass. A batch of a new
 // epoch records that epoch in the epoch cache first. Producer state is
 // updated without deduplication: the leader already did that. It works on
 // leaders too (a partition that is not a follower), for tools that copy
@@ -347,7 +347,9 @@ func (p *Partition) appendReplica(records []byte, epoch int32, fenced bool) (Rep
 		if err == nil {
 			var h record.Header
 			h, err = record.ValidateStored(batch)
-			if err == nil && h.BaseOffset != next {
+			// Above the log end is a hole the leader's compaction left
+			// (Kafka's follower takes it too); below it overlaps.
+			if err == nil && h.BaseOffset < next {
 				err = fmt.Errorf("%w: batch at %d, log end %d", ErrNotContiguous, h.BaseOffset, next)
 			}
 			if err == nil && h.PartitionLeaderEpoch < last {
@@ -468,7 +470,7 @@ func (p *Partition) TruncateTo(offset int64, unclean bool) (int64, error) {
 // truncateTo is TruncateTo; with fenced, only on a follower in epoch (see
 // FollowerWriter).
 func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced bool) (int64, error) {
-	p.cleanMu.Lock() // retention and DeleteRecords change the segment list too
+	p.lockClean() // retention and DeleteRecords change the segment list too
 	defer p.cleanMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -510,6 +512,7 @@ func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced b
 	if p.flushed.Load() > end {
 		p.flushed.Store(end)
 	}
+	p.cutCleanerCheckpoint(end)
 	var ckptErr error
 	if hw > end {
 		p.hw.Store(end)

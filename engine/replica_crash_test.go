@@ -90,15 +90,7 @@ func TestReplicaCrashKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary; skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("EASEL_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	r := rand.New(rand.NewPCG(seed, 2))
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("seed %d (rerun with EASEL_SEED=%d): %s", seed, seed, fmt.Sprintf(format, args...))
-	}
+	seed, r, fail := crashTestSeed(t, 2)
 	dir := t.TempDir()
 	// 40 rounds: the even ones kill the child as soon as it announces a
 	// truncation, so that the kill lands during it; the odd ones at a random

@@ -3,14 +3,16 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
 
 // CleanupPolicy removes old data from a partition log; cleanup.policy names
-// one. "delete" is built in; compaction can register itself later.
+// one, or several separated by commas, which run in the order given.
+// "delete" and "compact" are built in.
 type CleanupPolicy interface {
-	// Name is the cleanup.policy value ("delete").
+	// Name is the cleanup.policy value ("delete", "compact").
 	Name() string
 	// Clean removes what cfg says is expired from l and returns how many
 	// segments went. It never removes the active segment, nor a segment
@@ -25,7 +27,10 @@ var policies struct {
 	m map[string]CleanupPolicy
 }
 
-func init() { RegisterCleanupPolicy(deletePolicy{}) }
+func init() {
+	RegisterCleanupPolicy(deletePolicy{})
+	RegisterCleanupPolicy(compactPolicy{})
+}
 
 // RegisterCleanupPolicy makes a policy available under its Name. A second
 // registration under the same name replaces the first.
@@ -38,14 +43,69 @@ func RegisterCleanupPolicy(p CleanupPolicy) {
 	policies.m[p.Name()] = p
 }
 
+// cleanupPolicy returns the policy a cleanup.policy value names: one
+// registered name, or a comma-separated list of them ("compact,delete"),
+// which runs each in turn.
 func cleanupPolicy(name string) (CleanupPolicy, error) {
 	policies.RLock()
 	defer policies.RUnlock()
-	p, ok := policies.m[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: unknown cleanup.policy %q", ErrInvalidConfig, name)
+	if p, ok := policies.m[name]; ok {
+		return p, nil
 	}
-	return p, nil
+	var list policyList
+	for _, part := range strings.Split(name, ",") {
+		p, ok := policies.m[strings.TrimSpace(part)]
+		if !ok || !strings.Contains(name, ",") {
+			return nil, fmt.Errorf("%w: unknown cleanup.policy %q", ErrInvalidConfig, name)
+		}
+		list = append(list, p)
+	}
+	return list, nil
+}
+
+// policyList runs several policies in turn ("compact,delete").
+type policyList []CleanupPolicy
+
+func (l policyList) Name() string {
+	names := make([]string, len(l))
+	for i, p := range l {
+		names[i] = p.Name()
+	}
+	return strings.Join(names, ",")
+}
+
+func (l policyList) Clean(lg Log, cfg TopicConfig, now time.Time, hw int64) (int, error) {
+	return l.clean(nil, lg, cfg, now, hw)
+}
+
+// clean runs each policy with the engine's cleaner settings (see
+// engineCleaner); a failing one does not stop the next.
+func (l policyList) clean(c *cleanerEnv, lg Log, cfg TopicConfig, now time.Time, hw int64) (int, error) {
+	total := 0
+	var errs []error
+	for _, p := range l {
+		n, err := runPolicy(p, c, lg, cfg, now, hw)
+		total += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// engineCleaner is implemented by built-in policies that use the engine's
+// cleaner settings and can be stopped (compaction); others run through
+// Clean.
+type engineCleaner interface {
+	clean(c *cleanerEnv, l Log, cfg TopicConfig, now time.Time, hw int64) (int, error)
+}
+
+// runPolicy runs p, with the engine's cleaner settings if p takes them.
+func runPolicy(p CleanupPolicy, c *cleanerEnv, l Log, cfg TopicConfig, now time.Time, hw int64) (int, error) {
+	if ec, ok := p.(engineCleaner); ok && c != nil {
+		return ec.clean(c, l, cfg, now, hw)
+	}
+	return p.Clean(l, cfg, now, hw)
 }
 
 // deletePolicy deletes whole segments, oldest first, while the oldest is
@@ -147,7 +207,7 @@ func (p *Partition) clean(pol CleanupPolicy, now time.Time) (int, error) {
 	if err != nil {
 		return n, err
 	}
-	m, err := pol.Clean(p.log, *p.config(), now, p.HighWatermark())
+	m, err := runPolicy(pol, p.cleanerEnv(), p.log, *p.config(), now, p.HighWatermark())
 	if err != nil {
 		return n + m, err
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -93,15 +92,7 @@ func TestStartOverCrashKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes the test binary; skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("EASEL_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	r := rand.New(rand.NewPCG(seed, 3))
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("seed %d (rerun with EASEL_SEED=%d): %s", seed, seed, fmt.Sprintf(format, args...))
-	}
+	seed, r, fail := crashTestSeed(t, 3)
 	dir := t.TempDir()
 	const rounds = 24
 	duringKills, committed := 0, 0

@@ -122,6 +122,25 @@ type Log interface {
 	Close() error
 }
 
+// SegmentRewriter is implemented by logs whose sealed segments log
+// compaction can replace (both built-in stores do; compaction skips a log
+// that does not).
+type SegmentRewriter interface {
+	// RewriteSegments replaces the consecutive segments with base offsets
+	// in [from, to) by one segment with base offset from, holding the
+	// batches that write hands to add, in order. from and to must be base
+	// offsets of segments of the log, so the active segment is never
+	// replaced. Each batch must pass record.ValidateStored and lie in
+	// [from, to), its offsets above the previous batch's. If write (or an
+	// add) fails, nothing changes and its error is returned. Readers keep
+	// the bytes of chunks they hold; reads that start after the swap see
+	// the new segment. The swap is crash-safe: a crash before its commit
+	// leaves the old segments, one after it the new one, and the next open
+	// finishes or undoes what was interrupted. The engine serialises it with
+	// DeleteOldest, both truncations and Close; appends and reads go on.
+	RewriteSegments(from, to int64, write func(add func(batch []byte) error) error) error
+}
+
 // SegmentInfo describes one segment of a log.
 type SegmentInfo struct {
 	BaseOffset       int64

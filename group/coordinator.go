@@ -26,6 +26,7 @@ const (
 	DefaultMaxMetadataBytes          = 1 << 20            // protocol metadata or assignment of one member
 	DefaultMaxOffsetMetadataBytes    = 4096               // offset.metadata.max.bytes
 	DefaultOffsetsTopicNumPartitions = 50                 // offsets.topic.num.partitions
+	DefaultOffsetsTopicSegmentBytes  = 100 << 20          // offsets.topic.segment.bytes
 	DefaultOffsetCommitTimeout       = 5 * time.Second    // offsets.commit.timeout.ms
 	newMemberJoinTimeout             = 5 * time.Minute    // Kafka's GroupCoordinator.NewMemberJoinTimeoutMs
 	maxLockRetries                   = 4                  // lookups of a group that keeps dying under us
@@ -86,6 +87,12 @@ type Config struct {
 	// Default 50. An existing topic keeps its count (groups are placed by
 	// it), so changing this later has no effect.
 	OffsetsTopicNumPartitions int32
+
+	// OffsetsTopicSegmentBytes is offsets.topic.segment.bytes: the
+	// segment.bytes New gives __consumer_offsets when it creates it (the
+	// topic is compacted, and compaction cleans only rolled segments).
+	// Default 100 MiB (Kafka's).
+	OffsetsTopicSegmentBytes int64
 
 	// OffsetCommitTimeout is offsets.commit.timeout.ms: how long a write
 	// to __consumer_offsets (a commit, a group's metadata) may wait to be
@@ -264,6 +271,9 @@ func newCoordinator(eng *engine.Engine, cfg Config, clk clock, hooks testHooks) 
 	}
 	if cfg.OffsetsTopicNumPartitions <= 0 {
 		cfg.OffsetsTopicNumPartitions = DefaultOffsetsTopicNumPartitions
+	}
+	if cfg.OffsetsTopicSegmentBytes <= 0 {
+		cfg.OffsetsTopicSegmentBytes = DefaultOffsetsTopicSegmentBytes
 	}
 	if cfg.OffsetCommitTimeout <= 0 {
 		cfg.OffsetCommitTimeout = DefaultOffsetCommitTimeout

@@ -111,10 +111,17 @@
 // older than OffsetsRetention; a group with neither members nor offsets goes
 // at the next check.
 //
-// __consumer_offsets is created with retention.ms and retention.bytes -1:
-// compaction does not exist yet, so nothing is ever removed from it and a
-// load replays every record ever written to the partition. When compaction
-// comes, it must keep the format marker below.
+// __consumer_offsets is created compacted (cleanup.policy=compact,
+// segment.bytes Config.OffsetsTopicSegmentBytes, retention.ms and
+// retention.bytes -1), as in Kafka: the engine's cleaner keeps the latest
+// record of each key, and tombstones (deleted offsets and groups) for
+// delete.retention.ms, so a load replays little more than the live state.
+// Loading does not care what compaction removed: each key's latest record
+// decides, and a key whose latest record is gone was deleted. A topic
+// created before compaction existed keeps its delete policy. Compaction
+// removes the format marker below, a tombstone, after a day: a compacted
+// topic is known as this package's by its policy alone (the legacy layout
+// was never compacted).
 //
 // # Record format
 //

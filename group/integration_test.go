@@ -80,17 +80,28 @@ func (l *logRecorder) count(msg string) (n, total int) {
 
 func startServer(t testing.TB, dir string) *server {
 	t.Helper()
+	return startServerWith(t, dir, nil)
+}
+
+// startServerWith is startServer with engine and group settings changed by
+// tweak (nil: none).
+func startServerWith(t testing.TB, dir string, tweak func(*engine.Options, *group.Config)) *server {
+	t.Helper()
 	var out slog.Handler = slog.NewTextHandler(io.Discard, nil)
 	if os.Getenv("EASEL_TEST_LOG") != "" {
 		out = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 	}
 	logs := newLogRecorder(out)
 	log := slog.New(logs)
-	eng, err := engine.Open(dir, engine.Options{Logger: log})
+	eo, gc := engine.Options{Logger: log}, group.Config{InitialRebalanceDelay: 100 * time.Millisecond}
+	if tweak != nil {
+		tweak(&eo, &gc)
+	}
+	eng, err := engine.Open(dir, eo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := broker.New(eng, broker.Config{DataDir: dir, Logger: log, Group: group.Config{InitialRebalanceDelay: 100 * time.Millisecond}})
+	b := broker.New(eng, broker.Config{DataDir: dir, Logger: log, Group: gc})
 	srv, err := netio.Listen(netio.Config{Addr: "127.0.0.1:0", Logger: log}, b)
 	if err != nil {
 		t.Fatal(err)

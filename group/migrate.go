@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -73,7 +74,12 @@ func (c *Coordinator) openTopic() (int32, error) {
 		return 0, err
 	}
 	switch {
-	case first != nil && isFormatMarker(first.Key, first.Value):
+	case compacted(info.Config) && empty:
+		// Created here, and a crash came before the marker.
+		return n, c.writeMarker()
+	case first != nil && isFormatMarker(first.Key, first.Value), compacted(info.Config):
+		// A compacted topic is this package's (the legacy layout was never
+		// compacted), whose marker compaction may have removed.
 		if n != c.cfg.OffsetsTopicNumPartitions {
 			c.log.Info("group: "+engine.ConsumerOffsetsTopic+" keeps its partition count", "partitions", n, "configured", c.cfg.OffsetsTopicNumPartitions)
 		}
@@ -90,6 +96,11 @@ func (c *Coordinator) openTopic() (int32, error) {
 		"To start anyway, stop the broker, move the directories %s-* and the file .meta/%s.json out of the data directory "+
 		"(the committed offsets and group metadata in them are then lost) and start it again",
 		errUnknownFormat, n, engine.ConsumerOffsetsTopic, engine.ConsumerOffsetsTopic)
+}
+
+// compacted reports whether a topic's cleanup.policy includes compact.
+func compacted(cfg engine.TopicConfig) bool {
+	return slices.Contains(strings.Split(cfg.CleanupPolicy, ","), engine.CleanupCompact)
 }
 
 // firstRecords returns the first record of partition 0 of
@@ -134,9 +145,12 @@ func cloneNil(b []byte) []byte {
 // create creates __consumer_offsets and writes the format marker.
 func (c *Coordinator) create() (int32, error) {
 	n := c.cfg.OffsetsTopicNumPartitions
-	// Compaction does not exist yet: nothing is ever deleted, so the
-	// partitions grow with every commit until they are replayed whole.
-	err := c.eng.CreateTopic(engine.ConsumerOffsetsTopic, engine.TopicConfig{Partitions: n, RetentionMs: -1, RetentionBytes: -1})
+	// Compacted, as in Kafka: a load replays the latest record of each key
+	// (and tombstones for a while), not every commit ever made.
+	err := c.eng.CreateTopic(engine.ConsumerOffsetsTopic, engine.TopicConfig{
+		Partitions: n, RetentionMs: -1, RetentionBytes: -1,
+		CleanupPolicy: engine.CleanupCompact, SegmentBytes: c.cfg.OffsetsTopicSegmentBytes,
+	})
 	if err != nil {
 		return 0, err
 	}

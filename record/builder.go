@@ -85,9 +85,18 @@ func (b *Builder) Add(r Record) {
 	} else if r.Timestamp > b.maxTime {
 		b.maxTime = r.Timestamp
 	}
-	tsDelta := r.Timestamp - b.baseTime
-	offDelta := int64(b.n)
+	p, err := appendRecord(b.recs, &r, r.Timestamp-b.baseTime, int64(b.n))
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.recs = p
+	b.n++
+}
 
+// appendRecord appends the encoding of r, with the given timestamp and
+// offset deltas, to p.
+func appendRecord(p []byte, r *Record, tsDelta, offDelta int64) ([]byte, error) {
 	size := 1 + varintLen(tsDelta) + varintLen(offDelta) +
 		bytesLen(r.Key) + bytesLen(r.Value) + varintLen(int64(len(r.Headers)))
 	for i := range r.Headers {
@@ -95,11 +104,8 @@ func (b *Builder) Add(r Record) {
 		size += varintLen(int64(len(h.Key))) + len(h.Key) + bytesLen(h.Value)
 	}
 	if size > math.MaxInt32 {
-		b.err = fmt.Errorf("%w: record of %d bytes", ErrInvalid, size)
-		return
+		return p, fmt.Errorf("%w: record of %d bytes", ErrInvalid, size)
 	}
-
-	p := b.recs
 	p = binary.AppendVarint(p, int64(size))
 	p = append(p, byte(r.Attributes))
 	p = binary.AppendVarint(p, tsDelta)
@@ -113,8 +119,7 @@ func (b *Builder) Add(r Record) {
 		p = append(p, h.Key...)
 		p = appendBytes(p, h.Value)
 	}
-	b.recs = p
-	b.n++
+	return p, nil
 }
 
 // AppendTo appends one complete batch holding the records added so far to
@@ -149,25 +154,42 @@ func (b *Builder) AppendTo(dst []byte) ([]byte, error) {
 	if pid == 0 {
 		pid, epoch, seq = -1, -1, -1
 	}
-	attr := uint16(b.opts.Codec) & attrCodecMask
+	attr := int16(b.opts.Codec) & attrCodecMask
 	if b.opts.Transactional {
 		attr |= attrTransactional
 	}
-	be := binary.BigEndian
-	be.PutUint64(batch[PosBaseOffset:], 0)
-	be.PutUint32(batch[PosBatchLength:], uint32(len(batch)-LogOverhead))
-	be.PutUint32(batch[PosPartitionLeaderEpoch:], uint32(b.opts.PartitionLeaderEpoch))
-	batch[PosMagic] = Magic
-	be.PutUint16(batch[PosAttributes:], attr)
-	be.PutUint32(batch[PosLastOffsetDelta:], uint32(b.n-1))
-	be.PutUint64(batch[PosBaseTimestamp:], uint64(b.baseTime))
-	be.PutUint64(batch[PosMaxTimestamp:], uint64(b.maxTime))
-	be.PutUint64(batch[PosProducerID:], uint64(pid))
-	be.PutUint16(batch[PosProducerEpoch:], uint16(epoch))
-	be.PutUint32(batch[PosBaseSequence:], uint32(seq))
-	be.PutUint32(batch[PosRecordCount:], uint32(b.n))
-	be.PutUint32(batch[PosCRC:], crc32.Checksum(batch[PosAttributes:], castagnoli))
+	putHeader(batch, Header{
+		PartitionLeaderEpoch: b.opts.PartitionLeaderEpoch,
+		Attributes:           attr,
+		LastOffsetDelta:      int32(b.n - 1),
+		BaseTimestamp:        b.baseTime,
+		MaxTimestamp:         b.maxTime,
+		ProducerID:           pid,
+		ProducerEpoch:        epoch,
+		BaseSequence:         seq,
+		RecordCount:          int32(b.n),
+	})
 	return out, nil
+}
+
+// putHeader writes h's fields into the header of batch, which holds the
+// whole batch: batchLength from len(batch), magic 2, and the CRC over the
+// rest (h.BatchLength, h.Magic and h.CRC are not used).
+func putHeader(batch []byte, h Header) {
+	be := binary.BigEndian
+	be.PutUint64(batch[PosBaseOffset:], uint64(h.BaseOffset))
+	be.PutUint32(batch[PosBatchLength:], uint32(len(batch)-LogOverhead))
+	be.PutUint32(batch[PosPartitionLeaderEpoch:], uint32(h.PartitionLeaderEpoch))
+	batch[PosMagic] = Magic
+	be.PutUint16(batch[PosAttributes:], uint16(h.Attributes))
+	be.PutUint32(batch[PosLastOffsetDelta:], uint32(h.LastOffsetDelta))
+	be.PutUint64(batch[PosBaseTimestamp:], uint64(h.BaseTimestamp))
+	be.PutUint64(batch[PosMaxTimestamp:], uint64(h.MaxTimestamp))
+	be.PutUint64(batch[PosProducerID:], uint64(h.ProducerID))
+	be.PutUint16(batch[PosProducerEpoch:], uint16(h.ProducerEpoch))
+	be.PutUint32(batch[PosBaseSequence:], uint32(h.BaseSequence))
+	be.PutUint32(batch[PosRecordCount:], uint32(h.RecordCount))
+	be.PutUint32(batch[PosCRC:], crc32.Checksum(batch[PosAttributes:], castagnoli))
 }
 
 // varintLen is the size of v as a zigzag varint.

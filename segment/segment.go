@@ -152,7 +152,7 @@ func FileName(baseOffset int64) string { return fmt.Sprintf("%020d", baseOffset)
 
 // Segment is one log segment. See the package doc for the concurrency rules.
 type Segment struct {
-	dir  string
+	dir  atomic.Pointer[string] // the directory of the files; MoveTo changes it
 	base int64
 	cfg  Config
 	log  *os.File
@@ -224,7 +224,8 @@ func Create(dir string, base int64, cfg Config) (*Segment, error) {
 }
 
 func newSegment(dir string, base int64, cfg Config, f *os.File) *Segment {
-	s := &Segment{dir: dir, base: base, cfg: cfg, log: f, created: cfg.Now()}
+	s := &Segment{base: base, cfg: cfg, log: f, created: cfg.Now()}
+	s.dir.Store(&dir)
 	s.maxTimestamp.Store(-1)
 	s.refs.Store(1)
 	return s
@@ -507,10 +508,15 @@ func (s *Segment) setWritableLocked(w bool) error {
 }
 
 func (s *Segment) path(suffix string) string {
-	return filepath.Join(s.dir, FileName(s.base)+suffix)
+	return filepath.Join(s.directory(), FileName(s.base)+suffix)
 }
 
-func (s *Segment) name() string { return filepath.Join(filepath.Base(s.dir), FileName(s.base)) }
+func (s *Segment) name() string {
+	return filepath.Join(filepath.Base(s.directory()), FileName(s.base))
+}
+
+// directory is the directory holding the segment's files (MoveTo changes it).
+func (s *Segment) directory() string { return *s.dir.Load() }
 
 // BaseOffset is the offset of the first record the segment may hold.
 func (s *Segment) BaseOffset() int64 { return s.base }
@@ -544,8 +550,10 @@ func (s *Segment) Fits(n int, lastOffset int64) bool {
 	return !s.idx.offsets.Full() && !s.idx.times.Full()
 }
 
-// Append writes one batch whose baseOffset was already set to NextOffset().
-// h must be the batch's parsed header. It returns ErrFull, writing nothing,
+// Append writes one batch whose baseOffset is at or above NextOffset() (a
+// leader's appends are at it; a follower copying a compacted log, or the
+// cleaner writing one, may leave a hole). h must be the batch's parsed
+// header. It returns ErrFull, writing nothing,
 // if the batch does not fit (see Fits): the caller rolls a new segment.
 // After Append returns, readers see the batch.
 func (s *Segment) Append(batch []byte, h record.Header) error {
@@ -555,8 +563,10 @@ func (s *Segment) Append(batch []byte, h record.Header) error {
 	if s.retired.Load() {
 		return ErrRetired
 	}
-	if h.BaseOffset != s.next.Load() {
-		return fmt.Errorf("segment %s: append at offset %d, want %d", s.name(), h.BaseOffset, s.next.Load())
+	if h.BaseOffset < s.next.Load() {
+		// Above is fine: a follower copying a compacted log, or the cleaner
+		// writing one, leaves holes in the offsets.
+		return fmt.Errorf("segment %s: append at offset %d, want %d or more", s.name(), h.BaseOffset, s.next.Load())
 	}
 	if !s.Fits(len(batch), h.LastOffset()) {
 		return ErrFull
@@ -765,7 +775,7 @@ func (s *Segment) Delete() error {
 	if lerr != nil {
 		err = errors.Join(err, lerr)
 	} else {
-		err = errors.Join(err, syncDir(s.dir))
+		err = errors.Join(err, syncDir(s.directory()))
 	}
 	err = errors.Join(err, s.Close())
 	if err != nil {
@@ -814,4 +824,39 @@ func (s *Segment) closeFiles() error {
 		return fmt.Errorf("segment %s: close: %w", s.name(), err)
 	}
 	return nil
+}
+
+// MoveTo moves the files of a sealed segment into dir, which must be on the
+// same file system: the indexes first, the log last (a segment is where its
+// .log is), then fsyncs both directories. Readers holding references are
+// not disturbed: open files and mappings follow their inodes, and no index
+// is opened by name while the files move. The caller serialises it with
+// the writer's methods. If a rename fails, the files already moved are
+// moved back (as far as possible) and the segment stays where it was.
+func (s *Segment) MoveTo(dir string) error {
+	s.idx.Lock()
+	defer s.idx.Unlock()
+	switch {
+	case s.closed.Load() || s.deleted.Load():
+		return ErrClosed
+	case s.retired.Load():
+		return ErrRetired
+	case s.idx.writable:
+		return fmt.Errorf("segment %s: move: the segment is not sealed", s.name())
+	}
+	from := s.directory()
+	order := [...]string{IndexSuffix, TimeIndexSuffix, LogSuffix}
+	for i, suf := range order {
+		src, dst := filepath.Join(from, FileName(s.base)+suf), filepath.Join(dir, FileName(s.base)+suf)
+		err := os.Rename(src, dst)
+		if err == nil || (suf != LogSuffix && errors.Is(err, fs.ErrNotExist)) {
+			continue // a missing index is rebuilt from the log when needed
+		}
+		for _, back := range order[:i] {
+			_ = os.Rename(filepath.Join(dir, FileName(s.base)+back), filepath.Join(from, FileName(s.base)+back))
+		}
+		return fmt.Errorf("segment %s: move to %s: %w", s.name(), dir, err)
+	}
+	s.dir.Store(&dir)
+	return errors.Join(syncDir(dir), syncDir(from))
 }

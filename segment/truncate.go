@@ -254,11 +254,11 @@ func (s *Segment) truncateCopy(keptSize, cutBase int64) (*Segment, error) {
 		}
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = syncDir(s.directory())
 	}
 	var r *Segment
 	if err == nil {
-		r, err = Open(s.dir, s.base, s.cfg, true)
+		r, err = Open(s.directory(), s.base, s.cfg, true)
 	}
 	if err != nil {
 		return nil, retiredErr(s, err)

@@ -1026,7 +1026,7 @@ func FuzzTruncate(f *testing.F) {
 			}
 			s.Release()
 		}
-		dir := r.dir
+		dir := r.directory()
 		r.Close()
 		r, err = Open(dir, base, cfg, true)
 		if err != nil {

@@ -79,6 +79,13 @@ type config struct {
 	// HWCheckpointInterval is replica.high.watermark.checkpoint.interval.ms.
 	// Invariant: > 0.
 	HWCheckpointInterval time.Duration
+	// RetentionCheckInterval is log.retention.check.interval.ms: how often
+	// retention and compaction run. Invariant: > 0.
+	RetentionCheckInterval time.Duration
+	// CleanerDedupeBufferSize is log.cleaner.dedupe.buffer.size and
+	// CleanerIOMaxBytesPerSecond log.cleaner.io.max.bytes.per.second (0: no
+	// limit); see engine.Options. Invariants: > 0 and >= 0.
+	CleanerDedupeBufferSize, CleanerIOMaxBytesPerSecond int64
 
 	// Cluster holds the cluster settings; Cluster.Voters empty means a
 	// single node.
@@ -213,6 +220,7 @@ func (cfg *config) check() error {
 		d    time.Duration
 	}{
 		{"shutdown-timeout", cfg.ShutdownTimeout}, {"hw-checkpoint-interval", cfg.HWCheckpointInterval},
+		{"log-retention-check-interval", cfg.RetentionCheckInterval},
 		{"group-min-session-timeout", cfg.Group.MinSessionTimeout}, {"group-max-session-timeout", cfg.Group.MaxSessionTimeout},
 		{"offsets-retention", cfg.Group.OffsetsRetention}, {"offsets-retention-check-interval", cfg.Group.RetentionCheckInterval},
 		{"offsets-commit-timeout", cfg.Group.OffsetCommitTimeout},
@@ -370,4 +378,13 @@ func advertisedAddr(cfg config, bound net.Addr, hostname func() (string, error))
 		}
 	}
 	return host, int32(tcp.Port), nil
+}
+
+// engineOptions are the engine settings of the configuration.
+func (c config) engineOptions(log *slog.Logger) engine.Options {
+	return engine.Options{
+		Defaults: c.Topic, Logger: log, HWCheckpointInterval: c.HWCheckpointInterval,
+		RetentionCheckInterval: c.RetentionCheckInterval, CleanerDedupeBufferSize: c.CleanerDedupeBufferSize,
+		CleanerIOMaxBytesPerSecond: float64(c.CleanerIOMaxBytesPerSecond),
+	}
 }

@@ -45,9 +45,11 @@ func TestParseConfigDefaults(t *testing.T) {
 		Group: group.Config{InitialRebalanceDelay: 3 * time.Second, MinSessionTimeout: 6 * time.Second,
 			MaxSessionTimeout: 30 * time.Minute, OffsetsRetention: 7 * 24 * time.Hour, RetentionCheckInterval: 10 * time.Minute,
 			MaxOffsetMetadataBytes: 4096, MaxGroupSize: math.MaxInt32, OffsetCommitTimeout: 5 * time.Second},
-		Net:                  netio.Config{MaxRequestSize: 100 << 20, IdleTimeout: 10 * time.Minute},
-		HWCheckpointInterval: 5 * time.Second,
-		Cluster:              clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
+		Net:                     netio.Config{MaxRequestSize: 100 << 20, IdleTimeout: 10 * time.Minute},
+		HWCheckpointInterval:    5 * time.Second,
+		RetentionCheckInterval:  5 * time.Minute,
+		CleanerDedupeBufferSize: 128 << 20,
+		Cluster:                 clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
 	}
 	for _, st := range settings {
 		if o := cfg.Loaded.origins[st.flag]; o.source != fromDefault {
@@ -98,9 +100,10 @@ func TestParseConfig(t *testing.T) {
 			"--retention-ms", "-1", "--retention-bytes", "1000000", "--flush-messages", "1",
 			"--flush-ms", "100", "--max-message-bytes", "2000000"}, nil,
 			func(c config) bool {
-				return c.Topic == engine.TopicConfig{Partitions: 1, SegmentBytes: 1 << 20, SegmentMs: 60000,
-					RetentionMs: -1, RetentionBytes: 1000000, FlushMessages: 1, FlushMs: 100, MaxMessageBytes: 2000000,
-					CleanupPolicy: engine.CleanupDelete}
+				want := engine.DefaultTopicConfig()
+				want.SegmentBytes, want.SegmentMs, want.RetentionMs, want.RetentionBytes = 1<<20, 60000, -1, 1000000
+				want.FlushMessages, want.FlushMs, want.MaxMessageBytes = 1, 100, 2000000
+				return c.Topic == want
 			}},
 		{"topic defaults by env", nil, env{"EASEL_SEGMENT_BYTES": "4096", "EASEL_FLUSH_MESSAGES": "1"},
 			func(c config) bool { return c.Topic.SegmentBytes == 4096 && c.Topic.FlushMessages == 1 }},
@@ -114,6 +117,12 @@ func TestParseConfig(t *testing.T) {
 			func(c config) bool { return c.LogLevel == slog.LevelWarn }},
 		{"pprof", []string{"--pprof", "127.0.0.1:6060"}, nil,
 			func(c config) bool { return c.Pprof == "127.0.0.1:6060" }},
+		{"log cleaner", []string{"--log-retention-check-interval", "30s", "--log-cleaner-dedupe-buffer-size", "1048576",
+			"--log-cleaner-io-max-bytes-per-second", "5000000"}, nil,
+			func(c config) bool {
+				o := c.engineOptions(nil)
+				return o.RetentionCheckInterval == 30*time.Second && o.CleanerDedupeBufferSize == 1<<20 && o.CleanerIOMaxBytesPerSecond == 5e6
+			}},
 		{"shutdown timeout", []string{"--shutdown-timeout", "2s"}, nil,
 			func(c config) bool { return c.ShutdownTimeout == 2*time.Second }},
 		{"unrelated env ignored", nil, env{"EASEL_REQUIRE_KCAT": "1", "EASEL_NOPE": "x"},
@@ -160,6 +169,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"log level", []string{"--log-level", "loud"}, nil, "log-level"},
 		{"log level env", nil, env{"EASEL_LOG_LEVEL": "info+2"}, "EASEL_LOG_LEVEL"},
 		{"shutdown timeout", []string{"--shutdown-timeout", "0s"}, nil, "--shutdown-timeout"},
+		{"retention check interval", []string{"--log-retention-check-interval", "0s"}, nil, "--log-retention-check-interval"},
+		{"dedupe buffer", []string{"--log-cleaner-dedupe-buffer-size", "0"}, nil, "-log-cleaner-dedupe-buffer-size"},
+		{"cleaner io", []string{"--log-cleaner-io-max-bytes-per-second", "-1"}, nil, "-log-cleaner-io-max-bytes-per-second"},
 		{"empty data dir", []string{"--data-dir", ""}, nil, "--data-dir"},
 		{"pprof", []string{"--pprof", "6060"}, nil, "--pprof"},
 	}

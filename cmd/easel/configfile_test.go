@@ -50,6 +50,9 @@ max.connections=77
 socket.request.max.bytes=1000000
 connections.max.idle.ms=0
 replica.high.watermark.checkpoint.interval.ms=2500
+log.retention.check.interval.ms=60000
+log.cleaner.dedupe.buffer.size=1048576
+log.cleaner.io.max.bytes.per.second=2000000
 group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
 group.max.session.timeout.ms=60000
@@ -81,15 +84,19 @@ easel.cluster.timing=fast
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The file's topic defaults over Kafka's for the rest.
+	topic := engine.DefaultTopicConfig()
+	topic.Partitions, topic.SegmentBytes, topic.SegmentMs, topic.RetentionMs = 6, 1<<20, 60000, -1
+	topic.RetentionBytes, topic.FlushMessages, topic.FlushMs, topic.MaxMessageBytes = 5000000, 1, 250, 2000000
+	topic.LogAppendTime = true
 	want := config{
 		Listen: "127.0.0.1:19092", Advertise: "kafka.example.com:19093", DataDir: "/srv/easel", NodeID: 4,
-		Topic: engine.TopicConfig{Partitions: 6, SegmentBytes: 1 << 20, SegmentMs: 60000, RetentionMs: -1,
-			RetentionBytes: 5000000, FlushMessages: 1, FlushMs: 250, MaxMessageBytes: 2000000,
-			CleanupPolicy: engine.CleanupDelete, LogAppendTime: true},
+		Topic:          topic,
 		MaxConnections: 77, ShutdownTimeout: 3 * time.Second, LogLevel: slog.LevelDebug, LogFormat: "json",
 		Metrics: "127.0.0.1:9308", Pprof: "127.0.0.1:6060", OffsetsTopicPartitions: 5,
-		Net:                  netio.Config{MaxRequestSize: 1000000, IdleTimeout: -1},
-		HWCheckpointInterval: 2500 * time.Millisecond,
+		Net:                    netio.Config{MaxRequestSize: 1000000, IdleTimeout: -1},
+		HWCheckpointInterval:   2500 * time.Millisecond,
+		RetentionCheckInterval: time.Minute, CleanerDedupeBufferSize: 1 << 20, CleanerIOMaxBytesPerSecond: 2000000,
 		Group: group.Config{InitialRebalanceDelay: -1, MinSessionTimeout: time.Second, MaxSessionTimeout: time.Minute,
 			MaxGroupSize: 10, OffsetsRetention: time.Hour, RetentionCheckInterval: 30 * time.Second,
 			OffsetCommitTimeout: 7 * time.Second, MaxOffsetMetadataBytes: 100},

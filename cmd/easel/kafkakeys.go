@@ -65,12 +65,10 @@ var kafkaKeys = []string{
 	"leader.imbalance.per.broker.percentage",
 	"listener.security.protocol.map",
 	"log.cleaner.backoff.ms",
-	"log.cleaner.dedupe.buffer.size",
 	"log.cleaner.delete.retention.ms",
 	"log.cleaner.enable",
 	"log.cleaner.io.buffer.load.factor",
 	"log.cleaner.io.buffer.size",
-	"log.cleaner.io.max.bytes.per.second",
 	"log.cleaner.max.compaction.lag.ms",
 	"log.cleaner.min.cleanable.ratio",
 	"log.cleaner.min.compaction.lag.ms",
@@ -90,7 +88,6 @@ var kafkaKeys = []string{
 	"log.message.timestamp.before.max.ms",
 	"log.message.timestamp.difference.max.ms",
 	"log.preallocate",
-	"log.retention.check.interval.ms",
 	"log.roll.jitter.hours",
 	"log.roll.jitter.ms",
 	"log.segment.delete.delay.ms",
@@ -171,7 +168,7 @@ var kafkaKeys = []string{
 // kafkaKeyPrefixes are families of Kafka settings (TLS, SASL, listener
 // overrides, quotas, tiered storage) that Easel does not implement.
 var kafkaKeyPrefixes = []string{
-	"listener.name.", "log.cleaner.", "quota.", "remote.log.", "sasl.", "ssl.", "zookeeper.",
+	"listener.name.", "quota.", "remote.log.", "sasl.", "ssl.", "zookeeper.",
 }
 
 // isKafkaKey reports whether key is a Kafka broker setting that Easel does

@@ -44,8 +44,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	var met *metrics.Metrics
 	netCfg := cfg.Net
 	netCfg.Addr, netCfg.MaxConns, netCfg.Logger = cfg.Listen, cfg.MaxConnections, log
-	engOpts := engine.Options{Defaults: cfg.Topic, Logger: log, ExternalMetadata: true, ManagedHighWatermarks: true,
-		HWCheckpointInterval: cfg.HWCheckpointInterval}
+	engOpts := cfg.engineOptions(log)
+	engOpts.ExternalMetadata, engOpts.ManagedHighWatermarks = true, true
 	if cfg.Metrics != "" {
 		met = metrics.New()
 		metricsSrv, err := startMetrics(cfg.Metrics, met, ready, log)

@@ -59,7 +59,7 @@ func readLegacy(cfg config, log *slog.Logger) (*legacyData, error) {
 		return nil, nil
 	}
 	log.Info("importing the topics of a single-node data directory into its metadata log", "data_dir", cfg.DataDir)
-	eng, err := engine.Open(cfg.DataDir, engine.Options{Defaults: cfg.Topic, Logger: log})
+	eng, err := engine.Open(cfg.DataDir, cfg.engineOptions(log))
 	if err != nil {
 		return nil, fmt.Errorf("open data dir %s: %w", cfg.DataDir, err)
 	}
