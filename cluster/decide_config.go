@@ -3,6 +3,8 @@ package cluster
 import (
 	"slices"
 	"strings"
+
+	"github.com/easel-io/easel/engine"
 )
 
 // brokerSynonyms maps each dynamic broker setting (Kafka's per-broker and
@@ -114,4 +116,26 @@ func (p Policy) AlterBrokerConfigs(s *State, broker int32, configs []Config) ([]
 		}
 	}
 	return []Record{BrokerConfigRecord{Broker: broker, Configs: nilIfNoConfigs(cs)}}, nil
+}
+
+// CompactOffsetsTopic decides giving __consumer_offsets Kafka's
+// cleanup.policy=compact when it has another: an offsets topic created by an
+// Easel that predates log compaction, or imported from a single node's
+// topic file, has delete. Its other settings are kept. Nothing when the
+// topic does not exist or is compacted already.
+func (p Policy) CompactOffsetsTopic(s *State) []Record {
+	t := s.Topic(engine.ConsumerOffsetsTopic)
+	if t == nil {
+		return nil
+	}
+	if v, ok := t.Config("cleanup.policy"); ok && v == engine.CleanupCompact {
+		return nil
+	}
+	cs := slices.DeleteFunc(slices.Clone(t.Configs), func(c Config) bool { return c.Name == "cleanup.policy" })
+	cs = append(cs, Config{Name: "cleanup.policy", Value: engine.CleanupCompact})
+	recs, err := p.AlterTopicConfigs(s, t.Name, cs)
+	if err != nil {
+		return nil // the topic's other settings no longer validate: leave it
+	}
+	return recs
 }

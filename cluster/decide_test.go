@@ -252,3 +252,18 @@ func TestCompleteReassignments(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCompactOffsetsTopic: an offsets topic with the delete policy (made
+// before compaction existed) is given compact, its other settings kept;
+// a compacted one, or none, changes nothing.
+func TestCompactOffsetsTopic(t *testing.T) {
+	decide := func(p Policy, s *State) ([]Record, error) { return p.CompactOffsetsTopic(s), nil }
+	runDecisions(t, []decisionCase{
+		{"delete policy", with("create-topic __consumer_offsets assign=1,2,3 config:cleanup.policy=delete config:retention.ms=-1"), decide,
+			"topic-config __consumer_offsets configs=[cleanup.policy=compact,retention.ms=-1]"},
+		{"no policy", with("create-topic __consumer_offsets assign=1,2,3"), decide,
+			"topic-config __consumer_offsets configs=[cleanup.policy=compact]"},
+		{"compacted", with("create-topic __consumer_offsets assign=1,2,3 config:cleanup.policy=compact"), decide, ""},
+		{"no offsets topic", with(), decide, ""},
+	})
+}

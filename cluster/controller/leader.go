@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/easel-io/easel/cluster"
+	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/gossip"
 	"github.com/hashicorp/raft"
 )
@@ -219,6 +220,16 @@ func (n *Node) establish() error {
 		if err := n.commit(n.cfg.Import, nil); err != nil {
 			return fmt.Errorf("import: %w", err)
 		}
+	}
+	// An offsets topic from before log compaction gets Kafka's policy.
+	if err := n.commit(func(s *cluster.State) ([]cluster.Record, error) {
+		recs := n.cfg.Policy.CompactOffsetsTopic(s)
+		if len(recs) > 0 {
+			n.log.Info("controller: giving " + engine.ConsumerOffsetsTopic + " cleanup.policy=compact")
+		}
+		return recs, nil
+	}, nil); err != nil {
+		return fmt.Errorf("compact the offsets topic: %w", err)
 	}
 	n.electLeaders()
 	n.completeReassignments()
