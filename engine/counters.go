@@ -100,6 +100,7 @@ func (s *LogStats) add(o LogStats) {
 	s.Segments += o.Segments
 	s.OpenFiles += o.OpenFiles
 	s.MappedFiles += o.MappedFiles
+	s.MappedBytes += o.MappedBytes
 	s.Recovered += o.Recovered
 	s.Bytes += o.Bytes
 }

@@ -503,6 +503,7 @@ func (l *diskLog) Stats() LogStats {
 	st := LogStats{Segments: len(segs), OpenFiles: len(segs), Recovered: l.recovered}
 	for _, s := range segs {
 		st.MappedFiles += s.OpenIndexes()
+		st.MappedBytes += s.MappedIndexBytes()
 		st.Bytes += s.Size()
 	}
 	return st

@@ -153,6 +153,7 @@ type LogStats struct {
 	Segments    int   // number of segments
 	OpenFiles   int   // file descriptors held
 	MappedFiles int   // index files mapped (log views made by ReadBatches are not counted)
+	MappedBytes int64 // bytes of those index mappings
 	Recovered   int   // segments scanned by crash recovery when opened
 	Bytes       int64 // bytes of the log's segments
 }

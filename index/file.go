@@ -56,6 +56,9 @@ type fixedFile struct {
 	closed bool
 }
 
+// mapped is the size of the file's mapping (0 when empty or closed).
+func (f *fixedFile) mapped() int { return len(f.m) }
+
 // open opens or creates the file at path. ordered reports whether entry cur
 // may follow entry prev. See OpenOffset for maxBytes.
 func (x *fixedFile) open(path string, size, maxBytes int, ordered func(prev, cur []byte) bool) error {

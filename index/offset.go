@@ -156,6 +156,10 @@ func (x *OffsetIndex) Reset() error { return x.f.truncate(0) }
 // Len returns the number of entries. Safe concurrently with Append.
 func (x *OffsetIndex) Len() int { return x.f.len() }
 
+// MappedBytes is the size of the index's memory mapping: its file's size,
+// including the preallocated room of a writable index (0 once closed).
+func (x *OffsetIndex) MappedBytes() int { return x.f.mapped() }
+
 // Full reports whether Append cannot add an entry: the file has no room, was
 // trimmed, is read-only or closed.
 func (x *OffsetIndex) Full() bool { return x.f.full() }

@@ -108,6 +108,10 @@ func (x *TimeIndex) Reset() error { return x.f.truncate(0) }
 // Len returns the number of entries. Safe concurrently with Append.
 func (x *TimeIndex) Len() int { return x.f.len() }
 
+// MappedBytes is the size of the index's memory mapping (see
+// OffsetIndex.MappedBytes).
+func (x *TimeIndex) MappedBytes() int { return x.f.mapped() }
+
 // Full reports whether Append cannot add an entry: the file has no room, was
 // trimmed, is read-only or closed.
 func (x *TimeIndex) Full() bool { return x.f.full() }

@@ -43,6 +43,7 @@
 //	easel_log_segments{topic}                       gauge      Log NumLogSegments (summed)
 //	easel_log_size_bytes{topic}                     gauge      Log Size (summed)
 //	easel_log_mapped_index_files{topic}             gauge      (memory-mapped index files)
+//	easel_log_mapped_bytes{topic}                   gauge      (bytes of those mappings)
 //
 // Consumer groups (group coordinator, for the groups coordinated here):
 //

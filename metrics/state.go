@@ -37,6 +37,8 @@ var (
 		"Bytes of the log segments, by topic (Kafka: kafka.log Log Size, summed).", "topic")
 	descMapped = desc("log_mapped_index_files",
 		"Index files memory-mapped, by topic.", "topic")
+	descMappedBytes = desc("log_mapped_bytes",
+		"Bytes of the memory-mapped index files (their preallocated room included), by topic.", "topic")
 
 	descErrors = desc("request_errors_total",
 		"Error codes answered, by API and error, once per partition (Kafka: RequestMetrics ErrorsPerSec).", "api", "error")
@@ -78,7 +80,7 @@ type stateCollector struct{ m *Metrics }
 
 var allDescs = []*prometheus.Desc{
 	descBytesIn, descRecordsIn, descBytesOut, descReplBytesIn, descReplBytesOut,
-	descPartitions, descSegments, descLogBytes, descMapped,
+	descPartitions, descSegments, descLogBytes, descMapped, descMappedBytes,
 	descErrors, descParked, descISRShrinks, descISRExpands,
 	descGroups, descMembers, descLag, descCommitted,
 	descLeaders, descUnderReplicated, descUnderMinISR, descOffline, descController, descBrokers, descApplied,
@@ -113,6 +115,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descSegments, float64(ts.Segments), ts.Name)
 			gauge(descLogBytes, float64(ts.Bytes), ts.Name)
 			gauge(descMapped, float64(ts.MappedFiles), ts.Name)
+			gauge(descMappedBytes, float64(ts.MappedBytes), ts.Name)
 		}
 	}
 	if b := src.Broker; b != nil {

@@ -220,6 +220,17 @@ func (s *Segment) OpenIndexes() int {
 	return 2
 }
 
+// MappedIndexBytes is the size of the segment's index mappings (0 while
+// its indexes are not open).
+func (s *Segment) MappedIndexBytes() int64 {
+	s.idx.Lock()
+	defer s.idx.Unlock()
+	if s.idx.offsets == nil {
+		return 0
+	}
+	return int64(s.idx.offsets.MappedBytes() + s.idx.times.MappedBytes())
+}
+
 // viewState holds the read-only mappings of a log file.
 type viewState struct {
 	mu      sync.Mutex
