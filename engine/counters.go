@@ -13,7 +13,8 @@ type Observer interface {
 	// duplicate): its size in bytes and its record count.
 	Appended(bytes, records int)
 	// Synced reports how long one fsync of a partition log took
-	// (flush.messages, flush.ms or Flush), whether or not it failed.
+	// (flush.messages, flush.ms, Flush, or the background fsync of a
+	// rolled segment), whether or not it failed.
 	Synced(d time.Duration)
 }
 

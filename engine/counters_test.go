@@ -103,3 +103,34 @@ func TestTopicCountersAndObserver(t *testing.T) {
 		t.Fatalf("engine stats %+v", all)
 	}
 }
+
+// The background fsync of each rolled segment reaches the Observer too
+// (without flush.messages or a Flush, those are the only fsyncs).
+func TestObserverSeesRollFsyncs(t *testing.T) {
+	obs := &countingObserver{}
+	e, err := Open(t.TempDir(), Options{Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultTopicConfig()
+	cfg.SegmentBytes = 2048
+	if err := e.CreateTopic("r", cfg); err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.Partition("r", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		if _, err := p.Append(simpleBatch(t, 1, 1500, int64(1000+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rolled := int64(len(p.log.Segments()) - 1)
+	if err := e.Close(); err != nil { // waits for the background fsyncs
+		t.Fatal(err)
+	}
+	if rolled < 3 || obs.syncs.Load() < rolled {
+		t.Fatalf("%d fsyncs observed for %d rolled segments", obs.syncs.Load(), rolled)
+	}
+}

@@ -29,6 +29,7 @@ type diskLog struct {
 	cfg atomic.Pointer[LogConfig]
 	// seg is the store's segment settings; segConfig adds cfg's.
 	seg segment.Config
+	obs Observer // nil: none (see DiskStore.obs)
 	log *slog.Logger
 	// jitter is segment.jitter.ms as drawn for the active segment. Touched
 	// by the writer only.
@@ -228,7 +229,11 @@ func (l *diskLog) roll() (*segment.Segment, error) {
 		defer close(cur.done)
 		ok := true
 		if held {
+			start := time.Now()
 			err := syncSegment(old)
+			if l.obs != nil {
+				l.obs.Synced(time.Since(start))
+			}
 			old.Release()
 			// A segment deleted by retention meanwhile needs no fsync.
 			ok = err == nil || errors.Is(err, segment.ErrClosed)

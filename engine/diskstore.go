@@ -21,6 +21,9 @@ type DiskStore struct {
 	dir string
 	seg segment.Config
 	log *slog.Logger // set by the engine that creates the store; nil: slog.Default()
+	// obs, set by the engine that creates the store, is told how long each
+	// rolled segment's fsync took.
+	obs Observer
 }
 
 var _ Store = (*DiskStore)(nil)
@@ -137,7 +140,7 @@ func (d *DiskStore) OpenLog(name string, cfg LogConfig, clean bool) (Log, error)
 	if lg == nil {
 		lg = slog.Default()
 	}
-	l := &diskLog{dir: dir, seg: d.seg, log: lg}
+	l := &diskLog{dir: dir, seg: d.seg, log: lg, obs: d.obs}
 	l.cfg.Store(&cfg)
 	if l.seg.Now == nil {
 		l.seg.Now = time.Now

@@ -225,7 +225,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 			opts.Segment.Now = opts.Now // segment.ms measures with the engine's clock
 		}
 		ds := NewDiskStore(dir, opts.Segment)
-		ds.log = opts.Logger
+		ds.log, ds.obs = opts.Logger, opts.Observer
 		e.store = ds
 		if n, err := ds.RemoveLeftovers(); err != nil {
 			return nil, err

@@ -38,7 +38,7 @@
 //	easel_topic_replication_bytes_out_total{topic}  counter    BrokerTopicMetrics ReplicationBytesOutPerSec
 //	easel_produce_batch_bytes                       histogram  (batch sizes; no Kafka equivalent)
 //	easel_produce_batch_records                     histogram  (records per batch)
-//	easel_log_flush_seconds                         histogram  LogFlushStats LogFlushRateAndTimeMs (flush.messages, flush.ms)
+//	easel_log_flush_seconds                         histogram  LogFlushStats LogFlushRateAndTimeMs (flush.messages, flush.ms, rolled segments)
 //	easel_log_partitions{topic}                     gauge      ReplicaManager PartitionCount (by topic)
 //	easel_log_segments{topic}                       gauge      Log NumLogSegments (summed)
 //	easel_log_size_bytes{topic}                     gauge      Log Size (summed)

@@ -220,7 +220,7 @@ func (o *engineObserver) init(reg prometheus.Registerer) {
 		Help:    "Records per batch appended as leader.",
 		Buckets: prometheus.ExponentialBuckets(1, 4, 9)})
 	o.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "log_flush_seconds",
-		Help:    "Time of each fsync of a partition log for flush.messages, flush.ms or a flush; not the background fsync of rolled segments (Kafka: kafka.log LogFlushStats LogFlushRateAndTimeMs).",
+		Help:    "Time of each fsync of a partition log: flush.messages, flush.ms, a flush, and the background fsync of each rolled segment (Kafka: kafka.log LogFlushStats LogFlushRateAndTimeMs).",
 		Buckets: latencyBuckets})
 	reg.MustRegister(o.batchBytes, o.batchRecords, o.fsync)
 }
