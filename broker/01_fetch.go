@@ -364,7 +364,9 @@ func (st *fetchState) count(pt *fetchPart, n int64) {
 		if st.replica {
 			pt.p.Counters().ReplicationBytesOut.Add(n)
 		} else {
-			pt.p.Counters().BytesOut.Add(n)
+			c := pt.p.Counters()
+			c.BytesOut.Add(n)
+			c.RecordsOut.Add(pt.chunk.Records())
 		}
 	}
 	if pt.code != 0 {

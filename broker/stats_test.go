@@ -56,6 +56,9 @@ func TestStatsCountTraffic(t *testing.T) {
 	if out := c.BytesOut.Load(); out < in {
 		t.Fatalf("bytes out %d, want at least the %d produced", out, in)
 	}
+	if out := c.RecordsOut.Load(); out < 6 {
+		t.Fatalf("records out %d, want at least the 6 produced", out)
+	}
 	errs := errorCounts(ts.b)
 	if errs[[2]int16{0, kerr.UnknownTopicOrPartition.Code}] != 1 || len(errs) != 2 {
 		t.Fatalf("errors %v, want one UNKNOWN_TOPIC_OR_PARTITION and one other for Produce", errs)

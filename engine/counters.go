@@ -28,9 +28,11 @@ type TopicCounters struct {
 	// AppendRecords), duplicates excluded: Kafka's BytesInPerSec and
 	// MessagesInPerSec.
 	BytesIn, RecordsIn atomic.Int64
-	// BytesOut counts record bytes sent to consumers. The engine does not
-	// know what is sent; the broker adds to it (Kafka's BytesOutPerSec).
-	BytesOut atomic.Int64
+	// BytesOut and RecordsOut count the record bytes and records (of whole
+	// batches) sent to consumers. The engine does not know what is sent;
+	// the broker adds to them (Kafka's BytesOutPerSec; Kafka counts no
+	// records out).
+	BytesOut, RecordsOut atomic.Int64
 	// ReplicationBytesIn counts the record bytes appended as follower
 	// (AppendReplica); ReplicationBytesOut those sent to followers, added
 	// by the broker (Kafka's ReplicationBytesInPerSec and OutPerSec).

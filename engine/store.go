@@ -182,6 +182,22 @@ func (c *Chunk) Size() int64 {
 	return int64(len(c.Bytes))
 }
 
+// Records counts the records of the chunk's whole batches (a batch cut by
+// maxBytes is not counted), reading only their headers; 0 if they cannot be
+// read.
+func (c *Chunk) Records() int64 {
+	if c.File == nil {
+		return record.CountRecords(c.Bytes)
+	}
+	if s, ok := c.seg.(interface {
+		RecordsIn(pos, n int64) (int64, error)
+	}); ok {
+		n, _ := s.RecordsIn(c.Pos, c.Len)
+		return n
+	}
+	return 0
+}
+
 // Release frees the chunk's hold on its segment. It is safe to call on a
 // zero Chunk and more than once.
 func (c *Chunk) Release() {

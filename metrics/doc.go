@@ -34,6 +34,7 @@
 //	easel_topic_bytes_in_total{topic}               counter    BrokerTopicMetrics BytesInPerSec
 //	easel_topic_records_in_total{topic}             counter    BrokerTopicMetrics MessagesInPerSec
 //	easel_topic_bytes_out_total{topic}              counter    BrokerTopicMetrics BytesOutPerSec
+//	easel_topic_records_out_total{topic}            counter    (records sent to consumers; Kafka counts none)
 //	easel_topic_replication_bytes_in_total{topic}   counter    BrokerTopicMetrics ReplicationBytesInPerSec
 //	easel_topic_replication_bytes_out_total{topic}  counter    BrokerTopicMetrics ReplicationBytesOutPerSec
 //	easel_produce_batch_bytes                       histogram  (batch sizes; no Kafka equivalent)

@@ -24,6 +24,8 @@ var (
 		"Records appended as leader, by topic (Kafka: BrokerTopicMetrics MessagesInPerSec).", "topic")
 	descBytesOut = desc("topic_bytes_out_total",
 		"Record bytes sent to consumers, by topic (Kafka: BrokerTopicMetrics BytesOutPerSec).", "topic")
+	descRecordsOut = desc("topic_records_out_total",
+		"Records sent to consumers (of whole batches), by topic (no Kafka equivalent).", "topic")
 	descReplBytesIn = desc("topic_replication_bytes_in_total",
 		"Record bytes appended as follower, by topic (Kafka: ReplicationBytesInPerSec).", "topic")
 	descReplBytesOut = desc("topic_replication_bytes_out_total",
@@ -79,7 +81,7 @@ var (
 type stateCollector struct{ m *Metrics }
 
 var allDescs = []*prometheus.Desc{
-	descBytesIn, descRecordsIn, descBytesOut, descReplBytesIn, descReplBytesOut,
+	descBytesIn, descRecordsIn, descBytesOut, descRecordsOut, descReplBytesIn, descReplBytesOut,
 	descPartitions, descSegments, descLogBytes, descMapped, descMappedBytes,
 	descErrors, descParked, descISRShrinks, descISRExpands,
 	descGroups, descMembers, descLag, descCommitted,
@@ -107,6 +109,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descBytesIn, float64(tc.BytesIn.Load()), topic)
 			counter(descRecordsIn, float64(tc.RecordsIn.Load()), topic)
 			counter(descBytesOut, float64(tc.BytesOut.Load()), topic)
+			counter(descRecordsOut, float64(tc.RecordsOut.Load()), topic)
 			counter(descReplBytesIn, float64(tc.ReplicationBytesIn.Load()), topic)
 			counter(descReplBytesOut, float64(tc.ReplicationBytesOut.Load()), topic)
 		})

@@ -280,6 +280,25 @@ func Split(b []byte) (batch, rest []byte, err error) {
 	return b[:size:size], b[size:], nil
 }
 
+// CountRecords sums the recordCount fields of the whole batches at the
+// start of b (stored batches, as a read returns them), stopping at the first
+// that is cut short or malformed. It reads the headers only: no CRC check,
+// no decompression.
+func CountRecords(b []byte) int64 {
+	var n int64
+	for len(b) >= HeaderSize {
+		batch, rest, err := Split(b)
+		if err != nil || len(batch) < HeaderSize {
+			break
+		}
+		if c := int32(binary.BigEndian.Uint32(batch[PosRecordCount:])); c > 0 {
+			n += int64(c)
+		}
+		b = rest
+	}
+	return n
+}
+
 // SetBaseOffset overwrites the baseOffset of the batch at the start of b. The
 // CRC does not cover it. It panics if len(b) < HeaderSize.
 func SetBaseOffset(b []byte, off int64) {

@@ -343,3 +343,29 @@ func TestSettersPanicOnShortBatch(t *testing.T) {
 		}()
 	}
 }
+
+// CountRecords sums the record counts of whole batches and stops at a cut
+// one (a fetch's partial last batch).
+func TestCountRecords(t *testing.T) {
+	var all []byte
+	for i, n := range []int{3, 1, 5} {
+		b := NewBuilder(BuilderOptions{})
+		for j := range n {
+			b.Add(Record{Timestamp: int64(i*10 + j), Value: []byte("v")})
+		}
+		out, err := b.AppendTo(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, out...)
+	}
+	if got := CountRecords(all); got != 9 {
+		t.Fatalf("CountRecords of three batches: %d, want 9", got)
+	}
+	if got := CountRecords(all[:len(all)-1]); got != 4 {
+		t.Fatalf("CountRecords with the last batch cut: %d, want 4", got)
+	}
+	if got := CountRecords(nil); got != 0 {
+		t.Fatalf("CountRecords(nil) = %d", got)
+	}
+}

@@ -38,3 +38,25 @@ func TestMappedIndexBytes(t *testing.T) {
 		t.Fatalf("MappedIndexBytes after Close: %d", n)
 	}
 }
+
+// RecordsIn counts the records of the whole batches of a region ReadTo
+// returned: 3 per batch here, and none of a batch the region cuts.
+func TestRecordsIn(t *testing.T) {
+	s, err := Create(t.TempDir(), 0, Config{IndexInterval: 64, MaxIndexBytes: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	batches := fill(t, s, 10, 100)
+	size := int64(len(batches[0]))
+	r, err := s.Read(0, int(4*size+size/2)) // four whole batches and half of the fifth
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.RecordsIn(r.Pos, r.Len); err != nil || n != 12 {
+		t.Fatalf("RecordsIn(%d, %d) = %d, %v; want 12", r.Pos, r.Len, n, err)
+	}
+	if n, err := s.RecordsIn(0, 10*size); err != nil || n != 30 {
+		t.Fatalf("RecordsIn of the whole log = %d, %v; want 30", n, err)
+	}
+}

@@ -140,15 +140,9 @@ func (s *Segment) ViewTo(offset int64, maxBytes int, end int64) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	s.idx.Lock()
-	capacity := int64(0) // a sealed segment is mapped at exactly its size
-	if s.idx.writable {
-		capacity = s.cfg.MaxBytes
-	}
-	s.idx.Unlock()
-	m, err := s.views.get(s.log, size, capacity)
+	m, err := s.mapping(size)
 	if err != nil {
-		return nil, fmt.Errorf("segment %s: %w", s.name(), err)
+		return nil, err
 	}
 	stop := pos + int64(h.Size())
 	for stop < size {
@@ -162,6 +156,41 @@ func (s *Segment) ViewTo(offset int64, maxBytes int, end int64) ([]byte, error) 
 		stop += int64(b.Size())
 	}
 	return m[pos:stop:stop], nil
+}
+
+// mapping returns the read-only mapping of the log, covering at least size
+// bytes.
+func (s *Segment) mapping(size int64) (mmap.MMap, error) {
+	s.idx.Lock()
+	capacity := int64(0) // a sealed segment is mapped at exactly its size
+	if s.idx.writable {
+		capacity = s.cfg.MaxBytes
+	}
+	s.idx.Unlock()
+	m, err := s.views.get(s.log, size, capacity)
+	if err != nil {
+		return nil, fmt.Errorf("segment %s: %w", s.name(), err)
+	}
+	return m, nil
+}
+
+// RecordsIn counts the records of the whole batches in the region [pos,
+// pos+n) of the log (a Region ReadTo returned; a batch cut by its end is
+// not counted), reading only their headers, through the read-only mapping.
+func (s *Segment) RecordsIn(pos, n int64) (int64, error) {
+	if s.refs.Load() <= 0 {
+		return 0, ErrClosed
+	}
+	_, size := s.tail()
+	end := min(pos+n, size)
+	if pos < 0 || pos >= end {
+		return 0, nil
+	}
+	m, err := s.mapping(size)
+	if err != nil {
+		return 0, err
+	}
+	return record.CountRecords(m[pos:end]), nil
 }
 
 // OffsetForTimestamp returns the base offset of the first batch whose

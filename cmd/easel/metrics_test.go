@@ -244,6 +244,9 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if out := s.must(t, "easel_topic_bytes_out_total", map[string]string{"topic": "m"}); out < float64(hook.bytes.Load()) {
 		t.Errorf("bytes out %v, less than the %d the consumer read", out, hook.bytes.Load())
 	}
+	if out := s.must(t, "easel_topic_records_out_total", map[string]string{"topic": "m"}); out < n {
+		t.Errorf("records out %v, less than the %v the consumer read", out, n)
+	}
 	if got := s.must(t, "easel_requests_total", map[string]string{"api": "Fetch"}); got < 1 {
 		t.Errorf("fetch requests %v", got)
 	}
