@@ -134,8 +134,8 @@ type produceWait struct {
 
 func (w *produceWait) watch(chs []<-chan struct{}) []<-chan struct{} {
 	for i := range w.parts {
-		if !w.parts[i].settled {
-			chs = append(chs, w.parts[i].p.Changed())
+		if pp := &w.parts[i]; !pp.settled {
+			chs = append(chs, pp.p.Committed(pp.last))
 		}
 	}
 	return chs

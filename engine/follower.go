@@ -142,7 +142,7 @@ func (p *Partition) truncateFullyAndStartAt(offset int64, epoch int32) error {
 	p.flushed.Store(offset)
 	p.hw.Store(offset)
 	err := p.dropSnapshotsExcept(offset)
-	p.notify()
+	p.notifyAll()
 	err = errors.Join(err, p.e.checkpointHW())
 	if err != nil {
 		// The log is started over and durable; what failed is tidying

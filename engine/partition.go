@@ -65,6 +65,8 @@ type Partition struct {
 		sync.Mutex
 		ch chan struct{} // closed on the next append or HW move; nil while nobody waits
 	}
+	// commits are the waits of Committed.
+	commits commitWaits
 
 	// hw is the high watermark: offsets below it are committed, and
 	// consumers read only those.
@@ -446,8 +448,9 @@ func (p *Partition) Changed() <-chan struct{} {
 	return p.watch.ch
 }
 
-// notify wakes everyone waiting in Changed. It allocates nothing when nobody
-// waits.
+// notify wakes everyone waiting in Changed, and the waits of Committed that
+// the high watermark has passed: after an append or a move of the high
+// watermark. It allocates nothing when nobody waits.
 func (p *Partition) notify() {
 	p.watch.Lock()
 	if p.watch.ch != nil {
@@ -455,6 +458,15 @@ func (p *Partition) notify() {
 		p.watch.ch = nil
 	}
 	p.watch.Unlock()
+	p.releaseCommits(false)
+}
+
+// notifyAll is notify after a change that may end a wait of Committed
+// without the high watermark passing its offset (a truncation, a change of
+// role, Close): it wakes every wait.
+func (p *Partition) notifyAll() {
+	p.notify()
+	p.releaseCommits(true)
 }
 
 // Wait blocks until the high watermark passes offset (HighWatermark() >
@@ -546,7 +558,7 @@ func (p *Partition) close() error {
 	end := p.log.NextOffset()
 	data := p.mu.producers.marshal(end)
 	p.mu.Unlock()
-	p.notify()
+	p.notifyAll()
 	p.flushWG.Wait()
 	p.snapWG.Wait()
 	snapErr := p.saveSnapshot(data, end, false)
@@ -572,7 +584,7 @@ func (p *Partition) abandon() {
 		p.mu.flushTmr.Stop()
 	}
 	p.mu.Unlock()
-	p.notify()
+	p.notifyAll()
 	p.flushWG.Wait()
 	p.snapWG.Wait()
 	p.cleanMu.Lock()

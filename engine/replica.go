@@ -122,7 +122,7 @@ func (p *Partition) BecomeLeader(epoch int32) error {
 	p.leaderEpoch.Store(epoch)
 	p.follower.Store(false)
 	p.hwSole.Store(false)
-	p.notify() // waiters (acks=all, long polls) look again at the new role
+	p.notifyAll() // waiters (acks=all, long polls) look again at the new role
 	return nil
 }
 
@@ -142,7 +142,7 @@ func (p *Partition) BecomeFollower(epoch int32) error {
 	p.leaderEpoch.Store(epoch)
 	p.follower.Store(true)
 	p.hwSole.Store(false)
-	p.notify() // waiters (acks=all, long polls) look again at the new role
+	p.notifyAll() // waiters (acks=all, long polls) look again at the new role
 	return nil
 }
 
@@ -532,7 +532,7 @@ func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced b
 		p.mu.producers = producerState{}
 		err = p.loadProducers()
 	}
-	p.notify()
+	p.notifyAll()
 	if err = errors.Join(err, ckptErr); err != nil {
 		return end, fmt.Errorf("engine: truncate %s/%d: %w", p.topic, p.id, err)
 	}

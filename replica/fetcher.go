@@ -24,6 +24,10 @@ type fetcher struct {
 	ctx    context.Context // ends when the fetcher is stopped or at Close
 	cancel context.CancelFunc
 	wake   chan struct{} // cap 1: Set changed something
+	// frame is the buffer the last Fetch response was read into, reused
+	// for the next one (run's goroutine only): a follower allocates no
+	// buffer per response. nil after an error.
+	frame []byte
 
 	mu struct {
 		sync.Mutex
@@ -261,7 +265,7 @@ func (fe *fetcher) fetch(items []item) time.Duration {
 	}
 
 	ctx, done := fe.requestCtx(true)
-	resp, err := fe.f.request(ctx, fe.src.addr, req)
+	resp, err := fe.f.requestInto(ctx, fe.src.addr, req, &fe.frame)
 	done()
 	if err != nil {
 		return fe.failed(ctx, "fetch", err)

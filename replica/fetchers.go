@@ -193,6 +193,25 @@ type source struct {
 	addr string
 }
 
+// maxKeptFrame bounds the response buffer a fetcher keeps between fetches.
+const maxKeptFrame = 64 << 20
+
+// requestInto is request for a fetcher's Fetch: with the owned client, the
+// response is read into *frame when it fits, and *frame becomes the buffer
+// it was read into (nil after an error, when the request may still be read
+// into the old one). The response aliases *frame until the next call.
+func (f *Fetchers) requestInto(ctx context.Context, addr string, req kmsg.Request, frame *[]byte) (kmsg.Response, error) {
+	if f.client == nil {
+		return f.request(ctx, addr, req)
+	}
+	resp, buf, err := f.client.RequestInto(ctx, addr, req, *frame)
+	if cap(buf) > maxKeptFrame {
+		buf = nil
+	}
+	*frame = buf
+	return resp, err
+}
+
 // New returns Fetchers following nothing yet; Set gives them work.
 func New(cfg Config) *Fetchers {
 	cfg = cfg.withDefaults()

@@ -2,6 +2,7 @@ package kclient_test
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -250,5 +251,64 @@ func TestBrokerPipelined(t *testing.T) {
 	}
 	if n := dials.n.Load(); n != 1 {
 		t.Errorf("%d connections opened, want 1", n)
+	}
+}
+
+// TestBrokerRequestInto: a response that fits is read into the caller's
+// buffer, one that does not into a new buffer that is returned, and the
+// records alias the buffer returned.
+func TestBrokerRequestInto(t *testing.T) {
+	addr := startBroker(t)
+	c := newClient(t, kclient.Config{})
+	served := brokerVersions(t, c, addr)
+	createTopic(t, c, addr, "orders", served)
+	if _, err := c.Request(testCtx(t), addr, produceReq("orders", 1, "a", "b", "c")); err != nil {
+		t.Fatal(err)
+	}
+	// within reports whether b lies in buf: whether clearing buf clears b.
+	within := func(b, buf []byte) bool {
+		keep := slices.Clone(buf[:cap(buf)])
+		clear(buf[:cap(buf)])
+		zero := len(b) > 0 && !slices.ContainsFunc(b, func(c byte) bool { return c != 0 })
+		copy(buf[:cap(buf)], keep)
+		return zero
+	}
+
+	small := make([]byte, 0, 8)
+	resp, frame, err := c.RequestInto(testCtx(t), addr, fetchReq("orders", 0), small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := resp.(*kmsg.FetchResponse).Topics[0].Partitions[0].RecordBatches
+	if got := fmt.Sprint(fetchValues(t, resp)); got != "[a b c]" {
+		t.Fatalf("fetched %s, want [a b c]", got)
+	}
+	if cap(frame) <= cap(small) || !within(recs, frame) || within(recs, small) {
+		t.Fatalf("a response larger than the buffer: frame of cap %d, records in it %v, in the small buffer %v", cap(frame), within(recs, frame), within(recs, small))
+	}
+
+	big := make([]byte, 0, 1<<20)
+	resp, frame, err = c.RequestInto(testCtx(t), addr, fetchReq("orders", 0), big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = resp.(*kmsg.FetchResponse).Topics[0].Partitions[0].RecordBatches
+	if got := fmt.Sprint(fetchValues(t, resp)); got != "[a b c]" {
+		t.Fatalf("fetched %s, want [a b c]", got)
+	}
+	if cap(frame) != cap(big) || !within(recs, big) {
+		t.Fatalf("a response that fits was not read into the buffer given (frame cap %d)", cap(frame))
+	}
+
+	// Reused again: the previous response's bytes are overwritten.
+	if _, err := c.Request(testCtx(t), addr, produceReq("orders", 1, "d")); err != nil {
+		t.Fatal(err)
+	}
+	resp, _, err = c.RequestInto(testCtx(t), addr, fetchReq("orders", 3), frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(fetchValues(t, resp)); got != "[d]" {
+		t.Fatalf("fetched %s, want [d]", got)
 	}
 }

@@ -123,47 +123,62 @@ func New(cfg Config) *Client {
 //
 // A ProduceRequest with Acks 0 returns (nil, nil) once it is written.
 func (c *Client) Request(ctx context.Context, addr string, req kmsg.Request) (kmsg.Response, error) {
-	resp, err := c.request(ctx, addr, req)
-	if err != nil {
-		return nil, fmt.Errorf("kclient: %s to %s: %w", kmsg.NameForKey(req.Key()), addr, err)
-	}
-	return resp, nil
+	resp, _, err := c.RequestInto(ctx, addr, req, nil)
+	return resp, err
 }
 
-func (c *Client) request(ctx context.Context, addr string, req kmsg.Request) (kmsg.Response, error) {
+// RequestInto is Request reading the response into buf when its capacity
+// holds the response frame, and returning the buffer the frame was read into
+// (buf, or a new one when buf was too small) for a later call: a caller that
+// sends many large requests, such as a follower's fetches, allocates no
+// buffer per response. The response's byte slices (a FetchResponse's
+// RecordBatches) alias that buffer, so the caller must be done with the
+// response before passing the buffer again. On an error it gets no buffer
+// back and must not use buf again: a request given up may still be read
+// into it.
+func (c *Client) RequestInto(ctx context.Context, addr string, req kmsg.Request, buf []byte) (kmsg.Response, []byte, error) {
+	resp, frame, err := c.request(ctx, addr, req, buf)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kclient: %s to %s: %w", kmsg.NameForKey(req.Key()), addr, err)
+	}
+	return resp, frame, nil
+}
+
+func (c *Client) request(ctx context.Context, addr string, req kmsg.Request, buf []byte) (kmsg.Response, []byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cn, err := c.conn(ctx, addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer cn.release()
 
 	v, err := cn.version(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.SetVersion(v)
 	call := &call{
 		frame: c.formatter.AppendRequest(nil, req, 0), // the writer sets the correlation id
 		// ApiVersions responses always have header v0.
 		flexible: req.IsFlexible() && req.Key() != apiVersionsKey,
+		buf:      buf,
 		done:     make(chan result, 1),
 	}
 	if p, ok := req.(*kmsg.ProduceRequest); ok && p.Acks == 0 {
 		call.noResponse = true
 	}
-	body, err := cn.roundTrip(ctx, call)
-	if err != nil || call.noResponse {
-		return nil, err
+	r := cn.roundTrip(ctx, call)
+	if r.err != nil || call.noResponse {
+		return nil, nil, r.err
 	}
 	resp := req.ResponseKind()
 	resp.SetVersion(v)
-	if err := resp.ReadFrom(body); err != nil {
-		return nil, fmt.Errorf("decode v%d response: %w", v, err)
+	if err := resp.ReadFrom(r.body); err != nil {
+		return nil, nil, fmt.Errorf("decode v%d response: %w", v, err)
 	}
-	return resp, nil
+	return resp, r.frame, nil
 }
 
 // conn returns the usable connection to addr, dialling it if there is none,

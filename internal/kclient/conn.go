@@ -35,10 +35,11 @@ var errIdle = errors.New("kclient: connection closed after being idle")
 // versionRange is what a peer serves of one API key.
 type versionRange struct{ min, max int16 }
 
-// result is what a call's caller receives: a response body or an error.
+// result is what a call's caller receives: a response body (in frame, the
+// whole buffer it was read into) or an error.
 type result struct {
-	body []byte
-	err  error
+	body, frame []byte
+	err         error
 }
 
 // call is one request on a connection.
@@ -47,6 +48,9 @@ type call struct {
 	frame []byte
 	// flexible: the response header has a tagged-field section (v1).
 	flexible bool
+	// buf, if its capacity is enough, receives the response frame
+	// (RequestInto) instead of a new allocation.
+	buf []byte
 	// noResponse: acks=0 produce; done gets a result once it is written.
 	noResponse bool
 	// corr is set by the writer before the call joins pending.
@@ -274,26 +278,26 @@ func (cn *conn) idleCheck() {
 }
 
 // roundTrip hands c to the writer and waits for its result.
-func (cn *conn) roundTrip(ctx context.Context, c *call) ([]byte, error) {
+func (cn *conn) roundTrip(ctx context.Context, c *call) result {
 	select {
 	case cn.sendq <- c:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return result{err: ctx.Err()}
 	case <-cn.dead:
-		return nil, cn.err()
+		return result{err: cn.err()}
 	}
 	select {
 	case r := <-c.done:
-		return r.body, r.err
+		return r
 	case <-ctx.Done():
 		c.abandoned.Store(true)
-		return nil, ctx.Err()
+		return result{err: ctx.Err()}
 	case <-cn.dead:
 		select {
 		case r := <-c.done: // answered just before the break
-			return r.body, r.err
+			return r
 		default:
-			return nil, cn.err()
+			return result{err: cn.err()}
 		}
 	}
 }
@@ -421,7 +425,7 @@ func (cn *conn) writeLoop() {
 // readLoop reads responses and hands each to the oldest pending call.
 func (cn *conn) readLoop() {
 	for {
-		frame, err := readFrame(cn.br, maxResponseSize)
+		n, err := readSize(cn.br, maxResponseSize)
 		if err != nil {
 			cn.fail(fmt.Errorf("read: %w", err))
 			return
@@ -437,6 +441,11 @@ func (cn *conn) readLoop() {
 		cn.mu.pending = cn.mu.pending[1:]
 		cn.mu.Unlock()
 
+		frame, err := readBody(cn.br, n, c.buf)
+		if err != nil {
+			cn.fail(fmt.Errorf("read: %w", err), c)
+			return
+		}
 		corr, body, err := parseHeader(frame, c.flexible)
 		if err == nil && corr != c.corr {
 			err = fmt.Errorf("%w: correlation id %d, expected %d", errFrame, corr, c.corr)
@@ -445,7 +454,7 @@ func (cn *conn) readLoop() {
 			cn.fail(err, c)
 			return
 		}
-		c.done <- result{body: body}
+		c.done <- result{body: body, frame: frame}
 	}
 }
 

@@ -28,19 +28,41 @@ var errFrame = errors.New("kclient: malformed response frame")
 // size field, in a new slice the caller owns. A size outside [4, max] is an
 // error wrapping errFrame, reported before the body is read or allocated.
 func readFrame(r io.Reader, max int) ([]byte, error) {
+	n, err := readSize(r, max)
+	if err != nil {
+		return nil, err
+	}
+	return readBody(r, n, nil)
+}
+
+// readSize reads a frame's size field: the length of the bytes after it, in
+// [4, max], or an error wrapping errFrame.
+func readSize(r io.Reader, max int) (int, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
+		return 0, err
 	}
 	size := int64(int32(binary.BigEndian.Uint32(hdr[:])))
 	if size < 4 {
-		return nil, fmt.Errorf("%w: size %d is shorter than a response header", errFrame, size)
+		return 0, fmt.Errorf("%w: size %d is shorter than a response header", errFrame, size)
 	}
 	if size > int64(max) {
-		return nil, fmt.Errorf("%w: size %d exceeds the limit of %d bytes", errFrame, size, max)
+		return 0, fmt.Errorf("%w: size %d exceeds the limit of %d bytes", errFrame, size, max)
 	}
-	n := int(size)
-	buf := make([]byte, 0, min(n, readChunk))
+	return int(size), nil
+}
+
+// readBody reads the n bytes of a frame after its size field: into buf if it
+// has the capacity, else into a new slice, allocated readChunk at a time.
+func readBody(r io.Reader, n int, buf []byte) ([]byte, error) {
+	if cap(buf) >= n {
+		buf = buf[:n]
+		if m, err := io.ReadFull(r, buf); err != nil {
+			return nil, cutOff(n, m, err)
+		}
+		return buf, nil
+	}
+	buf = make([]byte, 0, min(n, readChunk))
 	for len(buf) < n {
 		if len(buf) == cap(buf) {
 			grown := make([]byte, len(buf), min(n, 2*cap(buf)))
@@ -50,13 +72,17 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 		m, err := io.ReadFull(r, buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+m]
 		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, fmt.Errorf("frame of %d bytes cut off after %d: %w", n, len(buf), err)
+			return nil, cutOff(n, len(buf), err)
 		}
 	}
 	return buf, nil
+}
+
+func cutOff(n, got int, err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("frame of %d bytes cut off after %d: %w", n, got, err)
 }
 
 // parseHeader splits a frame from readFrame into its correlation id and body.

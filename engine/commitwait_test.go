@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"testing"
+)
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Committed is closed when the high watermark passes its offset, and at
+// changes that may end the wait otherwise; appends and smaller moves of the
+// high watermark leave it open.
+func TestCommitted(t *testing.T) {
+	cases := []struct {
+		name   string
+		offset int64
+		do     func(t *testing.T, p *Partition)
+		closed bool
+	}{
+		{"append", 3, func(t *testing.T, p *Partition) {
+			if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"hw to the offset", 3, func(t *testing.T, p *Partition) { p.SetHighWatermark(3) }, false},
+		{"hw past the offset", 3, func(t *testing.T, p *Partition) { p.SetHighWatermark(4) }, true},
+		{"already passed", 1, func(t *testing.T, p *Partition) {}, true},
+		{"sole replica", 3, func(t *testing.T, p *Partition) { p.SetSoleReplica(true) }, true},
+		{"truncation", 3, func(t *testing.T, p *Partition) {
+			if _, err := p.TruncateTo(5, false); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"new leader epoch", 3, func(t *testing.T, p *Partition) {
+			if err := p.BecomeLeader(2); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"follower", 3, func(t *testing.T, p *Partition) {
+			if err := p.BecomeFollower(2); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"close", 3, func(t *testing.T, p *Partition) { p.close() }, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts := quietOpts()
+			opts.ManagedHighWatermarks = true
+			e := mustOpen(t, t.TempDir(), opts)
+			defer e.Close()
+			if err := e.CreateTopic("t", TopicConfig{}); err != nil {
+				t.Fatal(err)
+			}
+			p, _ := e.Partition("t", 0)
+			if err := p.BecomeLeader(1); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p.SetHighWatermark(2)
+			other := p.Committed(5) // a later batch: only the structural changes release it
+			ch := p.Committed(c.offset)
+			c.do(t, p)
+			if got := isClosed(ch); got != c.closed {
+				t.Fatalf("Committed(%d) closed %v after %s (hw %d), want %v", c.offset, got, c.name, p.HighWatermark(), c.closed)
+			}
+			if c.name == "hw past the offset" || c.name == "append" || c.name == "hw to the offset" {
+				if isClosed(other) {
+					t.Fatalf("Committed(5) closed after %s with hw %d", c.name, p.HighWatermark())
+				}
+			}
+		})
+	}
+}
+
+// Waits are released in offset order as the high watermark moves, whatever
+// the order they were registered in.
+func TestCommittedOrder(t *testing.T) {
+	opts := quietOpts()
+	opts.ManagedHighWatermarks = true
+	e := mustOpen(t, t.TempDir(), opts)
+	defer e.Close()
+	e.CreateTopic("t", TopicConfig{})
+	p, _ := e.Partition("t", 0)
+	p.BecomeLeader(1)
+	for range 10 {
+		if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offsets := []int64{13, 1, 7, 19, 3, 11, 5, 17, 9, 15, 0}
+	chs := make(map[int64]<-chan struct{})
+	for _, o := range offsets {
+		chs[o] = p.Committed(o)
+	}
+	for hw := int64(1); hw <= 20; hw++ {
+		got := p.SetHighWatermark(hw) // moves at batch boundaries
+		for _, o := range offsets {
+			if closed, want := isClosed(chs[o]), o < got; closed != want {
+				t.Fatalf("hw %d: Committed(%d) closed %v, want %v", got, o, closed, want)
+			}
+		}
+	}
+	if n := len(p.commits.h); n != 0 {
+		t.Fatalf("%d waits left registered", n)
+	}
+}
