@@ -11,8 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/easel-io/easel/bench/internal/easelproc"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/easel-io/easel/bench/internal/easelproc"
 )
 
 const (
