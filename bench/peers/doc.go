@@ -21,7 +21,9 @@
 // Targets (see -targets): easel-embedded (engine API, no network),
 // easel-embedded-prealloc (the same with segment preallocation), wal
 // (github.com/tidwall/wal, the embedded peer), easel-broker (the cmd/easel
-// binary in its own process), kfake (franz-go's fake Kafka, cmd/kfake in its
+// binary in its own process), easel-cluster (three cmd/easel processes, all
+// raft voters, topics with replication factor 3 and min.insync.replicas 2,
+// compared with easel-broker's replication factor 1), kfake (franz-go's fake Kafka, cmd/kfake in its
 // own process, persisting to a data dir), nats (an embedded nats-server with
 // JetStream file storage, cmd/natsd in its own process), redis (Debian's
 // redis-server with appendonly yes; skipped if not installed), and machine

@@ -17,7 +17,7 @@ import (
 )
 
 // allTargets lists the -targets names in the order they run.
-var allTargets = []string{"machine", "easel-embedded", "easel-embedded-prealloc", "wal", "easel-broker", "kfake", "nats", "redis"}
+var allTargets = []string{"machine", "easel-embedded", "easel-embedded-prealloc", "wal", "easel-broker", "easel-cluster", "kfake", "nats", "redis"}
 
 // allGens lists the -gens names: the load generators of Kafka-protocol
 // targets.
@@ -37,6 +37,10 @@ type config struct {
 	// Prealloc those of easel-embedded-prealloc (each a subset of
 	// Workloads).
 	If5, Linger0, Prealloc []workload
+	// Cluster lists the workloads of easel-cluster (with the raw and kgo
+	// generators; kgo-if5 runs those also in If5). easel-broker runs
+	// them too, so that RF 3 can be compared with RF 1.
+	Cluster []workload
 	// Repeat is how many rounds run (see schedule): each (target,
 	// workload) is measured Repeat times, interleaved.
 	Repeat int
@@ -68,6 +72,7 @@ func presets(mode string) (config, error) {
 		c.Duration, c.MaxBytes, c.Repeat = 800*time.Millisecond, 512<<20, 3
 		c.Workloads = []workload{base, with(func(w *workload) { w.Size = 100 })}
 		c.If5, c.Linger0, c.Prealloc = []workload{base}, []workload{base}, []workload{base}
+		c.Cluster = []workload{base, with(func(w *workload) { w.Acks = "all" })}
 		c.Scale = []int{1, 100, 1000} // 10,000 takes the Easel broker ~35 s: full mode only
 		c.StartupBytes = 512 << 20
 	case "full":
@@ -91,6 +96,11 @@ func presets(mode string) (config, error) {
 		c.Linger0 = []workload{base, with(func(w *workload) { w.Size = 16384 })}
 		c.Prealloc = []workload{base, with(func(w *workload) { w.Partitions = 16 }), with(func(w *workload) { w.Size = 16384 }),
 			with(func(w *workload) { w.Sync = true })}
+		for _, parts := range []int{1, 16} {
+			for _, acks := range []string{"1", "all"} {
+				c.Cluster = append(c.Cluster, with(func(w *workload) { w.Partitions, w.Acks = parts, acks }))
+			}
+		}
 		c.Scale = []int{1, 100, 1000, 10000}
 		c.StartupBytes = 10 << 30
 	case "smoke":
@@ -100,6 +110,7 @@ func presets(mode string) (config, error) {
 			with(func(w *workload) { w.Partitions, w.Codec = 3, "lz4" }),
 		}
 		c.If5, c.Linger0, c.Prealloc = c.Workloads[:1], c.Workloads[:1], c.Workloads[:1]
+		c.Cluster = []workload{c.Workloads[0], with(func(w *workload) { w.Size, w.Acks = 100, "all" })}
 		c.Scale = []int{1, 50}
 		c.StartupBytes = 4 << 20
 	default:
@@ -112,15 +123,34 @@ func presets(mode string) (config, error) {
 	return c, nil
 }
 
-// workloadsFor returns the workloads a Kafka-protocol generator runs.
-func (c config) workloadsFor(gen string) []workload {
+// workloadsFor returns the workloads a Kafka-protocol target runs with a
+// generator.
+func (c config) workloadsFor(target, gen string) []workload {
+	if target == "easel-cluster" {
+		switch gen {
+		case "raw", "kgo":
+			return c.Cluster
+		case "kgo-if5":
+			return slices.DeleteFunc(slices.Clone(c.Cluster), func(w workload) bool { return !slices.Contains(c.If5, w) })
+		}
+		return nil // kgo-linger0: the single broker's latency is the one compared
+	}
 	switch gen {
 	case "kgo-if5":
 		return c.If5
 	case "kgo-linger0":
 		return c.Linger0
 	}
-	return c.Workloads
+	ws := c.Workloads
+	if target == "easel-broker" {
+		// The RF 1 side of the easel-cluster comparison (acks=all).
+		for _, w := range c.Cluster {
+			if !slices.Contains(ws, w) {
+				ws = append(slices.Clip(ws), w)
+			}
+		}
+	}
+	return ws
 }
 
 func main() {

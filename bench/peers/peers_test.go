@@ -250,14 +250,16 @@ func TestReportRepeats(t *testing.T) {
 	}
 }
 
-// TestSmokeBrokers builds cmd/easel and cmd/kfake and drives both with the
-// raw and franz-go generators, including scaling and start-up.
+// TestSmokeBrokers builds cmd/easel and cmd/kfake and drives both, and a
+// 3-broker Easel cluster, with the raw and franz-go generators, including
+// scaling and start-up.
 func TestSmokeBrokers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts brokers")
 	}
 	t.Parallel()
-	rep := smoke(t, []string{"easel-broker", "kfake"}, []string{"easel-broker", "kfake"}, 1)
+	targets := []string{"easel-broker", "easel-cluster", "kfake"}
+	rep := smoke(t, targets, targets, 1)
 	var scale, startup int
 	gens := map[string]bool{}
 	for _, r := range rep.Results {
@@ -280,10 +282,84 @@ func TestSmokeBrokers(t *testing.T) {
 		t.Errorf("%d scaling and %d start-up results, want 4 and 2", scale, startup)
 	}
 	for _, g := range []string{"easel-broker/raw", "easel-broker/kgo", "easel-broker/kgo-if5", "easel-broker/kgo-linger0",
-		"kfake/raw", "kfake/kgo", "kfake/kgo-linger0"} {
+		"kfake/raw", "kfake/kgo", "kfake/kgo-linger0", "easel-cluster/raw", "easel-cluster/kgo", "easel-cluster/kgo-if5"} {
 		if !gens[g] {
 			t.Errorf("no produce result for %s", g)
 		}
+	}
+	checkCluster(t, rep)
+}
+
+// checkCluster checks that easel-cluster and easel-broker measured produce
+// with acks=1 and acks=all (smoke checks that each figure is non-zero and
+// that consumers read what was produced), and that the report compares
+// them.
+func checkCluster(t *testing.T, rep *report) {
+	t.Helper()
+	cfg, _ := presets("smoke")
+	acked := map[string]bool{}
+	for _, r := range rep.Results {
+		if r.Phase == phaseProduce && r.Err == "" && r.MBps > 0 {
+			acked[fmt.Sprintf("%s/%s/acks=%s", r.Target, r.Gen, r.Acks)] = true
+		}
+	}
+	md := renderReport(rep, nil, "", 1)
+	if !strings.Contains(md, "## Replication: easel-cluster (RF 3) ÷ easel-broker (RF 1)") {
+		t.Error("report lacks the replication section")
+	}
+	for _, g := range []string{"raw", "kgo"} {
+		for _, acks := range []string{"1", "all"} {
+			for _, tg := range []string{"easel-cluster", "easel-broker"} {
+				if !acked[fmt.Sprintf("%s/%s/acks=%s", tg, g, acks)] {
+					t.Errorf("%s/%s: no produce result with acks=%s", tg, g, acks)
+				}
+			}
+			row := fmt.Sprintf("| easel-cluster (RF 3, acks=%s) ÷ easel-broker (RF 1, acks=1) | %s | %s |", acks, g,
+				strings.Replace(cfg.Cluster[0].key(), "/acks=1", "", 1))
+			if !strings.Contains(md, row) {
+				t.Errorf("report lacks the row %q", row)
+			}
+		}
+	}
+}
+
+func TestWorkloadsFor(t *testing.T) {
+	quick, _ := presets("quick")
+	full, _ := presets("full")
+	acksAll := workload{Size: 1024, Partitions: 1, Acks: "all", Codec: "none"}
+	p16All := workload{Size: 1024, Partitions: 16, Acks: "all", Codec: "none"}
+	tests := []struct {
+		cfg         config
+		target, gen string
+		n           int        // workloads
+		has, hasNot []workload // among them, not among them
+	}{
+		{quick, "easel-cluster", "raw", 2, []workload{quick.Workloads[0], acksAll}, nil},
+		{quick, "easel-cluster", "kgo-if5", 1, []workload{quick.Workloads[0]}, []workload{acksAll}},
+		{quick, "easel-cluster", "kgo-linger0", 0, nil, nil},
+		{quick, "easel-broker", "kgo", len(quick.Workloads) + 1, []workload{acksAll}, nil},
+		{quick, "kfake", "raw", len(quick.Workloads), nil, []workload{acksAll}},
+		{full, "easel-cluster", "kgo", 4, []workload{acksAll, p16All}, nil},
+		{full, "easel-broker", "raw", len(full.Workloads), []workload{acksAll, p16All}, nil},
+	}
+	for _, tc := range tests {
+		ws := tc.cfg.workloadsFor(tc.target, tc.gen)
+		if len(ws) != tc.n {
+			t.Errorf("%s %s/%s: %d workloads, want %d", tc.cfg.Mode, tc.target, tc.gen, len(ws), tc.n)
+		}
+		for _, w := range tc.has {
+			if !slices.Contains(ws, w) {
+				t.Errorf("%s %s/%s lacks %s", tc.cfg.Mode, tc.target, tc.gen, w.key())
+			}
+		}
+		for _, w := range tc.hasNot {
+			if slices.Contains(ws, w) {
+				t.Errorf("%s %s/%s runs %s", tc.cfg.Mode, tc.target, tc.gen, w.key())
+			}
+		}
+	}
+	if n := len(quick.Workloads); n != 2 {
+		t.Errorf("quick mode: easel-broker's list grew into the shared one: %d workloads", n)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,7 +164,8 @@ type rawPending struct {
 	corr int32
 }
 
-// rawProducer sends one pre-built batch per request.
+// rawProducer sends one pre-built batch per request, each partition's to its
+// leader.
 type rawProducer struct {
 	srv    *kafkaServer
 	w      workload
@@ -173,7 +175,11 @@ type rawProducer struct {
 	batch  []byte   // shared by every request
 	prefix [][]byte // per partition: frame size, header, body up to the records
 	suffix [][]byte // per partition: body after the records
-	conns  []*rawProduceConn
+	// conns[wi][li] is worker wi's connection to leader li (nil if none
+	// of its partitions is led there); leader[part] is part's li.
+	conns  [][]*rawProduceConn
+	leader []int
+	all    []*rawProduceConn // every connection
 	wg     sync.WaitGroup
 	// inflight counts sends not yet acknowledged (or failed).
 	inflight atomic.Int64
@@ -181,7 +187,9 @@ type rawProducer struct {
 	closed   bool
 }
 
-func newRawProducer(srv *kafkaServer, topic string, w workload, a *acker, l *sendLog) (*rawProducer, error) {
+// newRawProducer dials up to rawConns connections to each partition
+// leader (leaders[part] is its address).
+func newRawProducer(srv *kafkaServer, topic string, leaders []string, w workload, a *acker, l *sendLog) (*rawProducer, error) {
 	n := recordsPerBatch(w.Size)
 	if w.Partitions > 1000 {
 		n = max(1, n/4) // keep requests small when spreading over many partitions
@@ -195,20 +203,37 @@ func newRawProducer(srv *kafkaServer, topic string, w workload, a *acker, l *sen
 		return nil, err
 	}
 	p := &rawProducer{srv: srv, w: w, a: a, l: l, n: n, batch: batch, prefix: enc.prefix, suffix: enc.suffix}
-	nc := min(w.Partitions, rawConns)
+	var addrs []string
+	for _, a := range leaders {
+		i := slices.Index(addrs, a)
+		if i < 0 {
+			i = len(addrs)
+			addrs = append(addrs, a)
+		}
+		p.leader = append(p.leader, i)
+	}
+	nw := min(w.Partitions, rawConns)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for range nc {
-		rc, err := dialRaw(ctx, srv.addr)
-		if err != nil {
-			p.close()
-			return nil, err
+	for wi := range nw {
+		p.conns = append(p.conns, make([]*rawProduceConn, len(addrs)))
+		for part := wi; part < w.Partitions; part += nw {
+			li := p.leader[part]
+			if p.conns[wi][li] != nil {
+				continue
+			}
+			rc, err := dialRaw(ctx, addrs[li])
+			if err != nil {
+				p.close()
+				return nil, err
+			}
+			_ = rc.c.SetDeadline(time.Time{})
+			pc := &rawProduceConn{rc: rc, pending: make(chan rawPending, rawDepth), done: make(chan struct{})}
+			p.conns[wi][li] = pc
+			p.all = append(p.all, pc)
+			p.wg.Add(1)
+			go p.reader(pc)
 		}
-		_ = rc.c.SetDeadline(time.Time{})
-		pc := &rawProduceConn{rc: rc, pending: make(chan rawPending, rawDepth), done: make(chan struct{})}
-		p.conns = append(p.conns, pc)
-		p.wg.Add(1)
-		go p.reader(pc)
 	}
 	return p, nil
 }
@@ -258,7 +283,7 @@ func (p *rawProducer) recordsPerSend() int { return p.n }
 const corrOffset = 8
 
 func (p *rawProducer) send(wi, part int, t0 int64) error {
-	pc := p.conns[wi]
+	pc := p.conns[wi][p.leader[part]]
 	select {
 	case <-pc.done:
 		return errors.New("peers: raw: connection closed")
@@ -344,7 +369,7 @@ func (p *rawProducer) close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	for _, pc := range p.conns {
+	for _, pc := range p.all {
 		close(pc.pending)
 		_ = pc.rc.c.Close()
 	}
@@ -352,11 +377,13 @@ func (p *rawProducer) close() error {
 	return nil
 }
 
-// rawConsumer fetches every partition from offset 0 over a few connections
-// (partition p on connection p % conns), one fetch in flight per connection.
+// rawConsumer fetches every partition from offset 0 from its leader over a
+// few connections (partition p on connection p % conns to its leader), one
+// fetch in flight per connection.
 type rawConsumer struct {
 	srv        *kafkaServer
 	topic      string
+	leaders    []string // per partition, its leader's address
 	partitions int
 	pastHW     atomic.Int64 // fetch responses holding batches past the high watermark
 }
@@ -399,14 +426,27 @@ func batchLen(b []byte) int {
 
 func (c *rawConsumer) run(ctx context.Context, got func(part, recs int)) error {
 	nc := min(c.partitions, rawConns)
-	var wg sync.WaitGroup
-	errs := make([]error, nc)
+	type conn struct {
+		addr  string
+		parts []int32
+	}
+	var conns []conn
 	for ci := range nc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[ci] = c.fetchLoop(ctx, ci, nc, got)
-		}()
+		var mine []conn
+		for p := ci; p < c.partitions; p += nc {
+			i := slices.IndexFunc(mine, func(cn conn) bool { return cn.addr == c.leaders[p] })
+			if i < 0 {
+				i = len(mine)
+				mine = append(mine, conn{addr: c.leaders[p]})
+			}
+			mine[i].parts = append(mine[i].parts, int32(p))
+		}
+		conns = append(conns, mine...)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(conns))
+	for i, cn := range conns {
+		wg.Go(func() { errs[i] = c.fetchLoop(ctx, cn.addr, cn.parts, got) })
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -415,9 +455,10 @@ func (c *rawConsumer) run(ctx context.Context, got func(part, recs int)) error {
 	return errors.Join(errs...)
 }
 
-func (c *rawConsumer) fetchLoop(ctx context.Context, ci, nc int, got func(part, recs int)) error {
+// fetchLoop fetches the partitions mine from the broker at addr.
+func (c *rawConsumer) fetchLoop(ctx context.Context, addr string, mine []int32, got func(part, recs int)) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	rc, err := dialRaw(dctx, c.srv.addr)
+	rc, err := dialRaw(dctx, addr)
 	cancel()
 	if err != nil {
 		return err
@@ -427,10 +468,6 @@ func (c *rawConsumer) fetchLoop(ctx context.Context, ci, nc int, got func(part, 
 	stop := context.AfterFunc(ctx, func() { _ = rc.c.SetDeadline(time.Now()) })
 	defer stop()
 
-	var mine []int32
-	for p := ci; p < c.partitions; p += nc {
-		mine = append(mine, int32(p))
-	}
 	offsets := make(map[int32]int64, len(mine))
 	req := kmsg.NewPtrFetchRequest()
 	req.SetVersion(c.srv.fetchV)

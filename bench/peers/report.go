@@ -176,6 +176,8 @@ func shortName(target, gen string) string {
 	switch target {
 	case "easel-broker":
 		return "broker/" + gen
+	case "easel-cluster":
+		return "cluster/" + gen
 	case "easel-embedded":
 		return "embedded"
 	case "easel-embedded-prealloc":
@@ -481,6 +483,8 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 	}
 	w("\n%d comparisons, %d of them ties.\n\n", compared, ties)
 
+	renderReplication(&b, ix, keys, h(2))
+
 	// Ratios to the machine.
 	w("%sEasel ÷ machine limits\n\n", h(2))
 	w("| workload | figure | Easel | limit | ratio |\n|---|---|---:|---:|---:|\n")
@@ -658,6 +662,63 @@ func renderPrealloc(b *strings.Builder, ix *index, keys []string, head string) {
 		"segment.bytes (1 GiB) when it is created, and trimmed to its size when it is sealed or closed. Same workloads, interleaved in " +
 		"the same rounds. Disk used is what du counts in the data directory right after the produce phase.\n\n")
 	b.WriteString("| workload | figure | off | on | on ÷ off | verdict |\n|---|---|---:|---:|---:|---|\n")
+	for _, r := range rows {
+		b.WriteString(r)
+	}
+	b.WriteString("\n")
+}
+
+// replicationRows returns the rows of the RF 3 ÷ RF 1 comparison: for every
+// easel-cluster produce measurement (generator, workload), the cluster ÷
+// easel-broker with acks=1 and, for acks=all, ÷ easel-broker with acks=all.
+func replicationRows(ix *index, keys []string) []string {
+	var rows []string
+	m := metrics[0] // produce MB/s
+	for _, g := range allGens {
+		for _, k := range keys {
+			c := ix.agg("easel-cluster", g, phaseProduce, k)
+			cs := c.spread(m.val)
+			if cs.N == 0 {
+				continue
+			}
+			acks := c.med.Acks
+			rf1 := strings.Replace(k, "/acks="+acks+"/", "/acks=1/", 1)
+			dens := []string{rf1}
+			if acks != "1" {
+				dens = append(dens, k)
+			}
+			for _, d := range dens {
+				b := ix.agg("easel-broker", g, phaseProduce, d)
+				bs := b.spread(m.val)
+				if bs.N == 0 {
+					continue
+				}
+				r, v := compare(cs, bs, false)
+				cell := fmt.Sprintf("%.2f×", r)
+				if v == tie {
+					cell += " (tie)"
+				}
+				rows = append(rows, fmt.Sprintf("| easel-cluster (RF %d, acks=%s) ÷ easel-broker (RF 1, acks=%s) | %s | %s | %s | %s | %s |\n",
+					clusterRF, acks, b.med.Acks, g, strings.Replace(k, "/acks="+acks, "", 1), fmtSpreadMB(cs), fmtSpreadMB(bs), cell))
+			}
+		}
+	}
+	return rows
+}
+
+// renderReplication writes the easel-cluster ÷ easel-broker table, if
+// both ran.
+func renderReplication(b *strings.Builder, ix *index, keys []string, head string) {
+	rows := replicationRows(ix, keys)
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "%sReplication: easel-cluster (RF %d) ÷ easel-broker (RF 1)\n\n", head, clusterRF)
+	fmt.Fprintf(b, "easel-cluster is %d cmd/easel brokers on loopback, all raft voters, with topics of replication factor %d and "+
+		"min.insync.replicas 2; the raw generator sends each partition's produce and fetch requests to its leader. "+
+		"It shares the machine's two cores with its followers: every record is written %d times. Produce MB/s, medians of the runs; "+
+		"a ratio whose min–max ranges overlap is a tie.\n\n", clusterSize, clusterRF, clusterRF)
+	b.WriteString("| comparison | generator | workload | cluster MB/s | broker MB/s | ratio |\n|---|---|---|---:|---:|---:|\n")
 	for _, r := range rows {
 		b.WriteString(r)
 	}

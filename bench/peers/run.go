@@ -16,6 +16,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/easel-io/easel/bench/internal/easelproc"
 )
 
 // report is everything one run produced; results.json holds it.
@@ -144,6 +146,8 @@ func (r *runner) runSlot(ctx context.Context, t string) {
 		r.runWorkloads(ctx, &walTarget{dir: dir})
 	case "easel-broker":
 		r.runEaselBroker(ctx, dir)
+	case "easel-cluster":
+		r.runEaselCluster(ctx, dir)
 	case "kfake":
 		r.runKfake(ctx, dir)
 	case "nats":
@@ -195,11 +199,11 @@ func (r *runner) targetSteps(t string, round int) int {
 		n += len(r.cfg.Workloads)
 	case "easel-embedded-prealloc":
 		n += len(r.cfg.Prealloc)
-	case "easel-broker", "kfake":
+	case "easel-broker", "kfake", "easel-cluster":
 		for _, g := range r.cfg.Gens {
-			n += len(r.cfg.workloadsFor(g))
+			n += len(r.cfg.workloadsFor(t, g))
 		}
-		if round == 0 {
+		if round == 0 && t != "easel-cluster" {
 			n += len(r.cfg.Scale)
 			if t == "easel-broker" && r.cfg.StartupBytes > 0 {
 				n++
@@ -395,7 +399,7 @@ func (r *runner) prebuild(ctx context.Context) {
 	peers := filepath.Join(r.cfg.Root, "bench", "peers")
 	for _, t := range r.cfg.Targets {
 		switch t {
-		case "easel-broker":
+		case "easel-broker", "easel-cluster":
 			_, _ = r.build(ctx, r.cfg.Root, "./cmd/easel", "easel")
 		case "kfake":
 			_, _ = r.build(ctx, peers, "./cmd/kfake", "kfake")
@@ -470,6 +474,49 @@ func (r *runner) runEaselBroker(ctx context.Context, dir string) {
 	}
 }
 
+// clusterSize and clusterRF are the easel-cluster's brokers and its topics'
+// replication factor (with min.insync.replicas 2).
+const clusterSize, clusterRF = 3, 3
+
+// runEaselCluster starts clusterSize cmd/easel brokers, all raft voters,
+// under dir (deleted by the caller), waits until each lists all of them,
+// measures them, and SIGKILLs them.
+func (r *runner) runEaselCluster(ctx context.Context, dir string) {
+	const t = "easel-cluster"
+	srv, err := r.startCluster(ctx, dir)
+	if err != nil {
+		r.fail(t, err)
+		r.skipSteps(t)
+		return
+	}
+	r.runKafkaServer(ctx, srv)
+	if err := srv.close(); err != nil {
+		r.note("%s: stop: %v", t, err)
+	}
+}
+
+func (r *runner) startCluster(ctx context.Context, dir string) (*kafkaServer, error) {
+	bin, err := r.build(ctx, r.cfg.Root, "./cmd/easel", "easel")
+	if err != nil {
+		return nil, err
+	}
+	c, err := easelproc.New(easelproc.Config{Name: fmt.Sprintf("easel-cluster-r%d", r.round+1), Bin: bin, Root: dir,
+		LogDir: filepath.Join(r.cfg.Out, "logs"), N: clusterSize, Extra: []string{"--log-level", "warn"}})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.StartAll(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	srv, err := connectCluster(ctx, "easel-cluster", c, clusterRF)
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return srv, nil
+}
+
 func (r *runner) runKfake(ctx context.Context, dir string) {
 	bin, err := r.build(ctx, filepath.Join(r.cfg.Root, "bench", "peers"), "./cmd/kfake", "kfake")
 	if err != nil {
@@ -513,9 +560,9 @@ func (r *runner) skipSteps(target string) {
 func (r *runner) runKafkaServer(ctx context.Context, srv *kafkaServer) {
 	r.warmUp(ctx, &kafkaTarget{srv: srv, generator: "raw"})
 	for _, g := range r.cfg.Gens {
-		r.runList(ctx, &kafkaTarget{srv: srv, generator: g}, r.cfg.workloadsFor(g))
+		r.runList(ctx, &kafkaTarget{srv: srv, generator: g}, r.cfg.workloadsFor(srv.sys, g))
 	}
-	if r.round > 0 {
+	if r.round > 0 || srv.cluster != nil {
 		return
 	}
 	for _, parts := range r.cfg.Scale {
@@ -562,7 +609,7 @@ func (r *runner) scalePoint(ctx context.Context, srv *kafkaServer, parts int) (r
 	ps, err := runProduce(ctx, p, a, nil, w, r.lim)
 	stop()
 	_ = p.close()
-	res.RSSBytes = rssBytes(srv.proc.pid(), false)
+	res.RSSBytes = rssBytes(srv.pid(), false)
 	if err != nil {
 		res.Err = err.Error()
 		return res
@@ -720,7 +767,13 @@ func (r *runner) measureStartup(ctx context.Context) []result {
 	// Append a little more so that the active segments have an unflushed
 	// tail, then kill the broker.
 	t2 := &kafkaTarget{srv: srv2, generator: "raw"}
-	s = &kafkaStream{t: t2, topic: topic, w: w}
+	leaders, err := srv2.leaders(ctx, topic, w.Partitions)
+	if err != nil {
+		killed.Err = err.Error()
+		_ = srv2.close()
+		return []result{clean, killed}
+	}
+	s = &kafkaStream{t: t2, topic: topic, w: w, leaders: leaders}
 	ps, err = fill(64 << 20)
 	if err != nil {
 		killed.Err = err.Error()

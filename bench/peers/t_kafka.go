@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -12,14 +13,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/easel-io/easel/bench/internal/easelproc"
 )
 
 // kafkaServer is a Kafka-protocol broker in a child process (the Easel broker
-// or kfake), shared by the targets that drive it with different generators.
+// or kfake), or a cluster of Easel brokers, shared by the targets that drive
+// it with different generators.
 type kafkaServer struct {
-	sys      string // "easel-broker", "kfake"
-	addr     string
-	proc     *child
+	sys   string   // "easel-broker", "easel-cluster", "kfake"
+	addr  string   // a broker to bootstrap from
+	seeds []string // every broker (addr alone for a single one)
+	proc  *child   // the single broker's process; nil for a cluster
+	// cluster is the easel-cluster's brokers (nil for a single broker);
+	// its topics have replication factor rf.
+	cluster  *easelproc.Cluster
+	rf       int
 	cl       *kgo.Client // admin requests
 	adm      *kadm.Client
 	seq      atomic.Int64
@@ -32,19 +41,32 @@ type kafkaServer struct {
 
 // connectKafka waits for the broker at addr to answer and learns its versions.
 func connectKafka(ctx context.Context, sys, addr string, proc *child, timeout time.Duration) (*kafkaServer, error) {
-	s := &kafkaServer{sys: sys, addr: addr, proc: proc}
 	if err := proc.waitReady(ctx, timeout, func(ctx context.Context) error { return pingKafka(ctx, addr) }); err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(2))
+	s := &kafkaServer{sys: sys, addr: addr, seeds: []string{addr}, proc: proc, rf: 1}
+	return s, s.connect(ctx)
+}
+
+// connectCluster learns the versions of a started cluster (see
+// easelproc.Cluster.StartAll), whose topics get replication factor rf.
+func connectCluster(ctx context.Context, sys string, c *easelproc.Cluster, rf int) (*kafkaServer, error) {
+	s := &kafkaServer{sys: sys, addr: c.List[0].Kafka, seeds: c.Seeds(), cluster: c, rf: rf}
+	return s, s.connect(ctx)
+}
+
+// connect makes the admin client and learns the Produce and Fetch versions.
+func (s *kafkaServer) connect(ctx context.Context) error {
+	sys := s.sys
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.seeds...), kgo.RequestRetries(2))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.cl, s.adm = cl, kadm.NewClient(cl)
 	resp, err := kmsg.NewPtrApiVersionsRequest().RequestWith(ctx, cl)
 	if err != nil {
 		cl.Close()
-		return nil, fmt.Errorf("%s: ApiVersions: %w", sys, err)
+		return fmt.Errorf("%s: ApiVersions: %w", sys, err)
 	}
 	s.produceV, s.fetchV = -1, -1
 	for _, k := range resp.ApiKeys {
@@ -61,9 +83,9 @@ func connectKafka(ctx context.Context, sys, addr string, proc *child, timeout ti
 	}
 	if s.produceV < 3 || s.fetchV < 4 {
 		cl.Close()
-		return nil, fmt.Errorf("%s: no usable Produce (%d) or Fetch (%d) version", sys, s.produceV, s.fetchV)
+		return fmt.Errorf("%s: no usable Produce (%d) or Fetch (%d) version", sys, s.produceV, s.fetchV)
 	}
-	return s, nil
+	return nil
 }
 
 // pingKafka sends one ApiVersions request on a fresh connection.
@@ -85,7 +107,19 @@ func (s *kafkaServer) close() error {
 	if s.cl != nil {
 		s.cl.Close()
 	}
+	if s.cluster != nil {
+		s.cluster.Stop() // SIGKILL: the data directories are deleted next
+		return nil
+	}
 	return s.proc.stop(false, 30*time.Second)
+}
+
+// pid is the single broker's process id, or 0 for a cluster.
+func (s *kafkaServer) pid() int {
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.pid()
 }
 
 // createTopic makes a fresh topic and waits until every partition has a
@@ -96,6 +130,13 @@ func (s *kafkaServer) createTopic(ctx context.Context, w workload) (string, erro
 	if w.Sync {
 		one := "1"
 		cfg["flush.messages"] = &one
+	}
+	if s.cluster != nil {
+		// Waits for every replica in the ISR, as every broker sees it.
+		if err := s.cluster.CreateTopic(ctx, name, w.Partitions, s.rf, cfg); err != nil {
+			return "", fmt.Errorf("%s: %w", s.sys, err)
+		}
+		return name, nil
 	}
 	resp, err := s.adm.CreateTopic(ctx, int32(w.Partitions), 1, cfg, name)
 	if err == nil {
@@ -150,12 +191,7 @@ type kafkaTarget struct {
 func (t *kafkaTarget) name() string { return t.srv.sys }
 func (t *kafkaTarget) gen() string  { return t.generator }
 func (t *kafkaTarget) close() error { return nil } // the server is closed by its owner
-func (t *kafkaTarget) pid() int {
-	if t.srv.proc == nil {
-		return 0
-	}
-	return t.srv.proc.pid()
-}
+func (t *kafkaTarget) pid() int     { return t.srv.pid() }
 
 func (t *kafkaTarget) skip(w workload) string {
 	if w.Sync && !t.srv.syncOK {
@@ -172,13 +208,52 @@ func (t *kafkaTarget) open(ctx context.Context, w workload) (stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kafkaStream{t: t, topic: name, w: w}, nil
+	leaders, err := t.srv.leaders(ctx, name, w.Partitions)
+	if err != nil {
+		_ = t.srv.deleteTopic(ctx, name)
+		return nil, err
+	}
+	return &kafkaStream{t: t, topic: name, w: w, leaders: leaders}, nil
+}
+
+// leaders returns the Kafka address of each partition's leader: addr for a
+// single broker, else from Metadata (the raw generator sends each
+// partition's requests to its leader; franz-go finds the leaders itself).
+func (s *kafkaServer) leaders(ctx context.Context, topic string, parts int) ([]string, error) {
+	out := make([]string, parts)
+	if s.cluster == nil {
+		for i := range out {
+			out[i] = s.addr
+		}
+		return out, nil
+	}
+	md, err := s.adm.Metadata(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("%s: metadata of %s: %w", s.sys, topic, err)
+	}
+	addrs := map[int32]string{}
+	for _, b := range md.Brokers {
+		addrs[b.NodeID] = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port)))
+	}
+	for _, p := range md.Topics[topic].Partitions {
+		if p.Partition < 0 || int(p.Partition) >= parts || addrs[p.Leader] == "" {
+			return nil, fmt.Errorf("%s: %s partition %d: leader %d unknown", s.sys, topic, p.Partition, p.Leader)
+		}
+		out[p.Partition] = addrs[p.Leader]
+	}
+	for i, a := range out {
+		if a == "" {
+			return nil, fmt.Errorf("%s: %s partition %d: no leader in Metadata", s.sys, topic, i)
+		}
+	}
+	return out, nil
 }
 
 type kafkaStream struct {
-	t     *kafkaTarget
-	topic string
-	w     workload
+	t       *kafkaTarget
+	topic   string
+	w       workload
+	leaders []string // per partition, its leader's address
 }
 
 func (s *kafkaStream) close(ctx context.Context) error {
@@ -189,14 +264,14 @@ func (s *kafkaStream) close(ctx context.Context) error {
 
 func (s *kafkaStream) producer(a *acker, l *sendLog) (producer, error) {
 	if s.t.generator == "raw" {
-		return newRawProducer(s.t.srv, s.topic, s.w, a, l)
+		return newRawProducer(s.t.srv, s.topic, s.leaders, s.w, a, l)
 	}
 	return newKgoProducer(s.t.srv, s.topic, s.w, s.t.generator, a, l)
 }
 
 func (s *kafkaStream) consumer() (consumer, error) {
 	if s.t.generator == "raw" {
-		return &rawConsumer{srv: s.t.srv, topic: s.topic, partitions: s.w.Partitions}, nil
+		return &rawConsumer{srv: s.t.srv, topic: s.topic, leaders: s.leaders, partitions: s.w.Partitions}, nil
 	}
 	return &kgoConsumer{srv: s.t.srv, topic: s.topic, partitions: s.w.Partitions}, nil
 }
@@ -227,7 +302,7 @@ type kgoProducer struct {
 
 func newKgoProducer(srv *kafkaServer, topic string, w workload, gen string, a *acker, l *sendLog) (*kgoProducer, error) {
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(srv.addr),
+		kgo.SeedBrokers(srv.seeds...),
 		kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		// The default buffer of 50,000 records holds 800 MB of 16 KiB
@@ -296,7 +371,7 @@ func (c *kgoConsumer) run(ctx context.Context, got func(part, recs int)) error {
 	for i := range c.partitions {
 		offs[int32(i)] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.srv.addr),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.srv.seeds...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c.topic: offs}),
 		kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {

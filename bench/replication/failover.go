@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/easel-io/easel/bench/internal/easelproc"
 )
 
 const (
@@ -41,15 +43,15 @@ type killSample struct {
 // for a full ISR between kills. It picks a partition led by a broker that
 // is not the controller where there is one.
 func failovers(ctx context.Context, bs *brokers, topic string, parts, kills int, progress func(killSample)) ([]killSample, error) {
-	if err := bs.createTopic(ctx, topic, parts, 3); err != nil {
+	if err := bs.CreateTopic(ctx, topic, parts, 3, nil); err != nil {
 		return nil, err
 	}
 	var out []killSample
 	for k := range kills {
-		if err := bs.waitReady(ctx, readyTimeout); err != nil {
+		if err := bs.WaitReady(ctx, easelproc.ReadyTimeout); err != nil {
 			return out, err
 		}
-		if err := bs.waitTopic(ctx, topic, parts, 3, time.Minute); err != nil {
+		if err := bs.WaitTopic(ctx, topic, parts, 3, time.Minute); err != nil {
 			return out, fmt.Errorf("kill %d: %w", k+1, err)
 		}
 		s, err := killOne(ctx, bs, topic, parts, k)
@@ -63,7 +65,7 @@ func failovers(ctx context.Context, bs *brokers, topic string, parts, kills int,
 }
 
 func killOne(ctx context.Context, bs *brokers, topic string, parts, k int) (killSample, error) {
-	leaders, ctrl, err := bs.leaders(ctx, topic)
+	leaders, ctrl, err := bs.Leaders(ctx, topic)
 	if err != nil {
 		return killSample{}, err
 	}
@@ -77,12 +79,12 @@ func killOne(ctx context.Context, bs *brokers, topic string, parts, k int) (kill
 	}
 	s.victim = leaders[s.part]
 	s.controller = s.victim == ctrl
-	victim := bs.byID(s.victim)
-	if victim == nil || victim.cmd == nil {
+	victim := bs.ByID(s.victim)
+	if victim == nil || !victim.Running() {
 		return s, fmt.Errorf("partition %d led by %d, not a running broker", s.part, s.victim)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bs.seeds()...), kgo.DefaultProduceTopic(topic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(bs.Seeds()...), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0), kgo.MetadataMinAge(clientRetry),
 		kgo.RetryBackoffFn(func(int) time.Duration { return clientRetry }),
@@ -140,7 +142,7 @@ func killOne(ctx context.Context, bs *brokers, topic string, parts, k int) (kill
 		}
 	}
 
-	at, err := bs.kill(victim)
+	at, err := bs.Kill(victim)
 	if err != nil {
 		return s, err
 	}
@@ -148,12 +150,12 @@ func killOne(ctx context.Context, bs *brokers, topic string, parts, k int) (kill
 	var newLeader atomic.Int64
 	wctx, wcancel := context.WithTimeout(ctx, failoverTimeout)
 	defer wcancel()
-	for _, b := range bs.live() {
+	for _, b := range bs.Live() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for wctx.Err() == nil && newLeader.Load() == 0 {
-				if m, err := metadataFrom(wctx, b.kafka, topic); err == nil {
+				if m, err := easelproc.MetadataFrom(wctx, b.Kafka, topic); err == nil {
 					if p, ok := m.Topics[topic].Partitions[s.part]; ok && p.Leader >= 0 && p.Leader != s.victim {
 						newLeader.CompareAndSwap(0, time.Now().UnixNano())
 						return
@@ -183,12 +185,12 @@ func killOne(ctx context.Context, bs *brokers, topic string, parts, k int) (kill
 	stop()
 	s.errs = errs.Load()
 
-	if err := bs.start(victim); err != nil {
+	if err := bs.Start(victim); err != nil {
 		return s, err
 	}
-	if err := bs.waitTopic(ctx, topic, parts, 3, time.Minute); err != nil {
+	if err := bs.WaitTopic(ctx, topic, parts, 3, time.Minute); err != nil {
 		return s, fmt.Errorf("after restarting broker %d: %w", s.victim, err)
 	}
-	s.isrBack = time.Since(victim.started)
+	s.isrBack = time.Since(victim.Started)
 	return s, nil
 }

@@ -177,8 +177,8 @@ func run(ctx context.Context, o options) (err error) {
 		if err != nil {
 			return err
 		}
-		defer fast.stop()
-		if err := fast.startAll(ctx); err != nil {
+		defer fast.Stop()
+		if err := fast.StartAll(ctx); err != nil {
 			return err
 		}
 		foLoad = waitForQuiet(ctx, o)
@@ -189,7 +189,7 @@ func run(ctx context.Context, o options) (err error) {
 				n, s.victim, s.part, map[bool]string{true: ", controller", false: ""}[s.controller],
 				s.firstAck.Round(time.Millisecond), s.newLeader.Round(time.Millisecond), s.isrBack.Round(time.Millisecond), s.errs, s.failed)
 		})
-		fast.stop()
+		fast.Stop()
 		if err != nil {
 			return err
 		}
@@ -221,19 +221,19 @@ func runOne(ctx context.Context, o options, root, bin string, w workload, name s
 		}
 	}
 	defer func() {
-		bs.stop()
-		for _, b := range bs.list {
-			os.RemoveAll(b.dir)
+		bs.Stop()
+		for _, b := range bs.List {
+			os.RemoveAll(b.Dir)
 			if res.err == nil && !o.keep {
-				os.Remove(b.log)
+				os.Remove(b.Log)
 			}
 		}
 	}()
-	if res.err = bs.startAll(ctx); res.err != nil {
+	if res.err = bs.StartAll(ctx); res.err != nil {
 		return res
 	}
 	parts := max(w.parts, 1)
-	if res.err = bs.createTopic(ctx, "bench", parts, w.cfg.rf); res.err != nil {
+	if res.err = bs.CreateTopic(ctx, "bench", parts, w.cfg.rf, nil); res.err != nil {
 		return res
 	}
 	if res.err = warmPageCache(filepath.Join(root, "warm"), o.warmBytes); res.err != nil {

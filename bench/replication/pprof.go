@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/easel-io/easel/bench/internal/easelproc"
 )
 
 // enablePprof makes every broker serve pprof (set before start) and
@@ -21,13 +23,13 @@ func (bs *brokers) enablePprof(prefix string) error {
 	if err := os.MkdirAll(filepath.Dir(prefix), 0o755); err != nil {
 		return err
 	}
-	for _, b := range bs.list {
-		addr, err := freeAddr()
+	for _, b := range bs.List {
+		addr, err := easelproc.FreeAddr()
 		if err != nil {
 			return err
 		}
-		b.pprof = addr
-		b.args = append(b.args, "--pprof", addr)
+		bs.pprof[b.ID] = addr
+		b.Args = append(b.Args, "--pprof", addr)
 	}
 	bs.profPrefix = prefix
 	return nil
@@ -42,12 +44,12 @@ func (bs *brokers) profile(ctx context.Context, dur time.Duration) <-chan error 
 		done <- nil
 		return done
 	}
-	live := bs.live()
+	live := bs.Live()
 	errs := make(chan error, len(live))
 	for _, b := range live {
 		go func() {
-			errs <- fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprof, max(1, int(dur/time.Second))),
-				fmt.Sprintf("%s-broker-%d.cpu.pprof", bs.profPrefix, b.id))
+			errs <- fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", bs.pprof[b.ID], max(1, int(dur/time.Second))),
+				fmt.Sprintf("%s-broker-%d.cpu.pprof", bs.profPrefix, b.ID))
 		}()
 	}
 	go func() {

@@ -88,7 +88,7 @@ func throughput(ctx context.Context, bs *brokers, topic string, parts, producers
 		}
 	}()
 	for i := range producers {
-		cl, err := kgo.NewClient(producerOpts(bs.seeds(), topic, acks, throughputLinger)...)
+		cl, err := kgo.NewClient(producerOpts(bs.Seeds(), topic, acks, throughputLinger)...)
 		if err != nil {
 			return tput{}, err
 		}
@@ -119,7 +119,7 @@ func throughput(ctx context.Context, bs *brokers, topic string, parts, producers
 		return tput{}, ctx.Err()
 	}
 	a0, t0 := acked.Load(), time.Now()
-	b0, s0 := cpuOf(bs.pids()), selfCPU()
+	b0, s0 := cpuOf(bs.Pids()), selfCPU()
 	profiled := bs.profile(ctx, dur)
 	if !sleepCtx(ctx, dur) {
 		return tput{}, ctx.Err()
@@ -128,7 +128,7 @@ func throughput(ctx context.Context, bs *brokers, topic string, parts, producers
 		return tput{}, err
 	}
 	a1, t1 := acked.Load(), time.Now()
-	b1, s1 := cpuOf(bs.pids()), selfCPU()
+	b1, s1 := cpuOf(bs.Pids()), selfCPU()
 	stop()
 	wg.Wait()
 	secs := t1.Sub(t0).Seconds()
@@ -154,7 +154,7 @@ type lat struct {
 // from the time it was due to be sent (open loop: a stalled client does
 // not hide the stall) to its acknowledgement.
 func latency(ctx context.Context, bs *brokers, topic string, acks string, rate int, warm, dur time.Duration) (lat, error) {
-	cl, err := kgo.NewClient(producerOpts(bs.seeds(), topic, acks, 0)...)
+	cl, err := kgo.NewClient(producerOpts(bs.Seeds(), topic, acks, 0)...)
 	if err != nil {
 		return lat{}, err
 	}
@@ -179,7 +179,7 @@ func latency(ctx context.Context, bs *brokers, topic string, acks string, rate i
 			return lat{}, ctx.Err()
 		}
 		if !measuring && !due.Before(from) {
-			measuring, b0 = true, cpuOf(bs.pids())
+			measuring, b0 = true, cpuOf(bs.Pids())
 		}
 		cl.Produce(ctx, &kgo.Record{Partition: 0, Value: payload}, func(_ *kgo.Record, err error) {
 			now := time.Now()
@@ -197,7 +197,7 @@ func latency(ctx context.Context, bs *brokers, topic string, acks string, rate i
 			}
 		})
 	}
-	b1 := cpuOf(bs.pids())
+	b1 := cpuOf(bs.Pids())
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := cl.Flush(fctx); err != nil {

@@ -8,12 +8,6 @@ import (
 	"time"
 )
 
-// sysProcAttr makes a child die with the bench, even if the bench itself is
-// killed.
-func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
 // clockTick is the unit of /proc's CPU times (USER_HZ, 100 on Linux).
 const clockTick = 10 * time.Millisecond
 

@@ -3,11 +3,8 @@
 package main
 
 import (
-	"syscall"
 	"time"
 )
-
-func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func cpuOf([]int) time.Duration { return 0 }
 
