@@ -57,7 +57,9 @@ func (p *Partition) Committed(offset int64) <-chan struct{} {
 	p.commits.mu.Unlock()
 	// The high watermark may have passed offset (or the partition closed)
 	// between the check and the push, with its release done already.
-	if p.closed.Load() || p.hw.Load() > offset {
+	if p.closed.Load() {
+		p.releaseCommits(true)
+	} else if p.hw.Load() > offset {
 		p.releaseCommits(false)
 	}
 	return ch

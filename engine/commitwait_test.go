@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"sync"
 	"testing"
+	"time"
 )
 
 func isClosed(ch <-chan struct{}) bool {
@@ -113,5 +115,64 @@ func TestCommittedOrder(t *testing.T) {
 	}
 	if n := len(p.commits.h); n != 0 {
 		t.Fatalf("%d waits left registered", n)
+	}
+}
+
+// A wait registered after Close is released at once.
+func TestCommittedAfterClose(t *testing.T) {
+	opts := quietOpts()
+	opts.ManagedHighWatermarks = true
+	e := mustOpen(t, t.TempDir(), opts)
+	defer e.Close()
+	e.CreateTopic("t", TopicConfig{})
+	p, _ := e.Partition("t", 0)
+	if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
+		t.Fatal(err)
+	}
+	p.close()
+	if ch := p.Committed(5); !isClosed(ch) {
+		t.Fatal("Committed after Close is not closed")
+	}
+}
+
+// Waits registered while the high watermark moves are all released once it
+// has passed them: none is lost between the check and the registration.
+func TestCommittedConcurrent(t *testing.T) {
+	opts := quietOpts()
+	opts.ManagedHighWatermarks = true
+	e := mustOpen(t, t.TempDir(), opts)
+	defer e.Close()
+	e.CreateTopic("t", TopicConfig{})
+	p, _ := e.Partition("t", 0)
+	p.BecomeLeader(1)
+	const batches = 200
+	for range batches {
+		if _, err := p.Append(simpleBatch(t, 1, 10, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	chs := make([][]<-chan struct{}, 4)
+	for g := range chs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range int64(batches) {
+				chs[g] = append(chs[g], p.Committed(o))
+			}
+		}()
+	}
+	for hw := int64(1); hw <= batches; hw++ {
+		p.SetHighWatermark(hw)
+	}
+	wg.Wait()
+	for g := range chs {
+		for o, ch := range chs[g] {
+			select {
+			case <-ch:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Committed(%d) not released with hw %d", o, p.HighWatermark())
+			}
+		}
 	}
 }
