@@ -15,6 +15,30 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
+// managedLeader is the partition t/0 of an engine with managed high
+// watermarks, leader in epoch 1, holding batches batches of records
+// records each.
+func managedLeader(t *testing.T, batches, records int) *Partition {
+	t.Helper()
+	opts := quietOpts()
+	opts.ManagedHighWatermarks = true
+	e := mustOpen(t, t.TempDir(), opts)
+	t.Cleanup(func() { e.Close() })
+	if err := e.CreateTopic("t", TopicConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := e.Partition("t", 0)
+	if err := p.BecomeLeader(1); err != nil {
+		t.Fatal(err)
+	}
+	for range batches {
+		if _, err := p.Append(simpleBatch(t, records, 10, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
 // Committed is closed when the high watermark passes its offset, and at
 // changes that may end the wait otherwise; appends and smaller moves of the
 // high watermark leave it open.
@@ -53,22 +77,7 @@ func TestCommitted(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			opts := quietOpts()
-			opts.ManagedHighWatermarks = true
-			e := mustOpen(t, t.TempDir(), opts)
-			defer e.Close()
-			if err := e.CreateTopic("t", TopicConfig{}); err != nil {
-				t.Fatal(err)
-			}
-			p, _ := e.Partition("t", 0)
-			if err := p.BecomeLeader(1); err != nil {
-				t.Fatal(err)
-			}
-			for range 3 {
-				if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			p := managedLeader(t, 3, 2)
 			p.SetHighWatermark(2)
 			other := p.Committed(5) // a later batch: only the structural changes release it
 			ch := p.Committed(c.offset)
@@ -88,18 +97,7 @@ func TestCommitted(t *testing.T) {
 // Waits are released in offset order as the high watermark moves, whatever
 // the order they were registered in.
 func TestCommittedOrder(t *testing.T) {
-	opts := quietOpts()
-	opts.ManagedHighWatermarks = true
-	e := mustOpen(t, t.TempDir(), opts)
-	defer e.Close()
-	e.CreateTopic("t", TopicConfig{})
-	p, _ := e.Partition("t", 0)
-	p.BecomeLeader(1)
-	for range 10 {
-		if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := managedLeader(t, 10, 2)
 	offsets := []int64{13, 1, 7, 19, 3, 11, 5, 17, 9, 15, 0}
 	chs := make(map[int64]<-chan struct{})
 	for _, o := range offsets {
@@ -120,15 +118,7 @@ func TestCommittedOrder(t *testing.T) {
 
 // A wait registered after Close is released at once.
 func TestCommittedAfterClose(t *testing.T) {
-	opts := quietOpts()
-	opts.ManagedHighWatermarks = true
-	e := mustOpen(t, t.TempDir(), opts)
-	defer e.Close()
-	e.CreateTopic("t", TopicConfig{})
-	p, _ := e.Partition("t", 0)
-	if _, err := p.Append(simpleBatch(t, 2, 10, 1)); err != nil {
-		t.Fatal(err)
-	}
+	p := managedLeader(t, 1, 2)
 	p.close()
 	if ch := p.Committed(5); !isClosed(ch) {
 		t.Fatal("Committed after Close is not closed")
@@ -138,19 +128,8 @@ func TestCommittedAfterClose(t *testing.T) {
 // Waits registered while the high watermark moves are all released once it
 // has passed them: none is lost between the check and the registration.
 func TestCommittedConcurrent(t *testing.T) {
-	opts := quietOpts()
-	opts.ManagedHighWatermarks = true
-	e := mustOpen(t, t.TempDir(), opts)
-	defer e.Close()
-	e.CreateTopic("t", TopicConfig{})
-	p, _ := e.Partition("t", 0)
-	p.BecomeLeader(1)
 	const batches = 200
-	for range batches {
-		if _, err := p.Append(simpleBatch(t, 1, 10, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	p := managedLeader(t, batches, 1)
 	var wg sync.WaitGroup
 	chs := make([][]<-chan struct{}, 4)
 	for g := range chs {
