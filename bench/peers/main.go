@@ -165,7 +165,7 @@ func main() {
 
 func mainErr() error {
 	quick := flag.Bool("quick", false, "quick mode (the default): 3 rounds of 0.8 s phases, 1 KiB and 100 B records, 1 partition; about 5 min")
-	full := flag.Bool("full", false, "full mode: 5 rounds of 2 s phases, 100 B, 1 KiB and 16 KiB, acks, lz4/zstd, fsync, 10,000 partitions, 10 GiB start-up data")
+	full := flag.Bool("full", false, "full mode: 5 rounds of 2 s phases, 100 B, 1 KiB and 16 KiB, acks, lz4/zstd, fsync, 10,000 partitions, 10 GiB start-up data; about 80 min")
 	targets := flag.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
 	gens := flag.String("gens", strings.Join(allGens, ","), "load generators for Kafka-protocol targets")
 	repeat := flag.Int("repeat", 0, "run every target this many times, interleaved (A B C A B C), and report medians with min and max (default: quick 3, full 5)")
