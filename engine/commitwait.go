@@ -3,6 +3,7 @@ package engine
 import (
 	"container/heap"
 	"sync"
+	"sync/atomic"
 )
 
 // commitWaits holds the channels of Committed: one per wait, ordered by the
@@ -12,6 +13,9 @@ import (
 // fetch: with many produces in flight a wake-up of all of them at each move
 // kept the leader's fetch handlers waiting for the CPU behind them.
 type commitWaits struct {
+	// n is len(h), read without mu so that an append with nobody waiting
+	// takes no lock.
+	n  atomic.Int64
 	mu sync.Mutex
 	h  commitHeap
 }
@@ -52,9 +56,11 @@ func (p *Partition) Committed(offset int64) <-chan struct{} {
 		close(ch)
 		return ch
 	}
-	p.commits.mu.Lock()
-	heap.Push(&p.commits.h, commitWait{offset: offset, ch: ch})
-	p.commits.mu.Unlock()
+	c := &p.commits
+	c.mu.Lock()
+	heap.Push(&c.h, commitWait{offset: offset, ch: ch})
+	c.n.Store(int64(len(c.h)))
+	c.mu.Unlock()
 	// The high watermark may have passed offset (or the partition closed)
 	// between the check and the push, with its release done already.
 	if p.closed.Load() {
@@ -69,8 +75,14 @@ func (p *Partition) Committed(offset int64) <-chan struct{} {
 // has passed, or all of them.
 func (p *Partition) releaseCommits(all bool) {
 	c := &p.commits
+	if c.n.Load() == 0 {
+		return // a Committed that registers now checks again after
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer func() {
+		c.n.Store(int64(len(c.h)))
+		c.mu.Unlock()
+	}()
 	if all {
 		for _, w := range c.h {
 			close(w.ch)
