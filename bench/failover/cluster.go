@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/easel-io/easel/bench/internal/easelproc"
 )
 
 // startTimeout bounds how long a broker may take to log its start line.
@@ -76,21 +77,6 @@ type cluster struct {
 	wg      sync.WaitGroup // log readers
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	// Gossip also needs UDP on the same port.
-	pc, err := net.ListenPacket("udp", ln.Addr().String())
-	if err != nil {
-		return "", err
-	}
-	pc.Close()
-	return ln.Addr().String(), nil
-}
-
 func newCluster(bin, timing, root string, extra []string, ids ...int32) (*cluster, error) {
 	c := &cluster{bin: bin, timing: timing, root: root, extra: extra, ids: ids, nodes: map[int32]*node{},
 		watchRE: regexp.MustCompile(`Marking \S+ as failed|controller: won leadership|controller: took over|Suspect`)}
@@ -100,7 +86,7 @@ func newCluster(bin, timing, root string, extra []string, ids ...int32) (*cluste
 		n := &node{id: id, dir: filepath.Join(root, fmt.Sprintf("data-%d", id))}
 		var err error
 		for _, p := range []*string{&n.kafka, &n.raft, &n.gossip} {
-			if *p, err = freeAddr(); err != nil {
+			if *p, err = easelproc.FreeAddr(); err != nil {
 				return nil, err
 			}
 		}
