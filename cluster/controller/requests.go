@@ -105,14 +105,20 @@ func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 
 // DeleteTopicByID deletes the topic with the id and returns its name
 // (Policy.DeleteTopicByID).
-func (n *Node) DeleteTopicByID(ctx context.Context, id engine.TopicID) (name string, err error) {
-	err = n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
+func (n *Node) DeleteTopicByID(ctx context.Context, id engine.TopicID) (string, error) {
+	var name string // written by the decision; read only after a nil error
+	err := n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
 		if t := s.TopicByID(id); t != nil {
 			name = t.Name
 		}
 		return n.cfg.Policy.DeleteTopicByID(s, id)
 	}})
-	return name, err
+	if err != nil {
+		// The decision may still run after submit gave up (ctx): only a
+		// nil error orders its writes before this read.
+		return "", err
+	}
+	return name, nil
 }
 
 // AlterPartition decides a partition leader's ISR change
@@ -130,13 +136,17 @@ func (n *Node) AlterPartition(ctx context.Context, req cluster.AlterPartitionReq
 			}
 		},
 	})
-	return out, err
+	if err != nil {
+		return cluster.Partition{}, err // out is not ours yet (DeleteTopicByID)
+	}
+	return out, nil
 }
 
 // AllocateProducerIDs hands a block of producer ids to a broker
 // (Policy.AllocateProducerIDs, KIP-730).
-func (n *Node) AllocateProducerIDs(ctx context.Context, broker int32, epoch int64) (start, size int64, err error) {
-	err = n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
+func (n *Node) AllocateProducerIDs(ctx context.Context, broker int32, epoch int64) (int64, int64, error) {
+	var start, size int64 // as in DeleteTopicByID
+	err := n.submit(ctx, &request{decide: func(s *cluster.State) ([]cluster.Record, error) {
 		recs, err := n.cfg.Policy.AllocateProducerIDs(s, broker, epoch)
 		for _, r := range recs {
 			if b, ok := r.(cluster.ProducerIDsRecord); ok {
@@ -165,8 +175,9 @@ func (n *Node) ControlledShutdown(ctx context.Context, broker int32, epoch int64
 // lists alive with the registered incarnation, is unfenced
 // (Policy.BrokerCaughtUp). It returns whether the broker is fenced
 // afterwards. Errors: cluster.ErrUnknownBroker, cluster.ErrStaleBrokerEpoch.
-func (n *Node) BrokerHeartbeat(ctx context.Context, broker int32, epoch int64, applied uint64) (fenced bool, err error) {
-	err = n.submit(ctx, &request{
+func (n *Node) BrokerHeartbeat(ctx context.Context, broker int32, epoch int64, applied uint64) (bool, error) {
+	var fenced bool // as in DeleteTopicByID
+	err := n.submit(ctx, &request{
 		unfences: true,
 		decide: func(s *cluster.State) ([]cluster.Record, error) {
 			b := s.Broker(broker)

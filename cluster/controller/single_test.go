@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/easel-io/easel/cluster"
+	"github.com/easel-io/easel/engine"
 )
 
 func singleConfig(t *testing.T, dir string, raftAddr string) Config {
@@ -122,5 +123,58 @@ func TestSingleVoter(t *testing.T) {
 	p3, err := n2.NextProducerID(ctx)
 	if err != nil || p3 <= p2 {
 		t.Fatalf("producer id %d after restart (had %d): %v", p3, p2, err)
+	}
+}
+
+// A request whose caller gives up (its context ends) may still be decided
+// by the controller loop afterwards: the results the decision writes are
+// returned only with a nil error, so giving up never races with the loop
+// (the race detector checks this).
+func TestResultsAfterGivingUp(t *testing.T) {
+	n, err := Start(singleConfig(t, t.TempDir(), net.JoinHostPort(hostOf(1), strconv.Itoa(freePort(t, hostOf(1))))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	waitReady(t, n)
+	ctx := context.Background()
+	const topics = 20
+	for i := range topics {
+		if err := n.CreateTopic(ctx, cluster.CreateTopicRequest{Name: "t" + strconv.Itoa(i), Partitions: 1, ReplicationFactor: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	epoch, _, _ := n.BrokerEpoch()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for round := range 50 {
+		var p cluster.Partition
+		var id engine.TopicID
+		n.View(func(s *cluster.State) {
+			tp := s.Topic("t" + strconv.Itoa(round%topics))
+			if tp != nil {
+				id, p = tp.ID, *s.Partition(tp.Name, 0)
+			}
+		})
+		got, err := n.AlterPartition(cancelled, cluster.AlterPartitionRequest{
+			Broker: 1, BrokerEpoch: epoch, Topic: p.Topic, Partition: 0,
+			LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch, ISR: p.ISR,
+		})
+		if err != nil && got.Leader != 0 {
+			t.Fatalf("AlterPartition failed (%v) but returned %+v", err, got)
+		}
+		if fenced, err := n.BrokerHeartbeat(cancelled, 1, epoch, n.Applied()); err != nil && !fenced {
+			t.Fatalf("BrokerHeartbeat failed (%v) but says unfenced", err)
+		}
+		if start, size, err := n.AllocateProducerIDs(cancelled, 1, epoch); err != nil && (start != 0 || size != 0) {
+			t.Fatalf("AllocateProducerIDs failed (%v) but returned %d+%d", err, start, size)
+		}
+		if round >= topics {
+			continue
+		}
+		name, err := n.DeleteTopicByID(cancelled, id)
+		if err != nil && name != "" {
+			t.Fatalf("DeleteTopicByID failed (%v) but returned %q", err, name)
+		}
 	}
 }
