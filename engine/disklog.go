@@ -565,7 +565,8 @@ func (l *diskLog) TruncateTo(offset int64) (int64, error) {
 	l.next.Store(min(l.next.Load(), max(cutBase, cut.BaseOffset())))
 	l.listMu.Lock()
 	kept := append([]*segment.Segment(nil), segs[:keep]...)
-	l.segs.Store(&kept)
+	published := kept // readers hold &published: kept changes below
+	l.segs.Store(&published)
 	l.listMu.Unlock()
 	var err error
 	for i := len(segs) - 1; i >= keep; i-- {
@@ -593,9 +594,11 @@ func (l *diskLog) TruncateTo(offset int64) (int64, error) {
 			return l.next.Load(), fmt.Errorf("engine: truncate %s: %w", filepath.Base(l.dir), err)
 		}
 		l.dirDirty.Store(true)
-		kept = append(kept, active)
+		kept = append(kept[:len(kept):len(kept)], active)
 	} else {
-		kept[len(kept)-1] = repl
+		// A new array: readers (an fsync, a fetch) may hold the one
+		// published above.
+		kept = append(kept[:len(kept)-1:len(kept)-1], repl)
 	}
 	l.listMu.Lock()
 	l.segs.Store(&kept)

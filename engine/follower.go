@@ -127,9 +127,12 @@ func (p *Partition) truncateFullyAndStartAt(offset int64, epoch int32) error {
 	if err := p.log.RemoveState(epochCheckpointName); err != nil {
 		return p.undoStartOver(offset, fmt.Errorf("engine: start %s/%d over at %d: %w", p.topic, p.id, offset, err))
 	}
+	p.cut.Lock() // see Partition.cut
+	p.cut.n++
 	if err := p.log.TruncateFullyAndStartAt(offset); err != nil {
 		// Committed or not, the files may no longer match memory.
 		p.failed.Store(true)
+		p.cut.Unlock()
 		p.e.log.Error("start over failed; partition stops accepting appends", "topic", p.topic, "partition", p.id, "offset", offset, "err", err)
 		return fmt.Errorf("%w: %w", ErrLogFailed, err)
 	}
@@ -141,6 +144,7 @@ func (p *Partition) truncateFullyAndStartAt(offset int64, epoch int32) error {
 	// All three only move forward here: offset is past the old log end.
 	p.flushed.Store(offset)
 	p.hw.Store(offset)
+	p.cut.Unlock()
 	err := p.dropSnapshotsExcept(offset)
 	p.notifyAll()
 	err = errors.Join(err, p.e.checkpointHW())

@@ -72,6 +72,19 @@ type Partition struct {
 	// consumers read only those.
 	// Invariant: hw <= log.NextOffset(); it only moves back by TruncateTo.
 	hw atomic.Int64
+	// cut orders the moves of hw and flushed made without mu
+	// (SetHighWatermark, SetSoleReplica, syncTo) with the changes that cut
+	// the log end (TruncateTo, TruncateFullyAndStartAt), which hold mu and
+	// cut: such a move takes its target from the log end under cut. Appends
+	// do not take it (they only move the log end forward), so a follower's
+	// fetch at the leader never waits for a producer's write.
+	cut struct {
+		sync.Mutex
+		// n counts the cuts, so that an fsync that began before one
+		// does not publish its target: bytes past the cut may have been
+		// replaced since.
+		n uint64
+	}
 	// hwManaged: the replica layer moves hw (SetHighWatermark). Otherwise
 	// hw follows the log end after each append, or the flushed offset when
 	// flush.messages=1 makes every append wait for an fsync.
@@ -407,6 +420,9 @@ func (p *Partition) syncTo(off int64) error {
 	if p.flushed.Load() >= off {
 		return nil
 	}
+	p.cut.Lock()
+	cuts := p.cut.n
+	p.cut.Unlock()
 	target := p.log.NextOffset() // every append finished so far is covered
 	start := time.Now()
 	err := p.log.Sync()
@@ -419,10 +435,16 @@ func (p *Partition) syncTo(off int64) error {
 		p.e.log.Error("fsync failed; partition stops accepting appends", "topic", p.topic, "partition", p.id, "err", err)
 		return p.fsync.err
 	}
-	if target > p.flushed.Load() {
-		p.flushed.Store(target)
+	p.cut.Lock()
+	moved := false
+	if p.cut.n == cuts {
+		if target > p.flushed.Load() {
+			p.flushed.Store(target)
+		}
+		moved = p.autoAdvanceHW(target, true)
 	}
-	if p.autoAdvanceHW(target, true) {
+	p.cut.Unlock()
+	if moved {
 		p.notify()
 	}
 	return nil

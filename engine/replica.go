@@ -22,7 +22,7 @@ func (p *Partition) SetHighWatermark(off int64) int64 {
 	if !p.hwManaged.Load() {
 		return p.hw.Load()
 	}
-	p.mu.Lock()
+	p.cut.Lock() // not mu: appends hold that while they write
 	moved := false
 	if off = min(off, p.log.NextOffset()); off > p.hw.Load() {
 		if off < p.log.NextOffset() {
@@ -32,7 +32,7 @@ func (p *Partition) SetHighWatermark(off int64) int64 {
 		}
 		moved = p.advanceHW(off)
 	}
-	p.mu.Unlock()
+	p.cut.Unlock()
 	if moved {
 		p.notify()
 	}
@@ -50,9 +50,9 @@ func (p *Partition) SetSoleReplica(sole bool) {
 	if !p.hwManaged.Load() || p.hwSole.Swap(sole) == sole || !sole {
 		return
 	}
-	p.mu.Lock()
+	p.cut.Lock()
 	moved := p.advanceHW(p.DurableEnd())
-	p.mu.Unlock()
+	p.cut.Unlock()
 	if moved {
 		p.notify()
 	}
@@ -495,8 +495,13 @@ func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced b
 	if start := p.log.StartOffset(); cut < start {
 		return 0, fmt.Errorf("%w: truncate %s/%d to %d cuts below the log start %d", ErrOffsetOutOfRange, p.topic, p.id, cut, start)
 	}
+	// From the check against the high watermark to the cut, no move of
+	// it or of the flushed offset may come between (see Partition.cut).
+	p.cut.Lock()
+	p.cut.n++
 	hw := p.hw.Load()
 	if cut < hw && !unclean {
+		p.cut.Unlock()
 		return 0, fmt.Errorf("%w: truncate %s/%d to %d, high watermark %d", ErrBelowHighWatermark, p.topic, p.id, cut, hw)
 	}
 	// A producer snapshot written in the background may describe batches
@@ -506,16 +511,20 @@ func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced b
 	if err != nil {
 		// The log may be cut part of the way; nothing is sure any more.
 		p.failed.Store(true)
+		p.cut.Unlock()
 		p.e.log.Error("truncation failed; partition stops accepting appends", "topic", p.topic, "partition", p.id, "err", err)
 		return end, fmt.Errorf("%w: %w", ErrLogFailed, err)
 	}
 	if p.flushed.Load() > end {
 		p.flushed.Store(end)
 	}
+	if hw > end {
+		p.hw.Store(end)
+	}
+	p.cut.Unlock()
 	p.cutCleanerCheckpoint(end)
 	var ckptErr error
 	if hw > end {
-		p.hw.Store(end)
 		// The checkpoint on disk may hold the old, higher value: after a
 		// crash it would cover records appended after this cut that were
 		// never committed. Write it now.
@@ -541,7 +550,8 @@ func (p *Partition) truncateTo(offset int64, unclean bool, epoch int32, fenced b
 
 // cutPoint returns where TruncateTo(offset) cuts: offset itself at a batch
 // boundary, else the base offset of the batch holding it. offset is below
-// the log end. The caller holds mu.
+// the log end. The caller holds mu or cut (either keeps the log end from
+// being cut meanwhile; reads need neither).
 func (p *Partition) cutPoint(offset int64) (int64, error) {
 	c, err := p.log.View(offset, 1, p.log.NextOffset())
 	if err != nil {
