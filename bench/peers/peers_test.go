@@ -164,6 +164,11 @@ func TestSmokeEmbedded(t *testing.T) {
 			t.Errorf("report lacks %q", s)
 		}
 	}
+	if _, ok := readCPUTimes(); ok {
+		if rep.Meta.CPU == nil || len(rep.Meta.RoundCPU) != 2 || !strings.Contains(md, "stolen by the hypervisor") || !strings.Contains(md, "steal by round: ") {
+			t.Errorf("CPU time of the run %+v and of its rounds %+v not reported", rep.Meta.CPU, rep.Meta.RoundCPU)
+		}
+	}
 }
 
 func TestSchedule(t *testing.T) {

@@ -362,6 +362,16 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 	if m.Load != "" {
 		w("; load average (1, 5, 15 min) %s at the start, %s at the end", loadTriple(m.Load), loadTriple(m.LoadEnd))
 	}
+	if m.CPU != nil {
+		w("; of the machine's CPU time, %.1f%% was stolen by the hypervisor, %.1f%% waited for the disk and %.1f%% was idle", m.CPU.Steal, m.CPU.IOWait, m.CPU.Idle)
+		if len(m.RoundCPU) > 1 {
+			var st []string
+			for _, rc := range m.RoundCPU {
+				st = append(st, fmt.Sprintf("%.1f", rc.Steal))
+			}
+			w(" (steal by round: %s%%)", strings.Join(st, ", "))
+		}
+	}
 	w(":\n\n```\n%s\n```\n\n", m.Command)
 	w("Method. The load generator runs in the harness process and every broker in its own process; on a 2-core machine they compete for the CPU. ")
 	if m.Repeat > 1 {

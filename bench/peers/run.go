@@ -92,12 +92,30 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		// Before anything has written: the cost of pages not used before.
 		r.add(firstTouchLimit(tmp, cfg.Duration, cfg.MaxBytes))
 	}
+	runStart, haveCPU := readCPUTimes()
+	roundStart := runStart
+	endRound := func() {
+		if now, ok := readCPUTimes(); ok && haveCPU {
+			if sh := shareSince(roundStart, now); sh != nil {
+				sh.Round = r.round + 1
+				r.rep.Meta.RoundCPU = append(r.rep.Meta.RoundCPU, *sh)
+			}
+			roundStart = now
+		}
+	}
 	for _, sl := range schedule(cfg.Targets, cfg.Repeat) {
 		if ctx.Err() != nil {
 			break
 		}
+		if sl.Round != r.round {
+			endRound()
+		}
 		r.round = sl.Round
 		r.runSlot(ctx, sl.Target)
+	}
+	endRound()
+	if now, ok := readCPUTimes(); ok && haveCPU {
+		r.rep.Meta.CPU = shareSince(runStart, now)
 	}
 	r.rep.Meta.LoadEnd = readTrim("/proc/loadavg")
 	r.endStep()
@@ -892,6 +910,10 @@ type meta struct {
 	Warm      int64    `json:"warm_bytes"`    // page-cache warm-up before each target
 	Load      string   `json:"loadavg_start"` // /proc/loadavg when the run started
 	LoadEnd   string   `json:"loadavg_end"`   // and when it ended
+	// CPU is how the machine's CPU time went over the run (steal, iowait,
+	// idle), RoundCPU over each round; empty without /proc/stat.
+	CPU      *cpuShare  `json:"cpu,omitempty"`
+	RoundCPU []cpuShare `json:"round_cpu,omitempty"`
 	// PageReporting: the kernel hands freed pages back to a hypervisor
 	// (virtio-balloon free page reporting), so they are fresh again soon.
 	PageReporting bool `json:"page_reporting,omitempty"`
