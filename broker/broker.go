@@ -76,6 +76,11 @@ type Config struct {
 	// that do not set it: an acks=all produce needs that many replicas in
 	// the ISR (cluster only). Default 1.
 	MinInsyncReplicas int
+	// ReplicaFetch tunes the follower fetchers (cluster only): MaxWait,
+	// MinBytes, MaxBytes, PartitionMaxBytes, Backoff and RequestTimeout
+	// (replica.fetch.* and replica.socket.timeout.ms); zero values take
+	// package replica's defaults. The broker sets the other fields.
+	ReplicaFetch replica.Config
 
 	// Dial, if set, opens the broker's connections to other brokers (the
 	// follower fetches; cluster only). Default net.Dialer. Tests wrap it to
@@ -150,7 +155,8 @@ func New(eng *engine.Engine, cfg Config) *Broker {
 			gc.OffsetsTopicNumPartitions = group.DefaultOffsetsTopicNumPartitions
 		}
 		b.isr = newISRTracker(b, cfg.ReplicaLagTimeMax, cfg.MinInsyncReplicas)
-		rc := replica.Config{NodeID: cfg.NodeID, Engine: eng, Logger: cfg.Logger}
+		rc := cfg.ReplicaFetch
+		rc.NodeID, rc.Engine, rc.Logger, rc.Request = cfg.NodeID, eng, cfg.Logger, nil
 		if cfg.Dial != nil {
 			b.kc = kclient.New(kclient.Config{ClientID: "easel-replica", Dial: cfg.Dial, Logger: cfg.Logger})
 			rc.Request = b.kc.Request

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/easel-io/easel/internal/kclient"
 	"github.com/easel-io/easel/netio"
 	"github.com/easel-io/easel/record"
+	"github.com/easel-io/easel/replica"
 )
 
 // clusterTestLogger logs at EASEL_TEST_LOG's level; default: nothing.
@@ -69,6 +71,10 @@ type testBrokers struct {
 	views   int
 	// lagMax is the brokers' ReplicaLagTimeMax (0: the default).
 	lagMax time.Duration
+	// fetch is the brokers' ReplicaFetch; seen, if set, sees every
+	// request a broker gets before it is handled.
+	fetch replica.Config
+	seen  func(*netio.Request)
 }
 
 // freeHostPort returns host:port free for TCP and UDP.
@@ -97,7 +103,14 @@ func newTestBrokers(t testing.TB, ids ...int32) *testBrokers {
 
 // newTestBrokersLag is newTestBrokers with replica.lag.time.max set.
 func newTestBrokersLag(t testing.TB, lagMax time.Duration, ids ...int32) *testBrokers {
-	c := &testBrokers{t: t, members: map[int32]*clusterMember{}, lagMax: lagMax}
+	return newTestBrokersSet(t, func(c *testBrokers) { c.lagMax = lagMax }, ids...)
+}
+
+// newTestBrokersSet is newTestBrokers with set applied before any broker
+// starts.
+func newTestBrokersSet(t testing.TB, set func(*testBrokers), ids ...int32) *testBrokers {
+	c := &testBrokers{t: t, members: map[int32]*clusterMember{}}
+	set(c)
 	for _, id := range ids {
 		h := "127.0.0." + strconv.Itoa(20+int(id))
 		m := &clusterMember{id: id, host: h, dir: t.TempDir(), raftAddr: freeHostPort(t, h), gossipAddr: freeHostPort(t, h)}
@@ -120,7 +133,7 @@ func (c *testBrokers) start(id int32) {
 	t.Helper()
 	m := c.members[id]
 	log := clusterTestLogger()
-	h := &laterHandler{}
+	h := &laterHandler{seen: c.seen}
 	srv, err := netio.Listen(netio.Config{Addr: m.host + ":0", Logger: log}, h)
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +171,7 @@ func (c *testBrokers) start(id int32) {
 		t.Fatalf("start node %d: %v", id, err)
 	}
 	b := New(eng, Config{NodeID: id, Host: m.host, Port: port, AutoCreateTopics: true, Logger: log, Cluster: node,
-		Group: group.Config{InitialRebalanceDelay: -1}, Dial: m.dialer.DialContext, ReplicaLagTimeMax: c.lagMax})
+		Group: group.Config{InitialRebalanceDelay: -1}, Dial: m.dialer.DialContext, ReplicaLagTimeMax: c.lagMax, ReplicaFetch: c.fetch})
 	h.b = b
 	go srv.Serve()
 	c.mu.Lock()
@@ -541,10 +554,71 @@ func uniq(m map[int32]int32) map[int32]bool {
 
 // laterHandler forwards to a Broker created after its listener is bound
 // (it must know the port it advertises).
-type laterHandler struct{ b *Broker }
+type laterHandler struct {
+	b    *Broker
+	seen func(*netio.Request) // if set, sees each request first
+}
 
 func (h *laterHandler) Handle(ctx context.Context, req *netio.Request) netio.Response {
+	if h.seen != nil {
+		h.seen(req)
+	}
 	return h.b.Handle(ctx, req)
+}
+
+// Config.ReplicaFetch reaches the followers: with replica.fetch.max.bytes at
+// 4 KiB every follower fetch asks for 4 KiB a partition, and replication
+// still completes (one small batch a round).
+func TestClusterReplicaFetchSettings(t *testing.T) {
+	var asked, other atomic.Int64
+	c := newTestBrokersSet(t, func(c *testBrokers) {
+		c.fetch = replica.Config{PartitionMaxBytes: 4096, MaxWait: 100 * time.Millisecond}
+		c.seen = func(req *netio.Request) {
+			if req.APIKey != 1 {
+				return
+			}
+			r := kmsg.NewPtrFetchRequest()
+			r.SetVersion(req.APIVersion)
+			if r.ReadFrom(req.Body) != nil || r.ReplicaID < 0 {
+				return
+			}
+			for _, tp := range r.Topics {
+				for _, p := range tp.Partitions {
+					if p.PartitionMaxBytes == 4096 {
+						asked.Add(1)
+					} else {
+						other.Add(1)
+					}
+				}
+			}
+		}
+	}, 1, 2)
+	c.waitFor("every broker ready", 30*time.Second, c.allReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(newClusterClient(t, c.running()))
+	if res, err := adm.CreateTopic(ctx, 1, 2, nil, "small"); err != nil || res.Err != nil {
+		t.Fatalf("create topic: %v %v", err, res.Err)
+	}
+	cl := newClusterClient(t, c.running(), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic("small"), kgo.ProducerLinger(0))
+	const n = 64
+	for i := range n {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: make([]byte, 3000)}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	c.waitFor("both replicas at the log end", 20*time.Second, func() bool {
+		for _, m := range c.members {
+			p, err := m.eng.Partition("small", 0)
+			if err != nil || p.EndOffset() != n || p.HighWatermark() != n {
+				return false
+			}
+		}
+		return true
+	})
+	if asked.Load() < n || other.Load() != 0 {
+		t.Fatalf("follower fetches: %d partitions asked for 4096 bytes, %d for another size", asked.Load(), other.Load())
+	}
 }
 
 // min.insync.replicas: an acks=all produce to a partition whose ISR is

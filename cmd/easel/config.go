@@ -15,6 +15,7 @@ import (
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
+	"github.com/easel-io/easel/replica"
 )
 
 // envPrefix starts the name of the environment variable that can set each
@@ -120,6 +121,9 @@ type clusterConfig struct {
 	// it; ReplicaLagTimeMax is replica.lag.time.max.ms.
 	MinInsyncReplicas int
 	ReplicaLagTimeMax time.Duration
+	// ReplicaFetch tunes the follower fetchers (replica.fetch.* and
+	// replica.socket.timeout.ms); the broker sets its other fields.
+	ReplicaFetch replica.Config
 	// Timing is "default" (production failure detection and elections) or
 	// "fast" (loopback tests).
 	Timing string
@@ -274,6 +278,20 @@ func parseCluster(cfg *config) error {
 	who := cfg.Loaded.who
 	if c.ReplicaLagTimeMax <= 0 {
 		return fmt.Errorf("%w: %s %v must be positive", errUsage, who("replica-lag-time-max"), c.ReplicaLagTimeMax)
+	}
+	rf := &c.ReplicaFetch
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"replica-fetch-wait-max", rf.MaxWait}, {"replica-fetch-backoff", rf.Backoff}, {"replica-socket-timeout", rf.RequestTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%w: %s %v must be positive", errUsage, who(d.name), d.v)
+		}
+	}
+	// As Kafka requires: a follower waiting in the leader's long poll
+	// must not look lagging for it.
+	if rf.MaxWait >= c.ReplicaLagTimeMax {
+		return fmt.Errorf("%w: %s %v must be below %s %v", errUsage, who("replica-fetch-wait-max"), rf.MaxWait, who("replica-lag-time-max"), c.ReplicaLagTimeMax)
 	}
 	if len(c.Voters) == 0 {
 		for _, name := range []string{"raft-listen", "gossip-listen", "join", "cluster-id"} {

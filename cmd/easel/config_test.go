@@ -18,6 +18,7 @@ import (
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
+	"github.com/easel-io/easel/replica"
 )
 
 // env is a fake environment for parseConfig.
@@ -49,7 +50,9 @@ func TestParseConfigDefaults(t *testing.T) {
 		HWCheckpointInterval:    5 * time.Second,
 		RetentionCheckInterval:  5 * time.Minute,
 		CleanerDedupeBufferSize: 128 << 20,
-		Cluster:                 clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second},
+		Cluster: clusterConfig{DefaultReplicationFactor: 1, Timing: "default", MinInsyncReplicas: 1, ReplicaLagTimeMax: 30 * time.Second,
+			ReplicaFetch: replica.Config{MaxWait: 500 * time.Millisecond, MinBytes: 1, MaxBytes: 10 << 20, PartitionMaxBytes: 1 << 20,
+				Backoff: time.Second, RequestTimeout: 30 * time.Second}},
 	}
 	for _, st := range settings {
 		if o := cfg.Loaded.origins[st.flag]; o.source != fromDefault {

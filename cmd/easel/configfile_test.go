@@ -16,6 +16,7 @@ import (
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/netio"
+	"github.com/easel-io/easel/replica"
 )
 
 // writeConfig writes a --config file and returns its path.
@@ -77,6 +78,12 @@ easel.cluster.id=abcdefghijklmnopqrstuv
 default.replication.factor=3
 min.insync.replicas=2
 replica.lag.time.max.ms=1500
+replica.fetch.max.bytes=2097152
+replica.fetch.response.max.bytes=4194304
+replica.fetch.min.bytes=2
+replica.fetch.wait.max.ms=250
+replica.fetch.backoff.ms=300
+replica.socket.timeout.ms=4000
 easel.cluster.timing=fast
 `
 	path := writeConfig(t, file)
@@ -105,6 +112,8 @@ easel.cluster.timing=fast
 			RaftListen: "127.0.0.1:9193", GossipListen: "127.0.0.1:9094", Join: []string{"127.0.0.2:9094", "127.0.0.3:9094"},
 			Rack: "r1", ClusterID: "abcdefghijklmnopqrstuv", DefaultReplicationFactor: 3, MinInsyncReplicas: 2,
 			ReplicaLagTimeMax: 1500 * time.Millisecond, Timing: "fast",
+			ReplicaFetch: replica.Config{PartitionMaxBytes: 2 << 20, MaxBytes: 4 << 20, MinBytes: 2, MaxWait: 250 * time.Millisecond,
+				Backoff: 300 * time.Millisecond, RequestTimeout: 4 * time.Second},
 		},
 	}
 	l := cfg.Loaded
@@ -232,6 +241,9 @@ func TestConfigFileUnknownAndMalformed(t *testing.T) {
 		{"log.retention.hours=two", "log.retention.hours (%s:1): invalid value \"two\": want a whole number"},
 		{"replica.lag.time.max.ms=30s", "replica.lag.time.max.ms (%s:1): invalid value \"30s\": want a whole number of milliseconds"},
 		{"replica.lag.time.max.ms=0", "replica.lag.time.max.ms (%s:1) 0s must be positive"},
+		{"replica.fetch.max.bytes=0", "replica.fetch.max.bytes (%s:1): invalid value \"0\": want a whole number in 1..2147483647"},
+		{"replica.fetch.backoff.ms=0", "replica.fetch.backoff.ms (%s:1) 0s must be positive"},
+		{"replica.lag.time.max.ms=400\nreplica.fetch.wait.max.ms=500", "replica.fetch.wait.max.ms (%s:2) 500ms must be below replica.lag.time.max.ms (%s:1) 400ms"},
 		{"listeners=SSL://h:9093", `listener "SSL": only PLAINTEXT is supported`},
 		{"listeners=PLAINTEXT://a:1,PLAINTEXT://b:2", "one listener"},
 		{"listeners=localhost", "listeners (%s:1)"},

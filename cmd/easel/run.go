@@ -128,6 +128,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 		Cluster:           node,
 		MinInsyncReplicas: cfg.Cluster.MinInsyncReplicas,
 		ReplicaLagTimeMax: cfg.Cluster.ReplicaLagTimeMax,
+		ReplicaFetch:      cfg.Cluster.ReplicaFetch,
 	})
 	if met != nil {
 		met.Watch(metrics.Sources{Engine: eng, Broker: h.b, Node: node, NodeID: cfg.NodeID, MinInsyncReplicas: cfg.Cluster.MinInsyncReplicas})

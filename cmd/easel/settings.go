@@ -16,6 +16,7 @@ import (
 	"github.com/easel-io/easel/group"
 	"github.com/easel-io/easel/internal/properties"
 	"github.com/easel-io/easel/netio"
+	"github.com/easel-io/easel/replica"
 )
 
 // setting is one configuration setting. It can be given, from the highest
@@ -189,6 +190,24 @@ var settings = func() []setting {
 		{flag: "replica-lag-time-max", key: "replica.lag.time.max.ms", def: "30s",
 			doc:  "a follower not caught up for this long leaves the ISR (in the file: milliseconds)",
 			bind: duration(func(c *config) *time.Duration { return &c.Cluster.ReplicaLagTimeMax }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "replica-fetch-max-bytes", key: "replica.fetch.max.bytes", def: strconv.Itoa(replica.DefaultPartitionMaxBytes),
+			doc:  "record bytes a follower asks for per partition and fetch (the first batch comes whole even if larger)",
+			bind: intIn(1, math.MaxInt32, func(c *config) *int32 { return &c.Cluster.ReplicaFetch.PartitionMaxBytes })},
+		{flag: "replica-fetch-response-max-bytes", key: "replica.fetch.response.max.bytes", def: strconv.Itoa(replica.DefaultMaxBytes),
+			doc:  "record bytes one follower fetch response may hold over all its partitions",
+			bind: intIn(1, math.MaxInt32, func(c *config) *int32 { return &c.Cluster.ReplicaFetch.MaxBytes })},
+		{flag: "replica-fetch-min-bytes", key: "replica.fetch.min.bytes", def: strconv.Itoa(replica.DefaultMinBytes),
+			doc:  "record bytes a leader waits for (up to the fetch wait) before answering a follower",
+			bind: intIn(1, math.MaxInt32, func(c *config) *int32 { return &c.Cluster.ReplicaFetch.MinBytes })},
+		{flag: "replica-fetch-wait-max", key: "replica.fetch.wait.max.ms", def: replica.DefaultMaxWait.String(),
+			doc:  "how long a leader may hold a follower's fetch waiting for data; below replica.lag.time.max.ms (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Cluster.ReplicaFetch.MaxWait }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "replica-fetch-backoff", key: "replica.fetch.backoff.ms", def: replica.DefaultBackoff.String(),
+			doc:  "pause of a follower's fetcher after a failed request, and the longest pause of a partition after its errors (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Cluster.ReplicaFetch.Backoff }), fromFile: fromMillis, toFile: toMillis},
+		{flag: "replica-socket-timeout", key: "replica.socket.timeout.ms", def: replica.DefaultRequestTimeout.String(),
+			doc:  "how long a follower's request may take beyond the fetch wait before it is given up (in the file: milliseconds)",
+			bind: duration(func(c *config) *time.Duration { return &c.Cluster.ReplicaFetch.RequestTimeout }), fromFile: fromMillis, toFile: toMillis},
 		{flag: "cluster-timing", key: "easel.cluster.timing", def: "default",
 			doc:  "failure detection and election timing: default (a dead broker is found in about 2-3 s) or fast (under a second; loopback tests only, it flaps under load)",
 			bind: oneOf([]string{"default", "fast"}, func(c *config) *string { return &c.Cluster.Timing })},
