@@ -165,27 +165,18 @@ func TestEndOffsetIsReadable(t *testing.T) {
 	var failures atomic.Int64
 	var failMsg atomic.Value
 	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				end := p.EndOffset()
-				if end == 0 {
-					continue
-				}
-				c, err := p.ReadBatches(end-1, 1)
-				if err != nil || c.FirstOffset != end-1 {
-					failures.Add(1)
-					failMsg.Store(err)
-				}
-				c.Release()
+		spin(&wg, stop, func() {
+			end := p.EndOffset()
+			if end == 0 {
+				return
 			}
-		}()
+			c, err := p.ReadBatches(end-1, 1)
+			if err != nil || c.FirstOffset != end-1 {
+				failures.Add(1)
+				failMsg.Store(err)
+			}
+			c.Release()
+		})
 	}
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(deadline) {

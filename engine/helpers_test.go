@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/easel-io/easel/codec"
@@ -213,4 +214,20 @@ func describe(b []byte) string {
 		return fmt.Sprintf("unparsable (%v)", err)
 	}
 	return fmt.Sprintf("batch [%d, %d] %d bytes", h.BaseOffset, h.LastOffset(), h.Size())
+}
+
+// spin runs step over and over on a goroutine of wg until stop is closed.
+func spin(wg *sync.WaitGroup, stop <-chan struct{}, step func()) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				step()
+			}
+		}
+	}()
 }

@@ -64,23 +64,9 @@ func TestCutsRaceHighWatermarkAndFsync(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait() // before the engine closes (deferred first)
 	defer close(stop)
-	loop := func(step func()) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					step()
-				}
-			}
-		}()
-	}
 	var flushErr sync.Once
-	loop(func() { f.SetHighWatermark(1 << 40) })
-	loop(func() {
+	spin(&wg, stop, func() { f.SetHighWatermark(1 << 40) })
+	spin(&wg, stop, func() {
 		if err := f.Flush(); err != nil {
 			flushErr.Do(func() { t.Error(err) })
 		}

@@ -94,13 +94,14 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	}
 	runStart, haveCPU := readCPUTimes()
 	roundStart := runStart
-	endRound := func() {
+	endRound := func() { // and, at the end, of the whole run
 		if now, ok := readCPUTimes(); ok && haveCPU {
 			if sh := shareSince(roundStart, now); sh != nil {
 				sh.Round = r.round + 1
 				r.rep.Meta.RoundCPU = append(r.rep.Meta.RoundCPU, *sh)
 			}
 			roundStart = now
+			r.rep.Meta.CPU = shareSince(runStart, now)
 		}
 	}
 	for _, sl := range schedule(cfg.Targets, cfg.Repeat) {
@@ -114,9 +115,6 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		r.runSlot(ctx, sl.Target)
 	}
 	endRound()
-	if now, ok := readCPUTimes(); ok && haveCPU {
-		r.rep.Meta.CPU = shareSince(runStart, now)
-	}
 	r.rep.Meta.LoadEnd = readTrim("/proc/loadavg")
 	r.endStep()
 	_ = r.bar.Finish()
