@@ -318,7 +318,7 @@ func (p compactPolicy) clean(env *cleanerEnv, l Log, cfg TopicConfig, now time.T
 
 // isCompacted reports whether a cleanup.policy value includes compact.
 func isCompacted(policy string) bool {
-	for _, p := range strings.Split(policy, ",") {
+	for p := range strings.SplitSeq(policy, ",") {
 		if strings.TrimSpace(p) == CleanupCompact {
 			return true
 		}
