@@ -76,7 +76,12 @@ func (s *Segment) Recover() (truncated int64, err error) {
 	s.size.Store(pos)
 	s.next.Store(next)
 	if !writable {
+		// Recovered indexes may soon lie below the recovery point: flush
+		// them now (Seal leaves that to Sync).
 		if err := s.Seal(); err != nil {
+			return 0, err
+		}
+		if err := s.syncSealedIndexes(); err != nil {
 			return 0, err
 		}
 	}

@@ -187,6 +187,9 @@ type Segment struct {
 		detached bool
 	}
 
+	// idxUnsynced: Seal trimmed the indexes and left their flush to Sync.
+	idxUnsynced atomic.Bool
+
 	// mmap views for zero-copy reads; see View.
 	views viewState
 
@@ -638,18 +641,63 @@ func (s *Segment) tail() (next, size int64) {
 	}
 }
 
-// Sync flushes the log to stable storage. The indexes are not flushed: the
-// active segment's are rebuilt from the log after a crash, and Seal flushes
-// a segment's indexes before it can fall below the recovery point.
+// Sync flushes the log to stable storage, and the indexes of a sealed
+// segment the first time after Seal. An active segment's indexes are not
+// flushed: they are rebuilt from the log after a crash.
 func (s *Segment) Sync() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	if err := fdatasync(s.log); err != nil {
+	if err := syncFile(s.log); err != nil {
 		return fmt.Errorf("segment %s: fdatasync: %w", s.name(), err)
 	}
+	return s.syncSealedIndexes()
+}
+
+// syncSealedIndexes flushes the index files that Seal trimmed and unmapped,
+// once. They are opened by name under the index lock (so that no move or
+// detach swaps the names meanwhile) and flushed outside it. A missing file
+// is skipped: a missing index is rebuilt from the log when needed.
+func (s *Segment) syncSealedIndexes() error {
+	if !s.idxUnsynced.Load() {
+		return nil
+	}
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	s.idx.Lock()
+	if s.idx.detached {
+		s.idx.Unlock()
+		return nil // deleted or replaced: these indexes no longer matter
+	}
+	for _, suf := range []string{IndexSuffix, TimeIndexSuffix} {
+		f, err := os.Open(s.path(suf))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			s.idx.Unlock()
+			closeAll()
+			return fmt.Errorf("segment %s: index fsync: %w", s.name(), err)
+		}
+		files = append(files, f)
+	}
+	s.idx.Unlock()
+	defer closeAll()
+	for _, f := range files {
+		if err := syncFile(f); err != nil {
+			return fmt.Errorf("segment %s: index fsync: %w", s.name(), err)
+		}
+	}
+	s.idxUnsynced.Store(false)
 	return nil
 }
+
+// syncFile is fdatasync; tests replace it to count or delay flushes.
+var syncFile = fdatasync
 
 // fdatasync flushes f's data and the metadata needed to read it back (its
 // size), but not its timestamps: one device flush instead of two.
@@ -674,7 +722,8 @@ func fdatasync(f *os.File) error {
 
 // Seal marks the segment read-only: its indexes are trimmed to their used
 // size and closed (they are mapped again, read-only, when next needed), and
-// the log's preallocated reserve, if any, is given back. It does nothing to
+// the log's preallocated reserve, if any, is given back. Seal flushes
+// nothing: the next Sync flushes the indexes with the log. It does nothing to
 // a deleted or retired segment.
 func (s *Segment) Seal() error {
 	if err := s.sealIndexes(); err != nil || s.deleted.Load() || s.retired.Load() {
@@ -691,11 +740,14 @@ func (s *Segment) sealIndexes() error {
 	}
 	s.idx.writable = false
 	if s.idx.offsets != nil {
-		// Sealed segments sit below the recovery point and are trusted
-		// after a crash: their indexes must be on disk.
-		if err := errors.Join(s.idx.offsets.Trim(), s.idx.times.Trim(), s.idx.offsets.Sync(), s.idx.times.Sync()); err != nil {
+		if err := errors.Join(s.idx.offsets.Trim(), s.idx.times.Trim()); err != nil {
 			return fmt.Errorf("segment %s: seal: %w", s.name(), err)
 		}
+		// Sealed segments fall below the recovery point and are trusted
+		// after a crash, so their indexes must reach the disk: Sync
+		// flushes them. Not here, because Seal runs in the append path
+		// at roll and an fsync may wait for a journal commit.
+		s.idxUnsynced.Store(true)
 	}
 	if err := s.closeIndexesLocked(); err != nil {
 		return fmt.Errorf("segment %s: seal: %w", s.name(), err)

@@ -385,3 +385,59 @@ func FuzzRecover(f *testing.F) {
 		}
 	})
 }
+
+// TestSealLeavesFlushToSync: Seal, which runs in the append path at roll,
+// flushes nothing; the next Sync flushes the log and both trimmed indexes,
+// and later Syncs only the log. The indexes read back right afterwards.
+func TestSealLeavesFlushToSync(t *testing.T) {
+	var synced []string
+	old := syncFile
+	syncFile = func(f *os.File) error {
+		synced = append(synced, filepath.Ext(f.Name()))
+		return old(f)
+	}
+	t.Cleanup(func() { syncFile = old })
+
+	dir := t.TempDir()
+	cfg := Config{IndexInterval: 256, MaxIndexBytes: 4096}
+	s, err := Create(dir, 0, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := fill(t, s, 40, 50)
+	if err := s.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 0 {
+		t.Fatalf("Seal flushed %v", synced)
+	}
+	for i, want := range [][]string{{LogSuffix, IndexSuffix, TimeIndexSuffix}, {LogSuffix}} {
+		synced = nil
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(synced) != fmt.Sprint(want) {
+			t.Fatalf("Sync %d flushed %v, want %v", i+1, synced, want)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, suf := range []string{IndexSuffix, TimeIndexSuffix} {
+		fi, err := os.Stat(filepath.Join(dir, FileName(0)+suf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() >= 4096 {
+			t.Fatalf("%s after seal: %d bytes, want it trimmed", suf, fi.Size())
+		}
+	}
+	s, err = Open(dir, 0, cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, err := s.View(30, 1); err != nil || !bytes.Equal(v, batches[10]) {
+		t.Fatalf("view after reopen: %v", err)
+	}
+}
