@@ -25,6 +25,7 @@ import (
 	"github.com/easel-io/easel/engine"
 	"github.com/easel-io/easel/gossip"
 	"github.com/easel-io/easel/group"
+	"github.com/easel-io/easel/internal/freeport"
 	"github.com/easel-io/easel/internal/kclient"
 	"github.com/easel-io/easel/netio"
 	"github.com/easel-io/easel/record"
@@ -77,24 +78,16 @@ type testBrokers struct {
 	seen  func(*netio.Request)
 }
 
-// freeHostPort returns host:port free for TCP and UDP.
+// freeHostPort returns host:port free for TCP and UDP, outside the
+// ephemeral range (package freeport), so that a restarted broker gets it
+// back.
 func freeHostPort(t testing.TB, host string) string {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", host+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(p)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return net.JoinHostPort(host, strconv.Itoa(p))
-		}
+	p, err := freeport.Pick(host)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return ""
+	return net.JoinHostPort(host, strconv.Itoa(p))
 }
 
 func newTestBrokers(t testing.TB, ids ...int32) *testBrokers {

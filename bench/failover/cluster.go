@@ -21,7 +21,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/easel-io/easel/bench/internal/easelproc"
+	"github.com/easel-io/easel/internal/freeport"
 )
 
 // startTimeout bounds how long a broker may take to log its start line.
@@ -86,7 +86,7 @@ func newCluster(bin, timing, root string, extra []string, ids ...int32) (*cluste
 		n := &node{id: id, dir: filepath.Join(root, fmt.Sprintf("data-%d", id))}
 		var err error
 		for _, p := range []*string{&n.kafka, &n.raft, &n.gossip} {
-			if *p, err = easelproc.FreeAddr(); err != nil {
+			if *p, err = freeport.Addr(); err != nil {
 				return nil, err
 			}
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/easel-io/easel/internal/freeport"
 )
 
 // findRoot returns the directory of the main module (github.com/easel-io/easel)
@@ -48,15 +49,9 @@ func goBuild(ctx context.Context, moduleDir, pkg, binDir, name string) (string, 
 	return out, nil
 }
 
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort returns a free loopback TCP port below the ephemeral range (see
+// package freeport).
+func freePort() (int, error) { return freeport.Pick("127.0.0.1") }
 
 // child is a process the harness started.
 type child struct {

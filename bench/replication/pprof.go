@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/easel-io/easel/bench/internal/easelproc"
+	"github.com/easel-io/easel/internal/freeport"
 )
 
 // enablePprof makes every broker serve pprof (set before start) and
@@ -24,7 +24,7 @@ func (bs *brokers) enablePprof(prefix string) error {
 		return err
 	}
 	for _, b := range bs.List {
-		addr, err := easelproc.FreeAddr()
+		addr, err := freeport.Addr()
 		if err != nil {
 			return err
 		}

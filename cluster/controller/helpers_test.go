@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/easel-io/easel/cluster"
 	"github.com/easel-io/easel/gossip"
-	"github.com/hashicorp/memberlist"
+	"github.com/easel-io/easel/internal/freeport"
 )
 
 // testLogger logs at EASEL_TEST_LOG's level (debug, info, warn, error);
@@ -37,24 +39,15 @@ func testLogger() *slog.Logger {
 // hostOf gives node id its own loopback address, 127.0.0.(10+id).
 func hostOf(id int32) string { return "127.0.0." + strconv.Itoa(10+int(id)) }
 
-// freePort returns a port free for TCP and UDP on host.
+// freePort returns a port free for TCP and UDP on host (see package
+// freeport: outside the ephemeral range, so a restarted node gets it back).
 func freePort(t testing.TB, host string) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", host+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(p)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return p
-		}
+	p, err := freeport.Pick(host)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return 0
+	return p
 }
 
 // waitFor polls cond every 10 ms until it holds or timeout passes.

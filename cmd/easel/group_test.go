@@ -19,6 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/easel-io/easel/internal/freeport"
 )
 
 // produceValues produces "<prefix>-<i>" for i in [from, to) and waits for
@@ -169,15 +171,15 @@ func (s *stableAddr) serve(c net.Conn) {
 }
 
 // freeAddr returns a loopback address with a port that was free a moment
-// ago, so that a restarted broker can listen where it listened before.
+// ago, outside the ephemeral range (package freeport), so that a restarted
+// broker can listen where it listened before.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 // groupMember is a franz-go group consumer counting its rebalance

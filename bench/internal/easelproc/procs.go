@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/easel-io/easel/internal/freeport"
 )
 
 // ReadyTimeout bounds how long brokers may take to start and see each other.
@@ -67,22 +68,6 @@ type Cluster struct {
 	Cl   *kgo.Client  // Adm's client
 }
 
-// FreeAddr returns a loopback address whose port is free for TCP and UDP
-// (gossip uses both).
-func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	pc, err := net.ListenPacket("udp", ln.Addr().String())
-	if err != nil {
-		return "", err
-	}
-	pc.Close()
-	return ln.Addr().String(), nil
-}
-
 // New lays out c.N brokers on free ports. It starts nothing: see StartAll.
 func New(c Config) (*Cluster, error) {
 	if c.N < 1 {
@@ -110,7 +95,7 @@ func New(c Config) (*Cluster, error) {
 			addrs = append(addrs, &b.Raft, &b.Gossip)
 		}
 		for _, p := range addrs {
-			if *p, err = FreeAddr(); err != nil {
+			if *p, err = freeport.Addr(); err != nil {
 				return nil, err
 			}
 		}
