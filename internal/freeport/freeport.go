@@ -24,7 +24,8 @@ const low = 10000
 
 // ephemeralLow is the first port of the kernel's ephemeral range
 // (/proc/sys/net/ipv4/ip_local_port_range), or Linux's default low end
-// where the file cannot be read.
+// where the file cannot be read or the range starts too low to leave room
+// below it (Pick's ports may then collide as ":0" ones do).
 func ephemeralLow() int {
 	const linuxDefault = 32768
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
