@@ -11,12 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/easel-io/easel/bench/internal/pagecache"
 )
 
 // roleEnv makes the harness binary act as a helper process instead.
@@ -216,48 +217,14 @@ type pageWarm struct {
 	Err     string  `json:"error,omitempty"`
 }
 
-// warmPageCache writes n bytes to a new file in dir in 1 MiB blocks and
-// deletes it, so that the next target's writes go to page-cache pages the
-// machine has used before (on this VM the first touch of a page is several
-// times slower than a recycled one). Deleting the file frees its pages
-// without writing them back if writeback has not reached them yet.
+// warmPageCache writes n bytes to a file in dir and deletes it (see
+// pagecache.Warm), returning how long that took and the rate.
 func warmPageCache(dir string, n int64) (seconds, mbps float64, err error) {
-	path := filepath.Join(dir, "page-cache-warm-up")
-	f, err := os.Create(path)
-	if err != nil {
+	el, err := pagecache.Warm(filepath.Join(dir, "page-cache-warm-up"), n)
+	if err != nil || el <= 0 {
 		return 0, 0, err
 	}
-	defer os.Remove(path)
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for i := range buf {
-		buf[i] = byte(i*13 + 1)
-	}
-	start := time.Now()
-	for done := int64(0); done < n; done += int64(len(buf)) {
-		if _, err := f.Write(buf); err != nil {
-			return 0, 0, err
-		}
-	}
-	el := time.Since(start).Seconds()
-	return el, float64(n) / el / 1e6, nil
-}
-
-// memAvailable is /proc/meminfo's MemAvailable in bytes (0 if unknown).
-func memAvailable() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
+	return el.Seconds(), float64(n) / el.Seconds() / 1e6, nil
 }
 
 // limitLoopback starts this binary as a sink process and measures one TCP

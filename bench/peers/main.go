@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/easel-io/easel/bench/internal/pagecache"
 )
 
 // allTargets lists the -targets names in the order they run.
@@ -46,12 +48,17 @@ type config struct {
 	Repeat int
 	// WarmBytes is written to a file and deleted before each target (the
 	// page-cache warm-up; 0: none).
-	WarmBytes    int64
-	Scale        []int // partition counts for the scaling figure
-	StartupBytes int64 // data written before the start-up measurements (0: skip)
-	Pprof        bool  // capture CPU profiles of the Easel broker
-	BenchmarksMD string
-	RedisServer  string
+	WarmBytes int64
+	// Reporting is the free page reporting state the run found;
+	// ReportingHeld says whether the harness held it off for the run
+	// (see pagecache), in which case run primes memory first.
+	Reporting     pagecache.Reporting
+	ReportingHeld bool
+	Scale         []int // partition counts for the scaling figure
+	StartupBytes  int64 // data written before the start-up measurements (0: skip)
+	Pprof         bool  // capture CPU profiles of the Easel broker
+	BenchmarksMD  string
+	RedisServer   string
 	// EaselBin is a prebuilt broker binary to measure instead of building
 	// cmd/easel (an A/B of two builds); it must take cmd/easel's flags.
 	EaselBin string
@@ -181,6 +188,8 @@ func mainErr() error {
 	quiet := flag.Bool("quiet", false, "no progress bar")
 	flag.Float64Var(&e2eRate, "e2e-rate", 0, "offer this many records/s in the end-to-end latency phase instead of half of each target's peak (capped at the peak)")
 	scale := flag.String("scale", "", "override the partition counts of the scaling figure (comma-separated; \"none\" skips it)")
+	hold := flag.Bool("hold-page-reporting", true, "on a virtual machine that hands freed pages back to its host (free page reporting), hold that off while the run lasts "+
+		"(page_reporting_order raised, put back at the end; needs root) and touch most of the memory once first, so that the warm-ups keep their pages; false: leave the machine as it is")
 	render := flag.String("render", "", "measure nothing: re-render the report, charts (and -benchmarks-md) from this results.json (relative to the repository root)")
 	flag.Parse()
 	if *quick && *full {
@@ -289,6 +298,20 @@ func mainErr() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	cfg.Reporting = pagecache.ReadReporting()
+	if *hold {
+		was, restore, err := pagecache.HoldReporting()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "peers: %v; measuring with free page reporting on\n", err)
+		} else {
+			cfg.Reporting, cfg.ReportingHeld = was, was.Active && !was.Off
+			defer func() {
+				if err := restore(); err != nil {
+					fmt.Fprintf(os.Stderr, "peers: free page reporting stays held off: %v\n", err)
+				}
+			}()
+		}
+	}
 	start := time.Now()
 	rep, err := run(ctx, cfg)
 	if err != nil {

@@ -164,6 +164,16 @@ func TestSmokeEmbedded(t *testing.T) {
 			t.Errorf("report lacks %q", s)
 		}
 	}
+	held := *rep
+	held.Meta.PageReporting, held.Meta.PageReportingHeld, held.Meta.PageReportingOrder = true, true, 9
+	held.Meta.PrimeBytes, held.Meta.PrimeSeconds = 19<<30, 41
+	if md := renderReport(&held, nil, "", 1); !strings.Contains(md, "page_reporting_order 9 raised") || !strings.Contains(md, "touched and freed 19.0 GiB of memory (in 41 s)") {
+		t.Errorf("report of a run with free page reporting held off does not say so")
+	}
+	held.Meta.PageReportingHeld = false
+	if md := renderReport(&held, nil, "", 1); !strings.Contains(md, "see the same mix of fresh and recycled pages") {
+		t.Errorf("report of a run with free page reporting on does not say so")
+	}
 	if _, ok := readCPUTimes(); ok {
 		if rep.Meta.CPU == nil || len(rep.Meta.RoundCPU) != 2 || !strings.Contains(md, "stolen by the hypervisor") || !strings.Contains(md, "steal by round: ") {
 			t.Errorf("CPU time of the run %+v and of its rounds %+v not reported", rep.Meta.CPU, rep.Meta.RoundCPU)

@@ -388,10 +388,17 @@ func renderReport(rep *report, charts []string, chartPrefix string, level int) s
 			"and each target's data directory was deleted when the target was done, so that every target started from the same memory state "+
 			"(on this VM a page-cache page touched for the first time is several times slower to write than a recycled one; see the "+
 			"file-write rows of the machine limits). ", fmtBytes(m.Warm), len(rep.Warmups), fmtSpreadMB(ws))
-		if m.PageReporting {
+		switch {
+		case m.PageReportingHeld:
+			w("This kernel reports freed memory to the host (virtio-balloon free page reporting), which takes it back about two seconds "+
+				"after it is freed; the harness held that off for the run (page_reporting_order %d raised above the largest block order, "+
+				"put back at the end) and touched and freed %s of memory (in %.0f s) before the first target, so that the warm-ups kept "+
+				"their pages and nearly every write went to a page the machine had touched before. ",
+				m.PageReportingOrder, fmtBytes(m.PrimeBytes), m.PrimeSeconds)
+		case m.PageReporting:
 			w("This kernel reports freed memory to the host (virtio-balloon free page reporting), which takes it back about two seconds " +
 				"after it is freed, so a warm-up covers a target's first writes only; the later phases of every target see the same mix of " +
-				"fresh and recycled pages. ")
+				"fresh and recycled pages (-hold-page-reporting, as root, holds it off). ")
 		}
 	} else {
 		w("No page-cache warm-up (-warm-bytes 0): whichever target writes first pays for fresh pages. ")

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/easel-io/easel/bench/internal/easelproc"
+	"github.com/easel-io/easel/bench/internal/pagecache"
 )
 
 // report is everything one run produced; results.json holds it.
@@ -91,6 +92,9 @@ func run(ctx context.Context, cfg config) (*report, error) {
 	if slices.Contains(cfg.Targets, "machine") {
 		// Before anything has written: the cost of pages not used before.
 		r.add(firstTouchLimit(tmp, cfg.Duration, cfg.MaxBytes))
+	}
+	if cfg.ReportingHeld {
+		r.prime()
 	}
 	runStart, haveCPU := readCPUTimes()
 	roundStart := runStart
@@ -180,7 +184,7 @@ func (r *runner) warmPages(next string, n int64) {
 	if r.cfg.WarmBytes <= 0 {
 		return // -warm-bytes 0: no warm-up at all
 	}
-	if avail := memAvailable(); avail > 0 {
+	if avail := pagecache.MemAvailable(); avail > 0 {
 		n = min(n, avail/2)
 	}
 	if n <= 0 {
@@ -193,6 +197,23 @@ func (r *runner) warmPages(next string, n int64) {
 		r.note("page-cache warm-up before %s: %v", next, err)
 	}
 	r.rep.Warmups = append(r.rep.Warmups, w)
+}
+
+// primeReserve is the memory prime leaves untouched: room for the harness,
+// the targets' processes and what the page cache already holds.
+const primeReserve = 4 << 30
+
+// prime touches and frees all available memory but primeReserve once,
+// before the first target, while free page reporting is held off: from
+// then on the page cache recycles pages the guest has touched, and the
+// warm-ups keep what they warm (see pagecache).
+func (r *runner) prime() {
+	n, el, err := pagecache.Prime(primeReserve)
+	if err != nil {
+		r.note("%v", err)
+		return
+	}
+	r.rep.Meta.PrimeBytes, r.rep.Meta.PrimeSeconds = n, el.Seconds()
 }
 
 // steps counts the progress bar's steps.
@@ -858,12 +879,9 @@ func machineMeta(cfg config) meta {
 		Warm:    cfg.WarmBytes,
 		Load:    readTrim("/proc/loadavg"),
 	}
-	if _, err := os.Stat("/sys/module/page_reporting"); err == nil {
-		if ents, err := os.ReadDir("/sys/bus/virtio/drivers/virtio_balloon"); err == nil {
-			for _, e := range ents {
-				m.PageReporting = m.PageReporting || strings.HasPrefix(e.Name(), "virtio")
-			}
-		}
+	m.PageReporting = cfg.Reporting.Active && !cfg.Reporting.Off
+	if cfg.ReportingHeld {
+		m.PageReportingHeld, m.PageReportingOrder = true, cfg.Reporting.Order
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -915,6 +933,14 @@ type meta struct {
 	// PageReporting: the kernel hands freed pages back to a hypervisor
 	// (virtio-balloon free page reporting), so they are fresh again soon.
 	PageReporting bool `json:"page_reporting,omitempty"`
+	// PageReportingHeld: the harness held the reporting off for the run,
+	// raising page_reporting_order from PageReportingOrder and putting it
+	// back at the end, and touched PrimeBytes of memory (in PrimeSeconds)
+	// before the first target.
+	PageReportingHeld  bool    `json:"page_reporting_held,omitempty"`
+	PageReportingOrder int     `json:"page_reporting_order,omitempty"`
+	PrimeBytes         int64   `json:"prime_bytes,omitempty"`
+	PrimeSeconds       float64 `json:"prime_seconds,omitempty"`
 }
 
 func readTrim(path string) string {

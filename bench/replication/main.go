@@ -31,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/easel-io/easel/bench/internal/pagecache"
 )
 
 type options struct {
@@ -41,6 +43,7 @@ type options struct {
 	maxLoad                  float64
 	warmBytes                int64
 	keep, noTput, noLat      bool
+	holdReporting            bool
 	only                     string
 	pprofDir                 string
 }
@@ -58,6 +61,8 @@ func main() {
 	flag.Float64Var(&o.maxLoad, "max-load", 2, "wait before a run while the 1-minute load average is above this and the machine is busy")
 	flag.DurationVar(&o.loadWait, "load-wait", 60*time.Second, "longest wait for the load to drop before a run")
 	flag.Int64Var(&o.warmBytes, "warm-bytes", 1<<30, "bytes written to a file and deleted before each run (page-cache warm-up; 0: none)")
+	flag.BoolVar(&o.holdReporting, "hold-page-reporting", true, "on a virtual machine that hands freed pages back to its host (free page reporting), hold that off while the bench runs "+
+		"(page_reporting_order raised, put back at the end; needs root) and touch most of the memory once first, so that the warm-ups keep their pages; false: leave the machine as it is")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data and broker logs)")
 	flag.BoolVar(&o.noTput, "no-throughput", false, "skip the throughput runs")
 	flag.BoolVar(&o.noLat, "no-latency", false, "skip the latency runs")
@@ -135,8 +140,11 @@ func run(ctx context.Context, o options) (err error) {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
+	memory := holdPages(o)
+	defer memory.release()
 	began := time.Now()
 	fmt.Printf("machine: %d CPUs, %s %s/%s; load average %s; easel %s\n", numCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, loadavg(), bin)
+	fmt.Printf("memory: %s\n", memory)
 	fmt.Printf("settings: %d B records, %d producer clients (linger %v, acks=1 and acks=all both without idempotence, %d requests in flight per broker, no compression), "+
 		"ramp %v + window %v per run, %d rounds, latency %d records/s from 1 client with linger 0, warm-up %d MiB before each run\n\n",
 		recordSize, o.producers, throughputLinger, inflight, o.ramp, o.dur, o.repeat, o.latRate, o.warmBytes>>20)
@@ -236,7 +244,7 @@ func runOne(ctx context.Context, o options, root, bin string, w workload, name s
 	if res.err = bs.CreateTopic(ctx, "bench", parts, w.cfg.rf, nil); res.err != nil {
 		return res
 	}
-	if res.err = warmPageCache(filepath.Join(root, "warm"), o.warmBytes); res.err != nil {
+	if _, res.err = pagecache.Warm(filepath.Join(root, "warm"), o.warmBytes); res.err != nil {
 		return res
 	}
 	if w.latency() {
@@ -288,26 +296,52 @@ func waitForQuiet(ctx context.Context, o options) string {
 	}
 }
 
-// warmPageCache writes n bytes to path and deletes it, so that the next
-// run's writes get recycled page-cache pages (see BENCHMARKS.md, issue 13).
-func warmPageCache(path string, n int64) error {
-	if n <= 0 {
-		return nil
+// heldPages is what holdPages did: the free page reporting it found, and
+// whether it held it off and primed memory.
+type heldPages struct {
+	was     pagecache.Reporting
+	held    bool
+	restore func() error
+	primed  int64
+	took    time.Duration
+	err     error
+}
+
+// holdPages holds free page reporting off and primes memory (see
+// pagecache), leaving 4 GiB for the brokers and the bench, if -hold-page-reporting
+// asks for it and the machine reports freed pages.
+func holdPages(o options) *heldPages {
+	h := &heldPages{was: pagecache.ReadReporting(), restore: func() error { return nil }}
+	if !o.holdReporting || !h.was.Active || h.was.Off {
+		return h
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
+	if h.was, h.restore, h.err = pagecache.HoldReporting(); h.err != nil {
+		return h
 	}
-	buf := make([]byte, 1<<20)
-	for w := int64(0); w < n; w += int64(len(buf)) {
-		if _, err := f.Write(buf); err != nil {
-			f.Close()
-			os.Remove(path)
-			return err
-		}
+	h.held = true
+	h.primed, h.took, h.err = pagecache.Prime(4 << 30)
+	return h
+}
+
+func (h *heldPages) release() {
+	if err := h.restore(); err != nil {
+		fmt.Fprintf(os.Stderr, "replication: free page reporting stays held off: %v\n", err)
 	}
-	f.Close()
-	return os.Remove(path)
+}
+
+func (h *heldPages) String() string {
+	switch {
+	case h.held && h.err == nil:
+		return fmt.Sprintf("free page reporting held off for the run (page_reporting_order %d raised, put back at the end); %d MiB touched and freed in %v first, so that writes recycle pages",
+			h.was.Order, h.primed>>20, h.took.Round(100*time.Millisecond))
+	case h.held:
+		return fmt.Sprintf("free page reporting held off for the run (page_reporting_order %d raised, put back at the end); priming failed: %v", h.was.Order, h.err)
+	case h.err != nil:
+		return fmt.Sprintf("free page reporting on: %v", h.err)
+	case h.was.Active && !h.was.Off:
+		return "free page reporting on: pages freed more than about 2 s before a write are fresh again (slow to write)"
+	}
+	return "no free page reporting"
 }
 
 func loadavg() string {
